@@ -1,0 +1,340 @@
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// RequestStore keeps requests, their decisions, the grants they become and the audit trail.
+type RequestStore interface {
+	// CreateRequest stores a new request and its creation event.
+	CreateRequest(ctx context.Context, r Request, e AuditEvent) error
+	// Request returns the request with its decisions, or ErrNotFound.
+	Request(ctx context.Context, id string) (Request, error)
+	// UpdateRequest reads the request, lets update decide the change, and writes it with one
+	// conditional write: if the request changed in between, update runs again on the new
+	// state. An error from update is returned as is and nothing is written.
+	UpdateRequest(ctx context.Context, id string, update func(Request) (RequestChange, error)) error
+}
+
+// RequestChange is what UpdateRequest writes atomically.
+type RequestChange struct {
+	Request  Request      // the request's new state
+	Decision *Decision    // a decision to add, if any
+	Grant    *Grant       // a grant to create, if any
+	Events   []AuditEvent // audit events to append
+}
+
+// GroupResolver lists the members of a Slack user group.
+type GroupResolver interface {
+	GroupMembers(ctx context.Context, groupID string) ([]string, error)
+}
+
+// Notifier tells people about requests. Slack is one implementation.
+type Notifier interface {
+	// PostRequest shows a new request to its approvers and says where.
+	PostRequest(ctx context.Context, r Request) (MessageRef, error)
+	// UpdateRequest redraws the request's approval message from its current state.
+	UpdateRequest(ctx context.Context, r Request) error
+	// NotifyRequester tells the requester how their request ended (grant is nil unless approved),
+	// or, for a request that could not be posted, why it was cancelled.
+	NotifyRequester(ctx context.Context, r Request, grant *Grant) error
+}
+
+// Deps are what a Service needs.
+type Deps struct {
+	Policy   Policy
+	Store    RequestStore
+	Notifier Notifier
+	Groups   GroupResolver
+	Now      func() time.Time // defaults to time.Now
+	Log      *slog.Logger     // defaults to slog.Default()
+}
+
+// Service carries out the use cases: filing requests and deciding them. Every policy
+// decision is made here; adapters only translate.
+type Service struct {
+	Deps
+	background sync.WaitGroup
+	refreshing [64]sync.Mutex // serialises redraws of one request's message, striped by ID
+}
+
+// NewService returns a Service using d.
+func NewService(d Deps) *Service {
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Log == nil {
+		d.Log = slog.Default()
+	}
+	return &Service{Deps: d}
+}
+
+// Wait blocks until the notifications the service sent in the background are done.
+func (s *Service) Wait() { s.background.Wait() }
+
+// CheckRequest says whether in is a valid request, without filing anything.
+// The error is an *InputError.
+func (s *Service) CheckRequest(in RequestInput) error {
+	_, _, _, err := s.Policy.checkRequest(in)
+	return err
+}
+
+// RequestAccess files a request for requester and shows it to the approvers in the
+// background. Invalid input returns an *InputError and files nothing.
+func (s *Service) RequestAccess(ctx context.Context, requester Principal, in RequestInput, source string) (Request, error) {
+	role, duration, reason, err := s.Policy.checkRequest(in)
+	if err != nil {
+		return Request{}, err
+	}
+	now := s.Now()
+	r := Request{
+		ID:                newID("req"),
+		Requester:         requester,
+		Role:              role.Name,
+		Duration:          duration,
+		Reason:            reason,
+		Status:            StatusPending,
+		ApprovalsRequired: role.ApprovalsRequired,
+		CreatedAt:         now,
+		ExpiresAt:         now.Add(role.RequestTTL),
+	}
+	event := AuditEvent{At: now, Actor: requester.ID, Action: ActionRequestCreated, Principal: requester,
+		RequestID: r.ID, Reason: reason, Source: source}
+	if err := s.Store.CreateRequest(ctx, r, event); err != nil {
+		return Request{}, fmt.Errorf("file request: %w", err)
+	}
+	s.Log.Info("request filed", "request_id", r.ID, "role", r.Role, "requester", requester.ID, "duration", duration)
+	s.inBackground(func(ctx context.Context) { s.post(ctx, r) })
+	return r, nil
+}
+
+// post shows a new request to its approvers and remembers where; if that fails, the request
+// is cancelled and the requester told why, so nobody waits on a message no one can see.
+func (s *Service) post(ctx context.Context, r Request) {
+	ref, err := s.Notifier.PostRequest(ctx, r)
+	if err == nil {
+		err = s.Store.UpdateRequest(ctx, r.ID, func(cur Request) (RequestChange, error) {
+			cur.Message = ref
+			return RequestChange{Request: cur}, nil
+		})
+		if err == nil {
+			return
+		}
+	}
+	s.Log.Error("posting request to approvers failed; cancelling it", "request_id", r.ID, "err", err)
+	now := s.Now()
+	reason := "it could not be posted to the approvers"
+	var cancelled Request
+	err = s.Store.UpdateRequest(ctx, r.ID, func(cur Request) (RequestChange, error) {
+		if cur.Status != StatusPending {
+			return RequestChange{}, ErrNotPending
+		}
+		cur.Status, cur.DecidedAt = StatusCancelled, now
+		cancelled = cur
+		return RequestChange{Request: cur, Events: []AuditEvent{{At: now, Actor: SystemActor, Action: ActionRequestCancelled,
+			Principal: cur.Requester, RequestID: cur.ID, Reason: reason, Source: SourceSystem}}}, nil
+	})
+	if err != nil {
+		s.Log.Error("cancelling unposted request failed", "request_id", r.ID, "err", err)
+		return
+	}
+	if err := s.Notifier.NotifyRequester(ctx, cancelled, nil); err != nil {
+		s.Log.Error("telling requester failed", "request_id", r.ID, "err", err)
+	}
+}
+
+// DecisionInput is an approver's approve or deny as submitted.
+type DecisionInput struct {
+	RequestID string
+	Approver  string // Slack user ID of whoever submitted it
+	Approve   bool
+	Comment   string // required when denying
+	Source    string
+}
+
+// CheckApprover returns the request if user may decide it now: it is pending, user is one of
+// its role's approvers, and not its requester. Use it before showing a decision form;
+// Decide checks again.
+func (s *Service) CheckApprover(ctx context.Context, requestID, user string) (Request, error) {
+	r, err := s.Store.Request(ctx, requestID)
+	if err != nil {
+		return Request{}, err
+	}
+	if err := s.mayDecide(ctx, r, user); err != nil {
+		return r, err
+	}
+	if r.Status != StatusPending || !s.Now().Before(r.ExpiresAt) {
+		return r, ErrNotPending
+	}
+	if r.decidedBy(user) {
+		return r, ErrAlreadyDecided
+	}
+	return r, nil
+}
+
+// Decide records an approver's decision. A deny ends the request; the approval that reaches
+// the quorum approves it and creates the grant, active from now for the requested duration.
+// It returns the request as it is afterwards. Errors: *InputError (a deny without reason, a bad
+// comment), ErrNotFound, ErrSelfApproval, ErrNotApprover, ErrAlreadyDecided, ErrNotPending (with
+// the request's current state). Nothing changes on error.
+func (s *Service) Decide(ctx context.Context, in DecisionInput) (Request, error) {
+	comment, problem := checkText(in.Comment, !in.Approve)
+	if problem != "" {
+		field := FieldComment
+		if !in.Approve {
+			field = FieldReason
+		}
+		return Request{}, &InputError{Problems: []FieldProblem{{Field: field, Message: problem}}}
+	}
+	r, err := s.Store.Request(ctx, in.RequestID)
+	if err != nil {
+		return Request{}, err
+	}
+	// Who may decide never changes for a request, so it is checked before the write,
+	// keeping group look-ups out of the database transaction.
+	if err := s.mayDecide(ctx, r, in.Approver); err != nil {
+		return r, err
+	}
+	now := s.Now()
+	var (
+		after   Request
+		grant   *Grant
+		expired bool
+	)
+	err = s.Store.UpdateRequest(ctx, in.RequestID, func(r Request) (RequestChange, error) {
+		after, grant, expired = r, nil, false
+		if r.Status != StatusPending {
+			return RequestChange{}, ErrNotPending
+		}
+		if !now.Before(r.ExpiresAt) {
+			expired = true
+			r.Status, r.DecidedAt = StatusExpired, now
+			after = r
+			return RequestChange{Request: r, Events: []AuditEvent{{At: now, Actor: SystemActor, Action: ActionRequestExpired,
+				Principal: r.Requester, RequestID: r.ID, Reason: "not decided in time", Source: SourceSystem}}}, nil
+		}
+		if r.decidedBy(in.Approver) {
+			return RequestChange{}, ErrAlreadyDecided
+		}
+		d := Decision{Approver: in.Approver, Approve: in.Approve, Comment: comment, At: now}
+		r.Decisions = append(r.Decisions, d)
+		change := RequestChange{Decision: &d}
+		action := ActionDecisionDeny
+		if in.Approve {
+			action = ActionDecisionApprove
+		}
+		change.Events = append(change.Events, AuditEvent{At: now, Actor: in.Approver, Action: action,
+			Principal: r.Requester, RequestID: r.ID, Reason: comment, Source: in.Source})
+		switch {
+		case !in.Approve:
+			r.Status, r.DecidedAt = StatusDenied, now
+			change.Events = append(change.Events, AuditEvent{At: now, Actor: in.Approver, Action: ActionRequestDenied,
+				Principal: r.Requester, RequestID: r.ID, Reason: comment, Source: in.Source})
+		case len(r.Approvers()) >= r.ApprovalsRequired:
+			grant = &Grant{
+				ID: newID("grt"), RequestID: r.ID, Principal: r.Requester, Role: r.Role,
+				ApprovedBy: r.Approvers(), CreatedAt: now, ExpiresAt: now.Add(r.Duration), Status: GrantActive,
+			}
+			r.Status, r.DecidedAt, r.GrantID = StatusApproved, now, grant.ID
+			change.Grant = grant
+			change.Events = append(change.Events,
+				AuditEvent{At: now, Actor: in.Approver, Action: ActionRequestApproved, Principal: r.Requester,
+					RequestID: r.ID, GrantID: grant.ID, Source: in.Source},
+				AuditEvent{At: now, Actor: in.Approver, Action: ActionGrantCreated, Principal: r.Requester,
+					RequestID: r.ID, GrantID: grant.ID, Reason: "approved by " + strings.Join(grant.ApprovedBy, ", "), Source: in.Source})
+		}
+		change.Request = r
+		after = r
+		return change, nil
+	})
+	if err != nil {
+		return after, err
+	}
+	s.Log.Info("decision recorded", "request_id", after.ID, "approver", in.Approver, "approve", in.Approve, "status", after.Status)
+	s.inBackground(func(ctx context.Context) {
+		s.refresh(ctx, after.ID)
+		if after.Status != StatusPending {
+			if err := s.Notifier.NotifyRequester(ctx, after, grant); err != nil {
+				s.Log.Error("telling requester failed", "request_id", after.ID, "err", err)
+			}
+		}
+	})
+	if expired {
+		return after, ErrNotPending
+	}
+	return after, nil
+}
+
+// mayDecide checks that user may approve or deny r under the current policy.
+func (s *Service) mayDecide(ctx context.Context, r Request, user string) error {
+	if r.Requester.Kind == PrincipalUser && r.Requester.ID == user {
+		return ErrSelfApproval
+	}
+	role, ok := s.Policy.Role(r.Role)
+	if !ok {
+		return ErrUnknownRole
+	}
+	if slices.Contains(role.Approvers, user) {
+		return nil
+	}
+	for _, id := range role.Approvers {
+		if !groupIDPattern.MatchString(id) {
+			continue
+		}
+		members, err := s.Groups.GroupMembers(ctx, id)
+		if err != nil {
+			return fmt.Errorf("look up approver group %s: %w", id, err)
+		}
+		if slices.Contains(members, user) {
+			return nil
+		}
+	}
+	return ErrNotApprover
+}
+
+// refresh redraws a request's message from its stored state. Redraws of one request are
+// serialised and always read the latest state, so an older redraw never lands last.
+func (s *Service) refresh(ctx context.Context, id string) {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	mu := &s.refreshing[h.Sum32()%uint32(len(s.refreshing))]
+	mu.Lock()
+	defer mu.Unlock()
+	r, err := s.Store.Request(ctx, id)
+	if err == nil && r.Message.TS != "" {
+		err = s.Notifier.UpdateRequest(ctx, r)
+	}
+	if err != nil {
+		s.Log.Error("updating approval message failed", "request_id", id, "err", err)
+	}
+}
+
+// backgroundTimeout bounds one background notification, Slack retries included.
+const backgroundTimeout = 2 * time.Minute
+
+// inBackground runs f after the caller has answered, so Slack round trips never delay an ack.
+func (s *Service) inBackground(f func(ctx context.Context)) {
+	s.background.Go(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), backgroundTimeout)
+		defer cancel()
+		f(ctx)
+	})
+}
+
+var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// newID returns a random identifier with a readable prefix, such as req_5k2m….
+func newID(prefix string) string {
+	b := make([]byte, 10)
+	rand.Read(b)
+	return prefix + "_" + idEncoding.EncodeToString(b)
+}

@@ -1,0 +1,62 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/gatehouse/gatehouse/app"
+)
+
+type grantRow struct {
+	ID            string `gorm:"primaryKey"`
+	RequestID     string `gorm:"uniqueIndex;not null"`
+	PrincipalKind string
+	PrincipalID   string   `gorm:"index:grant_holder"`
+	Role          string   `gorm:"index:grant_holder"`
+	ApprovedBy    []string `gorm:"serializer:json"`
+	CreatedAt     time.Time
+	ExpiresAt     time.Time `gorm:"index"`
+	Status        string
+	Request       *requestRow `gorm:"constraint:OnDelete:RESTRICT"`
+}
+
+func (grantRow) TableName() string { return "grants" }
+
+func grantFromApp(g app.Grant) *grantRow {
+	return &grantRow{
+		ID: g.ID, RequestID: g.RequestID, PrincipalKind: string(g.Principal.Kind), PrincipalID: g.Principal.ID,
+		Role: g.Role, ApprovedBy: g.ApprovedBy, CreatedAt: g.CreatedAt.UTC(), ExpiresAt: g.ExpiresAt.UTC(), Status: string(g.Status),
+	}
+}
+
+func (row grantRow) toApp() app.Grant {
+	return app.Grant{
+		ID: row.ID, RequestID: row.RequestID, Principal: app.Principal{Kind: app.PrincipalKind(row.PrincipalKind), ID: row.PrincipalID},
+		Role: row.Role, ApprovedBy: row.ApprovedBy, CreatedAt: row.CreatedAt, ExpiresAt: row.ExpiresAt, Status: app.GrantStatus(row.Status),
+	}
+}
+
+// Grant returns the grant with the given ID.
+func (s *Store) Grant(ctx context.Context, id string) (app.Grant, error) {
+	var row grantRow
+	if err := s.db.WithContext(ctx).Take(&row, "id = ?", id).Error; err != nil {
+		return app.Grant{}, fmt.Errorf("store: grant %s: %w", id, translate(err))
+	}
+	return row.toApp(), nil
+}
+
+// GrantsOf returns every grant the principal holds or held, newest first.
+func (s *Store) GrantsOf(ctx context.Context, p app.Principal) ([]app.Grant, error) {
+	var rows []grantRow
+	err := s.db.WithContext(ctx).Where("principal_kind = ? AND principal_id = ?", string(p.Kind), p.ID).
+		Order("created_at DESC").Find(&rows).Error
+	if err != nil {
+		return nil, fmt.Errorf("store: grants of %s: %w", p.ID, err)
+	}
+	grants := make([]app.Grant, len(rows))
+	for i, row := range rows {
+		grants[i] = row.toApp()
+	}
+	return grants, nil
+}

@@ -1,0 +1,165 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/gatehouse/gatehouse/app"
+)
+
+type requestRow struct {
+	ID                string `gorm:"primaryKey"`
+	RequesterKind     string
+	RequesterID       string `gorm:"index"`
+	Role              string
+	Duration          time.Duration
+	Reason            string
+	Status            string `gorm:"index"`
+	ApprovalsRequired int
+	CreatedAt         time.Time
+	ExpiresAt         time.Time
+	DecidedAt         *time.Time
+	MessageChannel    string
+	MessageTS         string
+	GrantID           string
+	Version           int           // bumped by every write; the condition of every update
+	Decisions         []decisionRow `gorm:"foreignKey:RequestID"`
+}
+
+func (requestRow) TableName() string { return "requests" }
+
+type decisionRow struct {
+	ID        uint   `gorm:"primaryKey"`
+	RequestID string `gorm:"uniqueIndex:decision_once;not null"`
+	Approver  string `gorm:"uniqueIndex:decision_once;not null"`
+	Approve   bool
+	Comment   string
+	At        time.Time
+}
+
+func (decisionRow) TableName() string { return "decisions" }
+
+func requestFromApp(r app.Request) requestRow {
+	row := requestRow{
+		ID: r.ID, RequesterKind: string(r.Requester.Kind), RequesterID: r.Requester.ID, Role: r.Role,
+		Duration: r.Duration, Reason: r.Reason, Status: string(r.Status), ApprovalsRequired: r.ApprovalsRequired,
+		CreatedAt: r.CreatedAt.UTC(), ExpiresAt: r.ExpiresAt.UTC(), MessageChannel: r.Message.Channel,
+		MessageTS: r.Message.TS, GrantID: r.GrantID,
+	}
+	if !r.DecidedAt.IsZero() {
+		t := r.DecidedAt.UTC()
+		row.DecidedAt = &t
+	}
+	return row
+}
+
+func (row requestRow) toApp() app.Request {
+	r := app.Request{
+		ID: row.ID, Requester: app.Principal{Kind: app.PrincipalKind(row.RequesterKind), ID: row.RequesterID},
+		Role: row.Role, Duration: row.Duration, Reason: row.Reason, Status: app.RequestStatus(row.Status),
+		ApprovalsRequired: row.ApprovalsRequired, CreatedAt: row.CreatedAt, ExpiresAt: row.ExpiresAt,
+		Message: app.MessageRef{Channel: row.MessageChannel, TS: row.MessageTS}, GrantID: row.GrantID,
+	}
+	if row.DecidedAt != nil {
+		r.DecidedAt = *row.DecidedAt
+	}
+	for _, d := range row.Decisions {
+		r.Decisions = append(r.Decisions, app.Decision{Approver: d.Approver, Approve: d.Approve, Comment: d.Comment, At: d.At})
+	}
+	return r
+}
+
+// CreateRequest stores a new request and its creation event in one transaction.
+func (s *Store) CreateRequest(ctx context.Context, r app.Request, e app.AuditEvent) error {
+	row := requestFromApp(r)
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Omit("Decisions").Create(&row).Error; err != nil {
+			return err
+		}
+		return appendEvents(tx, []app.AuditEvent{e})
+	})
+	if err != nil {
+		return fmt.Errorf("store: create request %s: %w", r.ID, translate(err))
+	}
+	return nil
+}
+
+// Request returns the request with its decisions in the order they were made.
+func (s *Store) Request(ctx context.Context, id string) (app.Request, error) {
+	row, err := loadRequest(s.db.WithContext(ctx), id)
+	if err != nil {
+		return app.Request{}, fmt.Errorf("store: request %s: %w", id, translate(err))
+	}
+	return row.toApp(), nil
+}
+
+func loadRequest(db *gorm.DB, id string) (requestRow, error) {
+	var row requestRow
+	err := db.Preload("Decisions", func(db *gorm.DB) *gorm.DB { return db.Order("id") }).
+		Take(&row, "id = ?", id).Error
+	return row, err
+}
+
+// maxUpdateAttempts bounds how often UpdateRequest re-runs an update that lost a race.
+const maxUpdateAttempts = 5
+
+// UpdateRequest implements app.RequestStore: one transaction reads the request, applies
+// update, and writes the result only if the row's version is still the one read.
+func (s *Store) UpdateRequest(ctx context.Context, id string, update func(app.Request) (app.RequestChange, error)) error {
+	var err error
+	for range maxUpdateAttempts {
+		err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+			row, err := loadRequest(tx, id)
+			if err != nil {
+				return translate(err)
+			}
+			change, err := update(row.toApp())
+			if err != nil {
+				return err
+			}
+			return writeChange(tx, row.Version, change)
+		})
+		if !errors.Is(err, app.ErrConflict) {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("store: update request %s: %w", id, err)
+	}
+	return nil
+}
+
+// writeChange applies change if the request is still at version; else it returns ErrConflict.
+func writeChange(tx *gorm.DB, version int, change app.RequestChange) error {
+	row := requestFromApp(change.Request)
+	res := tx.Model(&requestRow{}).Where("id = ? AND version = ?", row.ID, version).Updates(map[string]any{
+		"status":          row.Status,
+		"decided_at":      row.DecidedAt,
+		"message_channel": row.MessageChannel,
+		"message_ts":      row.MessageTS,
+		"grant_id":        row.GrantID,
+		"version":         version + 1,
+	})
+	if res.Error != nil {
+		return translate(res.Error)
+	}
+	if res.RowsAffected != 1 {
+		return app.ErrConflict
+	}
+	if d := change.Decision; d != nil {
+		err := tx.Create(&decisionRow{RequestID: row.ID, Approver: d.Approver, Approve: d.Approve, Comment: d.Comment, At: d.At.UTC()}).Error
+		if err != nil {
+			return translate(err)
+		}
+	}
+	if g := change.Grant; g != nil {
+		if err := tx.Create(grantFromApp(*g)).Error; err != nil {
+			return translate(err)
+		}
+	}
+	return appendEvents(tx, change.Events)
+}

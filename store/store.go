@@ -1,0 +1,88 @@
+// Package store keeps Gatehouse's state in SQL through gorm: requests, decisions, grants and
+// the audit trail. Rows are converted to app types at this boundary and gorm errors to app
+// sentinels. Repositories record; they never decide (that is app's job).
+//
+// Everything here is dialect-neutral gorm except Open, the one place that knows SQLite.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+
+	"gorm.io/driver/sqlite"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+
+	"github.com/gatehouse/gatehouse/app"
+)
+
+// Store is the SQL-backed implementation of the app's storage interfaces.
+type Store struct {
+	db *gorm.DB
+}
+
+var _ app.RequestStore = (*Store)(nil)
+
+// Open opens (creating if needed) the SQLite database at path and brings its schema up to date.
+//
+// SQLite-specific: WAL so readers never wait for the writer, a busy timeout so concurrent
+// writers queue instead of failing, foreign keys on, and BEGIN IMMEDIATE so a transaction
+// that reads then writes holds the write lock from its start (two approvers at once
+// serialise instead of deadlocking on a lock upgrade).
+func Open(path string) (*Store, error) {
+	q := url.Values{}
+	q.Set("_journal_mode", "WAL")
+	q.Set("_busy_timeout", "10000")
+	q.Set("_foreign_keys", "on")
+	q.Set("_txlock", "immediate")
+	q.Set("_synchronous", "NORMAL")
+	dsn := "file:" + url.PathEscape(path) + "?" + q.Encode()
+	db, err := gorm.Open(sqlite.Open(dsn), &gorm.Config{
+		Logger:         logger.Discard,
+		TranslateError: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	s := &Store{db: db}
+	if err := s.migrate(); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	return s, nil
+}
+
+func (s *Store) migrate() error {
+	return s.db.AutoMigrate(&requestRow{}, &decisionRow{}, &grantRow{}, &auditEventRow{})
+}
+
+// Close closes the database.
+func (s *Store) Close() error {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return err
+	}
+	return sqlDB.Close()
+}
+
+// Ping reports whether the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return err
+	}
+	return sqlDB.PingContext(ctx)
+}
+
+// translate maps gorm errors to app sentinels, keeping the original in the chain.
+func translate(err error) error {
+	switch {
+	case errors.Is(err, gorm.ErrRecordNotFound):
+		return fmt.Errorf("%w: %w", app.ErrNotFound, err)
+	case errors.Is(err, gorm.ErrDuplicatedKey):
+		return fmt.Errorf("%w: %w", app.ErrConflict, err)
+	}
+	return err
+}
