@@ -1,0 +1,193 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/slack-go/slack"
+
+	"github.com/gatehouse/gatehouse/app"
+)
+
+// Action and callback IDs of the approval surface.
+const (
+	actionApprove   = "approve"
+	actionDeny      = "deny"
+	callbackApprove = "approve"
+	callbackDeny    = "deny"
+	blockComment    = "comment"
+	blockDenyReason = "reason"
+)
+
+// approvalMessage renders a request as its approvers see it in the channel: who asks for
+// what and why, the decisions so far, and while pending the Approve and Deny buttons.
+func approvalMessage(r app.Request, role app.Role) (text string, blocks []slack.Block) {
+	outcome := outcomeLine(r)
+	text = fmt.Sprintf("Access request %s: %s asks for %s for %s. %s", r.ID, principalName(r.Requester), r.Role,
+		app.FormatDuration(r.Duration), outcome)
+	blocks = []slack.Block{
+		slack.NewHeaderBlock(plain(clipText("Access request: "+r.Role, 150))),
+		slack.NewSectionBlock(nil, []*slack.TextBlockObject{
+			markdown("*Requester*\n" + principalName(r.Requester)),
+			markdown("*Role*\n" + r.Role + "\n" + clipText(escape(role.Description), 500)),
+			markdown("*Duration*\n" + app.FormatDuration(r.Duration)),
+			markdown(fmt.Sprintf("*Approvals*\n%d / %d", len(r.Approvers()), r.ApprovalsRequired)),
+			markdown("*Request ID*\n`" + r.ID + "`"),
+		}, nil),
+		slack.NewSectionBlock(markdown("*Reason*\n"+quote(r.Reason)), nil, nil),
+	}
+	for _, d := range r.Decisions {
+		blocks = append(blocks, slack.NewContextBlock("", markdown(decisionLine(d))))
+	}
+	blocks = append(blocks, slack.NewSectionBlock(markdown(outcome), nil, nil))
+	if r.Status == app.StatusPending {
+		approve := slack.NewButtonBlockElement(actionApprove, r.ID, plain("Approve")).WithStyle(slack.StylePrimary)
+		deny := slack.NewButtonBlockElement(actionDeny, r.ID, plain("Deny")).WithStyle(slack.StyleDanger)
+		blocks = append(blocks, slack.NewActionBlock("decide", approve, deny))
+	}
+	return clipText(text, maxMessageText), blocks
+}
+
+// decisionLine renders one decision, its comment clipped so any quorum fits Slack's limits.
+func decisionLine(d app.Decision) string {
+	verb := ":white_check_mark: Approved by "
+	if !d.Approve {
+		verb = ":no_entry: Denied by "
+	}
+	line := verb + mention(d.Approver)
+	if d.Comment != "" {
+		line += ": " + escape(d.Comment)
+	}
+	return clipText(line, maxSectionText)
+}
+
+// outcomeLine names where a request stands, in the words people search for.
+func outcomeLine(r app.Request) string {
+	switch r.Status {
+	case app.StatusApproved:
+		return fmt.Sprintf("*Approved* by %s. Grant `%s` is active until %s.", mentions(r.Approvers()), r.GrantID,
+			slackDate(r.DecidedAt.Add(r.Duration)))
+	case app.StatusDenied:
+		d := r.Decisions[len(r.Decisions)-1]
+		return fmt.Sprintf("*Denied* by %s: %s", mention(d.Approver), clipText(escape(d.Comment), 1000))
+	case app.StatusExpired:
+		return "*Expired*: not decided in time."
+	case app.StatusCancelled:
+		return "*Cancelled*."
+	}
+	return fmt.Sprintf("Waiting for approval (%d of %d). Open until %s.", len(r.Approvers()), r.ApprovalsRequired, slackDate(r.ExpiresAt))
+}
+
+// requesterMessage is the DM telling a requester how their request ended.
+func requesterMessage(r app.Request) string {
+	what := fmt.Sprintf("your request `%s` for *%s* (%s)", r.ID, r.Role, app.FormatDuration(r.Duration))
+	switch r.Status {
+	case app.StatusApproved:
+		return fmt.Sprintf("*Approved*: %s was approved by %s. Grant `%s` is active until %s.", what,
+			mentions(r.Approvers()), r.GrantID, slackDate(r.DecidedAt.Add(r.Duration)))
+	case app.StatusDenied:
+		d := r.Decisions[len(r.Decisions)-1]
+		return fmt.Sprintf("*Denied*: %s was denied by %s: %s", what, mention(d.Approver), clipText(escape(d.Comment), 1000))
+	case app.StatusExpired:
+		return fmt.Sprintf("*Expired*: %s was not decided in time.", what)
+	case app.StatusCancelled:
+		return fmt.Sprintf("*Cancelled*: %s could not be posted to the approvers, so it was cancelled. Please tell your Gatehouse admins.", what)
+	}
+	return fmt.Sprintf("%s is waiting for approval.", what)
+}
+
+// onDecisionButton answers a click on Approve or Deny: a refusal for someone who may not
+// decide, else the decision modal.
+func (b *Bot) onDecisionButton(ctx context.Context, cb slack.InteractionCallback, action *slack.BlockAction) {
+	if !b.sameTeam(cb.Team.ID) {
+		b.reply(ctx, cb.ResponseURL, "This Gatehouse serves another workspace. Nothing was changed.")
+		return
+	}
+	r, err := b.svc.CheckApprover(ctx, action.Value, cb.User.ID)
+	if err != nil {
+		b.reply(ctx, cb.ResponseURL, userMessage(err))
+		return
+	}
+	view := decisionModal(r, action.ActionID == actionApprove)
+	err = retry(ctx, func() error { _, err := b.api.OpenViewContext(ctx, cb.TriggerID, view); return err })
+	if err != nil {
+		b.log.Error("slack: opening decision modal failed", "request_id", r.ID, "err", err)
+		b.reply(ctx, cb.ResponseURL, "Slack did not let me open the form in time. Please click again.")
+	}
+}
+
+// decisionModal is the form behind Approve (optional Comment) or Deny (required Reason).
+// Its private_metadata is only the request ID; who submits is checked again on submit.
+func decisionModal(r app.Request, approve bool) slack.ModalViewRequest {
+	summary := slack.NewSectionBlock(markdown(clipText(fmt.Sprintf("%s asks for *%s* for *%s*.\n%s", principalName(r.Requester),
+		r.Role, app.FormatDuration(r.Duration), quote(r.Reason)), maxSectionText)), nil, nil)
+	input := slack.NewPlainTextInputBlockElement(nil, "text")
+	input.Multiline = true
+	input.MaxLength = app.MaxTextLength
+	view := slack.ModalViewRequest{Type: slack.VTModal, PrivateMetadata: r.ID, Close: plain("Cancel")}
+	if approve {
+		view.CallbackID, view.Title, view.Submit = callbackApprove, plain("Approve request"), plain("Approve")
+		block := slack.NewInputBlock(blockComment, plain("Comment"), nil, input)
+		block.Optional = true
+		view.Blocks = slack.Blocks{BlockSet: []slack.Block{summary, block}}
+	} else {
+		view.CallbackID, view.Title, view.Submit = callbackDeny, plain("Deny request"), plain("Deny")
+		block := slack.NewInputBlock(blockDenyReason, plain("Reason"), plain("The requester sees this."), input)
+		view.Blocks = slack.Blocks{BlockSet: []slack.Block{summary, block}}
+	}
+	return view
+}
+
+// onDecisionSubmit records an approve or deny and answers in the ack: field errors keep the
+// modal open with the reason; an empty answer closes it.
+func (b *Bot) onDecisionSubmit(ctx context.Context, cb slack.InteractionCallback) any {
+	approve := cb.View.CallbackID == callbackApprove
+	block := blockDenyReason
+	if approve {
+		block = blockComment
+	}
+	if !b.sameTeam(cb.Team.ID) {
+		return slack.NewErrorsViewSubmissionResponse(map[string]string{block: "This Gatehouse serves another workspace. Nothing was changed."})
+	}
+	_, err := b.svc.Decide(ctx, app.DecisionInput{
+		RequestID: cb.View.PrivateMetadata,
+		Approver:  cb.User.ID,
+		Approve:   approve,
+		Comment:   inputValue(cb.View.State, block),
+		Source:    app.SourceSlack,
+	})
+	if err != nil {
+		var input *app.InputError
+		if !errors.As(err, &input) && !isRefusal(err) {
+			b.log.Error("recording decision failed", "request_id", cb.View.PrivateMetadata, "err", err)
+		}
+		return slack.NewErrorsViewSubmissionResponse(map[string]string{block: clipText(userMessage(err), 2000)})
+	}
+	return nil
+}
+
+// isRefusal reports errors that are a person's mistake, not Gatehouse's.
+func isRefusal(err error) bool {
+	for _, e := range []error{app.ErrSelfApproval, app.ErrNotApprover, app.ErrAlreadyDecided, app.ErrNotPending, app.ErrNotFound} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// inputValue returns the typed text or picked option value of an input block, trimmed.
+func inputValue(state *slack.ViewState, blockID string) string {
+	if state == nil {
+		return ""
+	}
+	for _, action := range state.Values[blockID] {
+		if action.SelectedOption.Value != "" {
+			return action.SelectedOption.Value
+		}
+		return strings.TrimSpace(action.Value)
+	}
+	return ""
+}

@@ -1,0 +1,227 @@
+// Package handlers is Gatehouse's Slack surface: the Socket Mode loop, the /access command,
+// the request and decision modals, approval messages and DMs. It translates between Slack
+// payloads and app use cases; every decision about who may do what is made in app.
+package handlers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/slack-go/slack"
+	"github.com/slack-go/slack/socketmode"
+
+	"github.com/gatehouse/gatehouse/app"
+)
+
+// Service is what the Slack surface needs from the app.
+type Service interface {
+	CheckRequest(in app.RequestInput) error
+	RequestAccess(ctx context.Context, requester app.Principal, in app.RequestInput, source string) (app.Request, error)
+	CheckApprover(ctx context.Context, requestID, user string) (app.Request, error)
+	Decide(ctx context.Context, in app.DecisionInput) (app.Request, error)
+}
+
+// Bot runs the Socket Mode connection and answers every envelope.
+type Bot struct {
+	api       *slack.Client
+	socket    *socketmode.Client
+	svc       Service
+	policy    app.Policy
+	log       *slog.Logger
+	teamID    string // the workspace this Gatehouse serves, from auth.test
+	connected atomic.Bool
+	seen      *recentKeys
+	handling  sync.WaitGroup
+}
+
+// NewBot returns a bot using api, which must carry the app-level token.
+func NewBot(api *slack.Client, svc Service, policy app.Policy, log *slog.Logger) *Bot {
+	return &Bot{
+		api:    api,
+		socket: socketmode.New(api),
+		svc:    svc,
+		policy: policy,
+		log:    log,
+		seen:   newRecentKeys(4096),
+	}
+}
+
+// Connected reports whether the Socket Mode connection is up.
+func (b *Bot) Connected() bool { return b.connected.Load() }
+
+// Run connects and handles envelopes until ctx ends, then waits for handlers in flight.
+// It reconnects on its own when Slack asks (disconnect) or the connection drops, and
+// returns an error only when it cannot connect at all (for instance a revoked token).
+func (b *Bot) Run(ctx context.Context) error {
+	auth, err := b.api.AuthTestContext(ctx)
+	if err != nil {
+		return fmt.Errorf("slack: auth.test: %w", err)
+	}
+	b.teamID = auth.TeamID
+	b.log.Info("slack: authenticated", "team_id", auth.TeamID, "bot_user", auth.UserID)
+
+	runErr := make(chan error, 1)
+	go func() { runErr <- b.socket.RunContext(ctx) }()
+	defer b.handling.Wait()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-runErr:
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("slack: socket mode: %w", err)
+		case evt := <-b.socket.Events:
+			b.dispatch(ctx, evt)
+		}
+	}
+}
+
+// handlerTimeout bounds the work for one envelope after its ack.
+const handlerTimeout = time.Minute
+
+// dispatch acknowledges envelopes that need no answer at once and hands the work to a
+// goroutine, so one slow handler never delays another envelope's ack.
+func (b *Bot) dispatch(ctx context.Context, evt socketmode.Event) {
+	switch evt.Type {
+	case socketmode.EventTypeConnected:
+		b.connected.Store(true)
+		b.log.Info("slack: connected")
+		return
+	case socketmode.EventTypeConnecting, socketmode.EventTypeDisconnect, socketmode.EventTypeConnectionError:
+		b.connected.Store(false)
+		b.log.Info("slack: connection state", "event", evt.Type)
+		return
+	case socketmode.EventTypeSlashCommand, socketmode.EventTypeInteractive, socketmode.EventTypeEventsAPI:
+	default:
+		return
+	}
+	if evt.Request == nil {
+		return
+	}
+	req := *evt.Request
+	work := func(ctx context.Context) any { return nil }
+	ackFirst := true
+	switch data := evt.Data.(type) {
+	case slack.SlashCommand:
+		work = b.onCommandFunc(data)
+	case slack.InteractionCallback:
+		if data.Type == slack.InteractionTypeViewSubmission {
+			// The answer to a submission travels in the ack (field errors, the next view).
+			ackFirst = false
+		}
+		work = b.onInteractionFunc(data)
+	}
+	if ackFirst {
+		b.ack(req, nil)
+	}
+	if key := dedupeKey(req, evt.Data); !b.seen.add(key) {
+		b.log.Info("slack: ignoring redelivered envelope", "envelope_id", req.EnvelopeID, "retry_attempt", req.RetryAttempt)
+		if !ackFirst {
+			b.ack(req, nil)
+		}
+		return
+	}
+	b.handling.Go(func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), handlerTimeout)
+		defer cancel()
+		answer := work(ctx)
+		if !ackFirst {
+			b.ack(req, answer)
+		}
+	})
+}
+
+func (b *Bot) ack(req socketmode.Request, payload any) {
+	var err error
+	if payload == nil {
+		err = b.socket.Ack(req)
+	} else {
+		err = b.socket.Ack(req, payload)
+	}
+	if err != nil {
+		b.log.Error("slack: ack failed", "envelope_id", req.EnvelopeID, "err", err)
+	}
+}
+
+// dedupeKey identifies the user action behind an envelope: Slack redelivers the same
+// action in a new envelope, but its trigger ID stays the same.
+func dedupeKey(req socketmode.Request, data any) string {
+	switch d := data.(type) {
+	case slack.SlashCommand:
+		if d.TriggerID != "" {
+			return "trigger:" + d.TriggerID
+		}
+	case slack.InteractionCallback:
+		if d.TriggerID != "" {
+			return "trigger:" + d.TriggerID
+		}
+	}
+	return "envelope:" + req.EnvelopeID
+}
+
+// recentKeys remembers the last n keys it was given.
+type recentKeys struct {
+	mu   sync.Mutex
+	set  map[string]bool
+	ring []string
+	next int
+}
+
+func newRecentKeys(n int) *recentKeys {
+	return &recentKeys{set: make(map[string]bool, n), ring: make([]string, n)}
+}
+
+// add records key and reports whether it was new.
+func (r *recentKeys) add(key string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.set[key] {
+		return false
+	}
+	delete(r.set, r.ring[r.next])
+	r.ring[r.next] = key
+	r.next = (r.next + 1) % len(r.ring)
+	r.set[key] = true
+	return true
+}
+
+// sameTeam reports whether a payload comes from the workspace this Gatehouse serves.
+func (b *Bot) sameTeam(teamID string) bool { return teamID != "" && teamID == b.teamID }
+
+// maxRetries bounds how often a Slack call is retried after a rate limit.
+const maxRetries = 3
+
+// retry runs call again after Slack's Retry-After while it is rate limited.
+func retry(ctx context.Context, call func() error) error {
+	for attempt := 0; ; attempt++ {
+		err := call()
+		var limited *slack.RateLimitedError
+		if !errors.As(err, &limited) || attempt == maxRetries {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(limited.RetryAfter):
+		}
+	}
+}
+
+// reply answers the person who used a slash command or clicked a message button, privately.
+func (b *Bot) reply(ctx context.Context, responseURL, text string) {
+	if responseURL == "" {
+		return
+	}
+	msg := &slack.WebhookMessage{ResponseType: slack.ResponseTypeEphemeral, Text: clipText(text, maxMessageText)}
+	err := retry(ctx, func() error { return slack.PostWebhookContext(ctx, responseURL, msg) })
+	if err != nil {
+		b.log.Error("slack: reply failed", "err", err)
+	}
+}

@@ -1,0 +1,74 @@
+package handlers
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/slack-go/slack"
+
+	"github.com/gatehouse/gatehouse/app"
+)
+
+// Notifier is the Slack implementation of app.Notifier: approval messages in channels and
+// DMs to requesters.
+type Notifier struct {
+	api    *slack.Client
+	policy app.Policy
+	log    *slog.Logger
+}
+
+var _ app.Notifier = (*Notifier)(nil)
+
+// NewNotifier returns a Notifier posting with api.
+func NewNotifier(api *slack.Client, policy app.Policy, log *slog.Logger) *Notifier {
+	return &Notifier{api: api, policy: policy, log: log}
+}
+
+// PostRequest posts the approval message to the role's channel.
+func (n *Notifier) PostRequest(ctx context.Context, r app.Request) (app.MessageRef, error) {
+	role, ok := n.policy.Role(r.Role)
+	if !ok {
+		return app.MessageRef{}, app.ErrUnknownRole
+	}
+	text, blocks := approvalMessage(r, role)
+	var channel, ts string
+	err := retry(ctx, func() (err error) {
+		channel, ts, err = n.api.PostMessageContext(ctx, n.policy.ChannelFor(role), slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...))
+		return err
+	})
+	if err != nil {
+		return app.MessageRef{}, fmt.Errorf("slack: post request %s: %w", r.ID, err)
+	}
+	return app.MessageRef{Channel: channel, TS: ts}, nil
+}
+
+// UpdateRequest redraws the approval message in place.
+func (n *Notifier) UpdateRequest(ctx context.Context, r app.Request) error {
+	role, _ := n.policy.Role(r.Role)
+	text, blocks := approvalMessage(r, role)
+	err := retry(ctx, func() error {
+		_, _, _, err := n.api.UpdateMessageContext(ctx, r.Message.Channel, r.Message.TS, slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("slack: update request %s: %w", r.ID, err)
+	}
+	return nil
+}
+
+// NotifyRequester DMs a person how their request ended. Services learn it from the token endpoint.
+func (n *Notifier) NotifyRequester(ctx context.Context, r app.Request, _ *app.Grant) error {
+	if r.Requester.Kind != app.PrincipalUser {
+		return nil
+	}
+	text := requesterMessage(r)
+	err := retry(ctx, func() error {
+		_, _, err := n.api.PostMessageContext(ctx, r.Requester.ID, slack.MsgOptionText(text, false))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("slack: DM %s about %s: %w", r.Requester.ID, r.ID, err)
+	}
+	return nil
+}
