@@ -55,6 +55,13 @@ var (
 	channelPattern  = regexp.MustCompile(`^[CG][A-Z0-9]{2,}$`)
 )
 
+// Limits that keep every role presentable in Slack: a select holds 100 options, and each
+// decision is one block of an approval message (at most 50).
+const (
+	MaxRoles             = 100
+	MaxApprovalsRequired = 20
+)
+
 // maxRoleNameLength keeps a role name usable as a Slack option value (≤ 75) with room to spare.
 const maxRoleNameLength = 64
 
@@ -118,6 +125,9 @@ func (p Policy) Validate() error {
 	if len(p.Roles) == 0 {
 		add("roles: at least one role is required")
 	}
+	if len(p.Roles) > MaxRoles {
+		add("roles: at most %d roles (a Slack select holds %d options)", MaxRoles, MaxRoles)
+	}
 	seen := map[string]bool{}
 	for i, r := range p.Roles {
 		where := fmt.Sprintf("roles[%d]", i)
@@ -148,9 +158,13 @@ func (p Policy) Validate() error {
 		if len(r.Approvers) == 0 {
 			add("%s: approvers must name at least one user or user group", where)
 		}
-		if r.ApprovalsRequired < 1 {
+		users, groups := countApprovers(r.Approvers)
+		switch {
+		case r.ApprovalsRequired < 1:
 			add("%s: approvals_required must be at least 1", where)
-		} else if users, groups := countApprovers(r.Approvers); groups == 0 && r.ApprovalsRequired > users {
+		case r.ApprovalsRequired > MaxApprovalsRequired:
+			add("%s: approvals_required must be at most %d", where, MaxApprovalsRequired)
+		case users > 0 && groups == 0 && r.ApprovalsRequired > users:
 			add("%s: approvals_required is %d but only %d distinct approvers are listed", where, r.ApprovalsRequired, users)
 		}
 		for name, d := range map[string]time.Duration{

@@ -100,7 +100,9 @@ func TestRequestErrors(t *testing.T) {
 	})
 	t.Run("one decision per approver", func(t *testing.T) {
 		d := app.Decision{Approver: "U0BOB", Approve: true, At: t0}
-		add := func(r app.Request) (app.RequestChange, error) { return app.RequestChange{Request: r, Decision: &d}, nil }
+		add := func(r app.Request) (app.RequestChange, error) {
+			return app.RequestChange{Request: r, Decision: &d}, nil
+		}
 		if err := s.UpdateRequest(ctx, "req_a", add); err != nil {
 			t.Fatal(err)
 		}
