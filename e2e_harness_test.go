@@ -1,0 +1,232 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/slackfake"
+)
+
+// testConfig is the policy the end-to-end tests run with; DATABASE is replaced per test.
+const testConfig = `
+database: DATABASE
+approvals_channel: C0APPROVALS
+admins: [U0SECOPS]
+roles:
+  - name: prod-db-admin
+    description: Admin on the production database
+    approvers: [U0BOB, S0DBA]
+    default_duration: 1h
+    max_duration: 4h
+    request_ttl: 1h
+    channel: C0DBA
+  - name: k8s-prod-exec
+    description: kubectl exec into production pods
+    approvers: [U0BOB, U0CAROL, U0ALICE]
+    approvals_required: 2
+    default_duration: 30m
+    max_duration: 2h
+  - name: deploy
+    description: Deploy to production
+    approvers: [U01, U02, U03, U04, U05, U06]
+    max_duration: 1h
+`
+
+// testClock is the injected clock: it starts at the real time and moves only when told.
+type testClock struct{ offset atomic.Int64 }
+
+func (c *testClock) Now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *testClock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
+
+// gatehouse is a running `gatehouse serve` wired to a fake Slack.
+type gatehouse struct {
+	t      *testing.T
+	slack  *slackfake.Server
+	clock  *testClock
+	config string
+	svc    *Service
+	stop   func()
+}
+
+// startGatehouse runs the real serve command against a new fake Slack and a temp database.
+func startGatehouse(t *testing.T) *gatehouse {
+	t.Helper()
+	fake := slackfake.New(t)
+	fake.AddUserGroup("S0DBA", "U0DAVE")
+	dir := t.TempDir()
+	config := filepath.Join(dir, "gatehouse.yaml")
+	yaml := strings.Replace(testConfig, "DATABASE", filepath.Join(dir, "gatehouse.db"), 1)
+	if err := os.WriteFile(config, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g := &gatehouse{t: t, slack: fake, clock: &testClock{}, config: config}
+	g.start()
+	t.Cleanup(func() { g.stop() })
+	return g
+}
+
+// start runs serve until stop is called, and waits for the Socket Mode connection.
+func (g *gatehouse) start() {
+	g.t.Helper()
+	env := map[string]string{
+		"SLACK_BOT_TOKEN": slackfake.BotToken,
+		"SLACK_APP_TOKEN": slackfake.AppToken,
+		"SLACK_API_URL":   g.slack.APIURL(),
+	}
+	ready := make(chan *Service, 1)
+	m := &Main{
+		Getenv: func(k string) string { return env[k] },
+		Stdout: testWriter{g.t}, Stderr: testWriter{g.t},
+		Now:   g.clock.Now,
+		Ready: func(s *Service) { ready <- s },
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx, []string{"serve", "--config", g.config}) }()
+	select {
+	case g.svc = <-ready:
+	case err := <-done:
+		cancel()
+		g.t.Fatalf("serve stopped at start: %v", err)
+	}
+	var once sync.Once
+	g.stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				g.t.Errorf("serve returned %v", err)
+			}
+		})
+	}
+	if err := g.waitConnected(); err != nil {
+		g.t.Fatal(err)
+	}
+}
+
+func (g *gatehouse) waitConnected() error {
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if g.svc.Bot.Connected() && g.slack.Connections() > 0 {
+			return nil
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return errors.New("gatehouse did not connect over Socket Mode")
+}
+
+// restart stops serve and starts it again on the same database and fake Slack.
+func (g *gatehouse) restart() {
+	g.t.Helper()
+	g.stop()
+	g.start()
+}
+
+// testWriter sends the program's logs to the test log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+const wait = 5 * time.Second
+
+// command runs a slash command as user and fails the test if Slack would not get an ack.
+func (g *gatehouse) command(user, text string) {
+	g.t.Helper()
+	if _, err := g.slack.SlashCommand(user, "C0GENERAL", "/access", text); err != nil {
+		g.t.Fatalf("/access %s: %v", text, err)
+	}
+}
+
+// ephemeral waits for a private answer to user containing want.
+func (g *gatehouse) ephemeral(user, want string) slackfake.Message {
+	g.t.Helper()
+	m, err := g.slack.WaitEphemeral(user, wait, func(m slackfake.Message) bool { return strings.Contains(m.AllText(), want) })
+	if err != nil {
+		g.t.Fatalf("no ephemeral to %s containing %q; got %v", user, want, texts(g.slack.Ephemerals(user)))
+	}
+	return m
+}
+
+// message waits for a message in channel containing all of want.
+func (g *gatehouse) message(channel string, want ...string) slackfake.Message {
+	g.t.Helper()
+	m, err := g.slack.WaitMessage(channel, wait, func(m slackfake.Message) bool { return containsAll(m.AllText(), want) })
+	if err != nil {
+		g.t.Fatalf("no message in %s containing %q; got %v", channel, want, texts(g.slack.Messages(channel)))
+	}
+	return m
+}
+
+// dm waits for a DM to user containing all of want.
+func (g *gatehouse) dm(user string, want ...string) slackfake.Message {
+	g.t.Helper()
+	m, err := g.slack.WaitDM(user, wait, func(m slackfake.Message) bool { return containsAll(m.AllText(), want) })
+	if err != nil {
+		g.t.Fatalf("no DM to %s containing %q; got %v", user, want, texts(g.slack.DMs(user)))
+	}
+	return m
+}
+
+// view waits for user's open modal with the given title.
+func (g *gatehouse) view(user, title string) slackfake.View {
+	g.t.Helper()
+	v, err := g.slack.WaitView(user, wait, func(v slackfake.View) bool { return v.Title == title })
+	if err != nil {
+		open, _ := g.slack.OpenView(user)
+		g.t.Fatalf("no %q modal open for %s; open: %q", title, user, open.Title)
+	}
+	return v
+}
+
+// click clicks a button on a message as user.
+func (g *gatehouse) click(user string, m slackfake.Message, label string) {
+	g.t.Helper()
+	if _, err := g.slack.ClickButton(user, m, label); err != nil {
+		g.t.Fatalf("%s clicking %s: %v", user, label, err)
+	}
+}
+
+// submit submits user's open modal and returns the ack.
+func (g *gatehouse) submit(user string, values map[string]string) slackfake.Ack {
+	g.t.Helper()
+	ack, err := g.slack.Submit(user, values)
+	if err != nil {
+		g.t.Fatalf("%s submitting %v: %v", user, values, err)
+	}
+	return ack
+}
+
+// approve clicks Approve on m as user and submits the modal with a comment.
+func (g *gatehouse) approve(user string, m slackfake.Message, comment string) slackfake.Ack {
+	g.t.Helper()
+	g.click(user, m, "Approve")
+	g.view(user, "Approve request")
+	return g.submit(user, map[string]string{"Comment": comment})
+}
+
+func containsAll(s string, want []string) bool {
+	for _, w := range want {
+		if !strings.Contains(s, w) {
+			return false
+		}
+	}
+	return true
+}
+
+func texts(ms []slackfake.Message) []string {
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.AllText())
+	}
+	return out
+}
