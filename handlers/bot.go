@@ -5,6 +5,7 @@ package handlers
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -98,6 +99,9 @@ func (b *Bot) dispatch(ctx context.Context, evt socketmode.Event) {
 		b.connected.Store(false)
 		b.log.Info("slack: connection state", "event", evt.Type)
 		return
+	case socketmode.EventTypeErrorBadMessage:
+		b.ackUnreadable(evt)
+		return
 	case socketmode.EventTypeSlashCommand, socketmode.EventTypeInteractive, socketmode.EventTypeEventsAPI:
 	default:
 		return
@@ -147,6 +151,22 @@ func (b *Bot) ack(req socketmode.Request, payload any) {
 	}
 	if err != nil {
 		b.log.Error("slack: ack failed", "envelope_id", req.EnvelopeID, "err", err)
+	}
+}
+
+// ackUnreadable acknowledges an envelope whose payload could not be decoded, so Slack
+// does not redeliver it forever; there is nothing else to do with it.
+func (b *Bot) ackUnreadable(evt socketmode.Event) {
+	bad, ok := evt.Data.(*socketmode.ErrorBadMessage)
+	if !ok {
+		return
+	}
+	var envelope struct {
+		EnvelopeID string `json:"envelope_id"`
+	}
+	b.log.Warn("slack: unreadable envelope", "err", bad.Cause)
+	if json.Unmarshal(bad.Message, &envelope) == nil && envelope.EnvelopeID != "" {
+		b.ack(socketmode.Request{EnvelopeID: envelope.EnvelopeID}, nil)
 	}
 }
 
