@@ -47,16 +47,17 @@ func (c *testClock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
 
 // gatehouse is a running `gatehouse serve` wired to a fake Slack.
 type gatehouse struct {
-	t      *testing.T
+	t      testing.TB
 	slack  *slackfake.Server
 	clock  *testClock
 	config string
 	svc    *Service
+	logs   *testLog
 	stop   func()
 }
 
 // startGatehouse runs the real serve command against a new fake Slack and a temp database.
-func startGatehouse(t *testing.T) *gatehouse {
+func startGatehouse(t testing.TB) *gatehouse {
 	t.Helper()
 	fake := slackfake.New(t)
 	fake.AddUserGroup("S0DBA", "U0DAVE")
@@ -66,7 +67,7 @@ func startGatehouse(t *testing.T) *gatehouse {
 	if err := os.WriteFile(config, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	g := &gatehouse{t: t, slack: fake, clock: &testClock{}, config: config}
+	g := &gatehouse{t: t, slack: fake, clock: &testClock{}, config: config, logs: &testLog{t: t}}
 	g.start()
 	t.Cleanup(func() { g.stop() })
 	return g
@@ -83,7 +84,7 @@ func (g *gatehouse) start() {
 	ready := make(chan *Service, 1)
 	m := &Main{
 		Getenv: func(k string) string { return env[k] },
-		Stdout: testWriter{g.t}, Stderr: testWriter{g.t},
+		Stdout: g.logs, Stderr: g.logs,
 		Now:   g.clock.Now,
 		Ready: func(s *Service) { ready <- s },
 	}
@@ -128,14 +129,21 @@ func (g *gatehouse) restart() {
 	g.start()
 }
 
-// testWriter sends the program's logs to the test log.
-type testWriter struct{ t *testing.T }
+// testLog sends the program's output to the test log, unless muted.
+type testLog struct {
+	t     testing.TB
+	muted atomic.Bool
+}
 
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(strings.TrimRight(string(p), "\n"))
+func (w *testLog) Write(p []byte) (int, error) {
+	if !w.muted.Load() {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
 	return len(p), nil
 }
+
+// quiet stops sending the program's logs to the test log (benchmarks drown in them).
+func (g *gatehouse) quiet() { g.logs.muted.Store(true) }
 
 const wait = 5 * time.Second
 

@@ -27,10 +27,10 @@ var _ app.RequestStore = (*Store)(nil)
 
 // Open opens (creating if needed) the SQLite database at path and brings its schema up to date.
 //
-// SQLite-specific: WAL so readers never wait for the writer, a busy timeout so concurrent
-// writers queue instead of failing, foreign keys on, and BEGIN IMMEDIATE so a transaction
-// that reads then writes holds the write lock from its start (two approvers at once
-// serialise instead of deadlocking on a lock upgrade).
+// SQLite-specific: WAL, a busy timeout so other processes' writers queue instead of
+// failing, foreign keys on, and BEGIN IMMEDIATE so a transaction that reads then writes
+// holds the write lock from its start (two approvers at once serialise instead of
+// deadlocking on a lock upgrade).
 func Open(path string) (*Store, error) {
 	q := url.Values{}
 	q.Set("_journal_mode", "WAL")
@@ -46,6 +46,13 @@ func Open(path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
+	sqlDB, err := db.DB()
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	// One connection: SQLite has one writer anyway, and queueing in Go is cheaper than
+	// writers sleeping in SQLite's busy handler, each holding an OS thread.
+	sqlDB.SetMaxOpenConns(1)
 	s := &Store{db: db}
 	if err := s.migrate(); err != nil {
 		s.Close()
