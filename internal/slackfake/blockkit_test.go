@@ -125,7 +125,9 @@ func TestLimits(t *testing.T) {
 
 		// section, header, context, actions
 		{name: "11 section fields", code: "invalid_blocks", want: "section fields has 11 items, limit 10",
-			mutate: func(m map[string]any) { at(m, "blocks", 1)["fields"] = blocksOf(11, func(int) any { return mrkdwn("f") }) }},
+			mutate: func(m map[string]any) {
+				at(m, "blocks", 1)["fields"] = blocksOf(11, func(int) any { return mrkdwn("f") })
+			}},
 		{name: "section field over 2000", code: "invalid_blocks", want: "section field is 2001 chars, limit 2000",
 			mutate: func(m map[string]any) { at(m, "blocks", 1, "fields", 0)["text"] = chars(2001) }},
 		{name: "section without text or fields", code: "invalid_blocks", want: "section needs text or fields",
@@ -135,7 +137,9 @@ func TestLimits(t *testing.T) {
 		{name: "header in mrkdwn", code: "invalid_blocks", want: "header text must be plain_text",
 			mutate: func(m map[string]any) { at(m, "blocks", 0)["text"] = mrkdwn("*Access*") }},
 		{name: "11 context elements", code: "invalid_blocks", want: "context elements has 11 items, limit 10",
-			mutate: func(m map[string]any) { at(m, "blocks", 3)["elements"] = blocksOf(11, func(int) any { return plain("c") }) }},
+			mutate: func(m map[string]any) {
+				at(m, "blocks", 3)["elements"] = blocksOf(11, func(int) any { return plain("c") })
+			}},
 		{name: "26 actions elements", code: "invalid_blocks", want: "actions elements has 26 items, limit 25",
 			mutate: func(m map[string]any) {
 				at(m, "blocks", 4)["elements"] = blocksOf(26, func(i int) any { return buttonEl("b", "b"+string(rune('a'+i))) })
@@ -190,7 +194,9 @@ func TestLimits(t *testing.T) {
 		{name: "option value over 75", code: "invalid_blocks", want: "option value has 76 chars, limit 75",
 			mutate: func(m map[string]any) { at(m, "blocks", 4, "elements", 1, "options", 1)["value"] = chars(76) }},
 		{name: "option description over 75", code: "invalid_blocks", want: "option description is 76 chars, limit 75",
-			mutate: func(m map[string]any) { at(m, "blocks", 4, "elements", 1, "options", 1)["description"] = plain(chars(76)) }},
+			mutate: func(m map[string]any) {
+				at(m, "blocks", 4, "elements", 1, "options", 1)["description"] = plain(chars(76))
+			}},
 		{name: "placeholder over 150", code: "invalid_blocks", want: "static_select placeholder is 151 chars, limit 150",
 			mutate: func(m map[string]any) { at(m, "blocks", 4, "elements", 1, "placeholder")["text"] = chars(151) }},
 		{name: "placeholder in mrkdwn", code: "invalid_blocks", want: "static_select placeholder must be plain_text",

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/gorilla/websocket"
 	"github.com/slack-go/slack"
 	"github.com/slack-go/slack/socketmode"
 )
@@ -137,4 +138,9 @@ func option(text, value string) map[string]any {
 
 func buttonEl(label, actionID string) map[string]any {
 	return map[string]any{"type": "button", "text": plain(label), "action_id": actionID, "value": "v-" + actionID}
+}
+
+// websocketDial connects to a Socket Mode URL like a bare client would.
+func websocketDial(url string) (*websocket.Conn, *http.Response, error) {
+	return websocket.DefaultDialer.Dial(url, nil)
 }

@@ -12,7 +12,29 @@
 //
 // A test acts as Slack users through the Server: it runs slash commands,
 // clicks buttons, selects options, submits modals, and reads what users see
-// (channel messages, DMs, ephemeral replies, open modals).
+// (channel messages, DMs, ephemeral replies, open modals):
+//
+//	fake := slackfake.New(t)
+//	api := slack.New(slackfake.BotToken, slack.OptionAPIURL(fake.APIURL()),
+//		slack.OptionAppLevelToken(slackfake.AppToken))
+//	go app.Run(ctx, socketmode.New(api)) // the code under test
+//	if err := fake.Connected(5 * time.Second); err != nil { t.Fatal(err) }
+//	fake.SlashCommand("U0ALICE", "C0GENERAL", "/access", "prod-db-admin 2h incident")
+//	msg, err := fake.WaitMessage("C0APPROVALS", time.Second, func(m slackfake.Message) bool {
+//		return slices.Contains(m.Buttons(), "Approve")
+//	})
+//	fake.ClickButton("U0BOB", msg, "Approve")
+//	fake.WaitView("U0BOB", time.Second, nil)
+//	ack, err := fake.Submit("U0BOB", map[string]string{"Comment": "ok"})
+//
+// Which answers fail the test: every payload Slack would refuse
+// (Block Kit and text limits, a missing text fallback, invalid, reused or
+// expired trigger_ids, a fourth stacked modal, a response_url used a sixth
+// time, response_action errors naming a non-input block, an unacked
+// envelope, a channel or message that does not exist, an unknown method).
+// Answers a correct app must cope with do not: auth errors, rate limits,
+// hash_conflict, not_found for a closed view, user_not_found,
+// users_not_found, no_such_subteam, duplicate_external_id.
 package slackfake
 
 import (
@@ -110,7 +132,7 @@ type Server struct {
 	conns     []*socketConn
 	rr        int
 	pending   map[string]chan ackFrame // envelope ID → waiting sender
-	sent      []sentEnvelope           // recent envelopes, for Redeliver
+	sent      []envelope               // recent envelopes, for Redeliver
 	latencies []time.Duration
 }
 

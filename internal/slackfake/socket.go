@@ -35,9 +35,6 @@ type envelope struct {
 	RetryReason            string          `json:"retry_reason"`
 }
 
-// sentEnvelope is kept for Redeliver.
-type sentEnvelope = envelope
-
 // maxRemembered bounds how many envelopes Redeliver can reach back.
 const maxRemembered = 100
 
@@ -233,13 +230,15 @@ func (s *Server) Connections() int {
 // Connected waits until at least one Socket Mode client has received hello
 // (and has not been told to disconnect).
 func (s *Server) Connected(timeout time.Duration) error {
-	if s.waitFor(timeout, func() bool { return s.pickConnNoAdvance() }) {
+	if s.waitFor(timeout, s.hasReadyConn) {
 		return nil
 	}
 	return fmt.Errorf("slackfake: no Socket Mode client connected within %v", timeout)
 }
 
-func (s *Server) pickConnNoAdvance() bool {
+// hasReadyConn reports whether a connection takes envelopes; the caller
+// holds s.mu.
+func (s *Server) hasReadyConn() bool {
 	for _, c := range s.conns {
 		if c.ready && !c.draining {
 			return true

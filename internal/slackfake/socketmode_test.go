@@ -261,7 +261,7 @@ func TestConcurrentSlashCommandsOverTwoConnections(t *testing.T) {
 	}
 	startApp(t, fake, answer)
 	startApp(t, fake, answer)
-	if !fake.waitFor(5*time.Second, func() bool { return len(fake.conns) == 2 && fake.pickConnNoAdvance() }) {
+	if !fake.waitFor(5*time.Second, func() bool { return len(fake.conns) == 2 && fake.hasReadyConn() }) {
 		t.Fatalf("connections = %d, want 2", fake.Connections())
 	}
 

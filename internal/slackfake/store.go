@@ -51,7 +51,10 @@ func (m Message) Buttons() []string {
 
 // View is a modal (or App Home) as its user sees it now.
 type View struct {
-	ID, Hash, CallbackID, PrivateMetadata, ExternalID string
+	// ID is the view's ID (V…); Hash changes on every update.
+	ID, Hash string
+	// CallbackID, PrivateMetadata and ExternalID are as the app set them.
+	CallbackID, PrivateMetadata, ExternalID string
 	// Title, Submit and Close are the texts of those buttons ("" if absent).
 	Title, Submit, Close string
 	// Blocks is the view's Block Kit content.

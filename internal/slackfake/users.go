@@ -63,9 +63,10 @@ func (s *Server) SlashCommand(user, channel, command, text string) (Ack, error) 
 		"response_url": s.newResponseURL(user, channel, nil),
 		"trigger_id":   s.newTrigger(user),
 	}
+	raw := marshal(payload)
 	s.mu.Unlock()
 
-	ack, err := s.deliver(envelope{Type: "slash_commands", Payload: marshal(payload), AcceptsResponsePayload: true})
+	ack, err := s.deliver(envelope{Type: "slash_commands", Payload: raw, AcceptsResponsePayload: true})
 	if err != nil || ack.Payload == nil {
 		return ack, err
 	}
@@ -73,6 +74,9 @@ func (s *Server) SlashCommand(user, channel, command, text string) (Ack, error) 
 	if json.Unmarshal(ack.Payload, &msg) != nil {
 		s.fail("slash command ack payload is not a message: %s", show(string(ack.Payload)))
 		return ack, nil
+	}
+	if msg.Text == "" && (len(msg.Blocks) == 0 || string(msg.Blocks) == "null") {
+		return ack, nil // an empty payload shows nothing
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -124,8 +128,9 @@ func (s *Server) ClickButton(user string, msg Message, label string) (Ack, error
 	if !m.ephemeral { // Slack does not send ephemeral messages back
 		payload["message"] = m.payload()
 	}
+	raw := marshal(payload)
 	s.mu.Unlock()
-	return s.deliver(envelope{Type: "interactive", Payload: marshal(payload)})
+	return s.deliver(envelope{Type: "interactive", Payload: raw})
 }
 
 // ClickViewButton clicks, as user, the button labelled label in the user's
@@ -143,8 +148,9 @@ func (s *Server) ClickViewButton(user string, label string) (Ack, error) {
 		return Ack{}, err
 	}
 	payload := s.viewAction(user, v, buttonAction(b, s.nextTS()))
+	raw := marshal(payload)
 	s.mu.Unlock()
-	return s.deliver(envelope{Type: "interactive", Payload: marshal(payload)})
+	return s.deliver(envelope{Type: "interactive", Payload: raw})
 }
 
 // SelectOption chooses, as user, an option of a static_select in the
@@ -192,8 +198,9 @@ func (s *Server) SelectOption(user string, label string, option string) (Ack, er
 		action["placeholder"] = ph
 	}
 	payload := s.viewAction(user, v, action)
+	raw := marshal(payload)
 	s.mu.Unlock()
-	return s.deliver(envelope{Type: "interactive", Payload: marshal(payload)})
+	return s.deliver(envelope{Type: "interactive", Payload: raw})
 }
 
 // viewAction builds a block_actions payload from inside a modal; the caller
@@ -246,9 +253,10 @@ func (s *Server) Submit(user string, values map[string]string) (Ack, error) {
 		"is_enterprise_install": false, "enterprise": nil,
 		"trigger_id": s.newTrigger(user), "view": view, "response_urls": []any{},
 	}
+	raw := marshal(payload)
 	s.mu.Unlock()
 
-	ack, err := s.deliver(envelope{Type: "interactive", Payload: marshal(payload), AcceptsResponsePayload: true})
+	ack, err := s.deliver(envelope{Type: "interactive", Payload: raw, AcceptsResponsePayload: true})
 	if err != nil {
 		return ack, err
 	}
