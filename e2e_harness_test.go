@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,8 +17,12 @@ import (
 
 // testConfig is the policy the end-to-end tests run with; DATABASE is replaced per test.
 const testConfig = `
+issuer: ISSUER
 database: DATABASE
 approvals_channel: C0APPROVALS
+tokens:
+  device_poll_interval: 1s
+  access_token_ttl: 10m
 admins: [U0SECOPS]
 roles:
   - name: prod-db-admin
@@ -37,6 +42,13 @@ roles:
     description: Deploy to production
     approvers: [U01, U02, U03, U04, U05, U06]
     max_duration: 1h
+clients:
+  - id: gatehouse-cli
+    public: true
+    grant_types: [device_code, refresh_token]
+  - id: resource-server
+    secret_env: RESOURCE_SERVER_SECRET
+    grant_types: [client_credentials]
 `
 
 // testClock is the injected clock: it starts at the real time and moves only when told.
@@ -47,13 +59,15 @@ func (c *testClock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
 
 // gatehouse is a running `gatehouse serve` wired to a fake Slack.
 type gatehouse struct {
-	t      testing.TB
-	slack  *slackfake.Server
-	clock  *testClock
-	config string
-	svc    *Service
-	logs   *testLog
-	stop   func()
+	t        testing.TB
+	slack    *slackfake.Server
+	clock    *testClock
+	config   string
+	svc      *Service
+	logs     *testLog
+	addr     string       // where the OpenID Provider listens
+	listener net.Listener // for the next start
+	stop     func()
 }
 
 // startGatehouse runs the real serve command against a new fake Slack and a temp database.
@@ -63,31 +77,48 @@ func startGatehouse(t testing.TB) *gatehouse {
 	fake.AddUserGroup("S0DBA", "U0DAVE")
 	dir := t.TempDir()
 	config := filepath.Join(dir, "gatehouse.yaml")
-	yaml := strings.Replace(testConfig, "DATABASE", filepath.Join(dir, "gatehouse.db"), 1)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gatehouse{t: t, slack: fake, clock: &testClock{}, config: config, logs: &testLog{t: t}, addr: ln.Addr().String(), listener: ln}
+	yaml := strings.NewReplacer("DATABASE", filepath.Join(dir, "gatehouse.db"), "ISSUER", g.issuer()).Replace(testConfig)
 	if err := os.WriteFile(config, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	g := &gatehouse{t: t, slack: fake, clock: &testClock{}, config: config, logs: &testLog{t: t}}
 	g.start()
 	t.Cleanup(func() { g.stop() })
 	return g
 }
 
+// issuer is the OpenID Provider's URL.
+func (g *gatehouse) issuer() string { return "http://" + g.addr }
+
 // start runs serve until stop is called, and waits for the Socket Mode connection.
 func (g *gatehouse) start() {
 	g.t.Helper()
 	env := map[string]string{
-		"SLACK_BOT_TOKEN": slackfake.BotToken,
-		"SLACK_APP_TOKEN": slackfake.AppToken,
-		"SLACK_API_URL":   g.slack.APIURL(),
+		"SLACK_BOT_TOKEN":        slackfake.BotToken,
+		"SLACK_APP_TOKEN":        slackfake.AppToken,
+		"SLACK_API_URL":          g.slack.APIURL(),
+		"RESOURCE_SERVER_SECRET": resourceServerSecret,
+	}
+	if g.listener == nil { // a restart listens again on the same address
+		ln, err := net.Listen("tcp", g.addr)
+		if err != nil {
+			g.t.Fatal(err)
+		}
+		g.listener = ln
 	}
 	ready := make(chan *Service, 1)
 	m := &Main{
 		Getenv: func(k string) string { return env[k] },
 		Stdout: g.logs, Stderr: g.logs,
-		Now:   g.clock.Now,
-		Ready: func(s *Service) { ready <- s },
+		Now:      g.clock.Now,
+		Listener: g.listener,
+		Ready:    func(s *Service) { ready <- s },
 	}
+	g.listener = nil
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx, []string{"serve", "--config", g.config}) }()
@@ -146,6 +177,9 @@ func (w *testLog) Write(p []byte) (int, error) {
 func (g *gatehouse) quiet() { g.logs.muted.Store(true) }
 
 const wait = 5 * time.Second
+
+// resourceServerSecret is the secret of the test's confidential client, which introspects.
+const resourceServerSecret = "s3cret-of-the-resource-server"
 
 // command runs a slash command as user and fails the test if Slack would not get an ack.
 func (g *gatehouse) command(user, text string) {

@@ -1,33 +1,44 @@
 // Command gatehouse puts human approval in Slack in front of elevated access and mints
 // short-lived OpenID Connect tokens that carry the approval.
 //
-//	gatehouse serve --config FILE         run the Slack bot (and, later, the OpenID Provider)
+//	gatehouse serve --config FILE         run the Slack bot and the OpenID Provider
 //	gatehouse check-config --config FILE  validate a policy file, listing every problem
+//	gatehouse token --issuer URL --role R get an access token (device flow)
+//	gatehouse keys rotate --config FILE   make a new signing key the active one
 package main
 
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
+	gooidc "github.com/coreos/go-oidc/v3/oidc"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/slack-go/slack"
+	"golang.org/x/oauth2"
 	"gopkg.in/yaml.v3"
 
 	"github.com/gatehouse/gatehouse/app"
 	"github.com/gatehouse/gatehouse/handlers"
+	"github.com/gatehouse/gatehouse/oidc"
 	"github.com/gatehouse/gatehouse/store"
 )
 
@@ -50,6 +61,8 @@ type Main struct {
 	Stderr io.Writer
 	Now    func() time.Time // defaults to time.Now
 
+	// Listener, if set, is where serve listens instead of the config's listen address.
+	Listener net.Listener
 	// Ready, if set, is called once serve has opened everything and the bot is about to connect.
 	Ready func(*Service)
 }
@@ -59,12 +72,16 @@ type Service struct {
 	Store *store.Store
 	App   *app.Service
 	Bot   *handlers.Bot
+	Keys  *oidc.Keyring
+	Addr  string // where the HTTP server listens
 }
 
 const usage = `usage:
-  gatehouse serve --config FILE         run Gatehouse until SIGINT/SIGTERM
-  gatehouse check-config --config FILE  validate a config file and list every problem
-The config file may also be given as GATEHOUSE_CONFIG.`
+  gatehouse serve --config FILE          run Gatehouse until SIGINT/SIGTERM
+  gatehouse check-config --config FILE   validate a config file and list every problem
+  gatehouse token --issuer URL --role R  get an access token with the device flow
+  gatehouse keys rotate --config FILE    make a new signing key the active one
+The config file may also be given as GATEHOUSE_CONFIG. Run a command with -h for its flags.`
 
 // Run runs one sub-command.
 func (m *Main) Run(ctx context.Context, args []string) error {
@@ -89,6 +106,13 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		}
 		fmt.Fprintf(m.Stdout, "config OK: %d roles, %d clients\n", len(cfg.Policy.Roles), len(cfg.Clients))
 		return nil
+	case "token":
+		return m.token(ctx, args[1:])
+	case "keys":
+		if len(args) < 2 || args[1] != "rotate" {
+			return errors.New("usage: gatehouse keys rotate --config FILE [--algorithm RS256|ES256]")
+		}
+		return m.rotateKeys(ctx, args[1:])
 	case "help", "-h", "--help":
 		fmt.Fprintln(m.Stdout, usage)
 		return nil
@@ -97,10 +121,13 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	return fmt.Errorf("unknown command %q", args[0])
 }
 
-func (m *Main) loadConfig(args []string) (*Config, error) {
+func (m *Main) loadConfig(args []string, extra ...func(*flag.FlagSet)) (*Config, error) {
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	fs.SetOutput(m.Stderr)
 	path := fs.String("config", m.Getenv("GATEHOUSE_CONFIG"), "config file (or GATEHOUSE_CONFIG)")
+	for _, add := range extra {
+		add(fs)
+	}
 	if err := fs.Parse(args[1:]); err != nil {
 		return nil, err
 	}
@@ -145,11 +172,13 @@ func (m *Main) settings() (settings, []string) {
 	return s, problems
 }
 
-// serve runs the Slack bot until ctx ends, then shuts down in order: stop taking envelopes,
-// finish the ones in flight and their notifications, close the database last.
+// serve runs the Slack bot and the HTTP server until ctx ends, then shuts down in order:
+// stop taking envelopes and HTTP requests, finish those in flight and their
+// notifications, close the database last.
 func (m *Main) serve(ctx context.Context, cfg *Config) error {
 	env, problems := m.settings()
-	if len(problems) > 0 {
+	secrets, secretProblems := m.clientSecrets(cfg)
+	if problems = append(problems, secretProblems...); len(problems) > 0 {
 		return fmt.Errorf("cannot start:\n%s", strings.Join(problems, "\n"))
 	}
 	log := slog.New(slog.NewTextHandler(m.Stderr, nil))
@@ -158,25 +187,166 @@ func (m *Main) serve(ctx context.Context, cfg *Config) error {
 		return err
 	}
 	defer db.Close()
+	keys := m.keyring(db, cfg, log)
+	if err := keys.EnsureKey(ctx, cfg.Tokens.SigningAlgorithm); err != nil {
+		return fmt.Errorf("signing key: %w", err)
+	}
 
-	api := slack.New(env.botToken, slack.OptionAppLevelToken(env.appToken), slack.OptionAPIURL(env.apiURL))
+	metrics := newMetrics()
+	api := slack.New(env.botToken, slack.OptionAppLevelToken(env.appToken), slack.OptionAPIURL(env.apiURL),
+		slack.OptionHTTPClient(handlers.NewHTTPClient(metrics)))
 	svc := app.NewService(app.Deps{
 		Policy:   cfg.Policy,
 		Store:    db,
+		Grants:   db,
+		Logins:   db,
 		Notifier: handlers.NewNotifier(api, cfg.Policy, log),
 		Groups:   handlers.NewGroupCache(api, groupCacheTTL, m.Now),
+		Metrics:  metrics,
 		Now:      m.Now,
 		Log:      log,
 	})
 	defer svc.Wait()
-	bot := handlers.NewBot(api, svc, cfg.Policy, log)
-	if m.Ready != nil {
-		m.Ready(&Service{Store: db, App: svc, Bot: bot})
+	bot := handlers.NewBot(api, svc, cfg.Policy, metrics, log)
+
+	provider, err := oidc.NewHandler(oidc.Config{
+		Issuer: cfg.Issuer, Policy: cfg.Policy, Clients: secrets,
+		AccessTokenTTL: cfg.Tokens.AccessTokenTTL, IDTokenTTL: cfg.Tokens.IDTokenTTL, RefreshTokenTTL: cfg.Tokens.RefreshTokenTTL,
+		PollInterval: cfg.Tokens.DevicePollInterval, LoginTTL: cfg.Tokens.LoginTTL,
+		Now: m.Now, Log: log, Metrics: metrics,
+	}, oidc.Deps{Service: svc, Tokens: db, Keys: keys, Directory: handlers.NewPeople(api, profileCacheTTL, m.Now)})
+	if err != nil {
+		return fmt.Errorf("openid provider: %w", err)
 	}
-	log.Info("gatehouse starting", "database", cfg.Database, "roles", len(cfg.Policy.Roles))
-	err = bot.Run(ctx)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := db.Ping(r.Context()); err != nil {
+			http.Error(w, "database unreachable", http.StatusServiceUnavailable)
+			return
+		}
+		if !bot.Connected() {
+			http.Error(w, "slack not connected", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.Handle("GET /metrics", metrics.handler())
+	mux.HandleFunc("GET /device", devicePage)
+	mux.Handle("/", provider)
+
+	ln := m.Listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+			return fmt.Errorf("listen: %w", err)
+		}
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	if m.Ready != nil {
+		m.Ready(&Service{Store: db, App: svc, Bot: bot, Keys: keys, Addr: ln.Addr().String()})
+	}
+	log.Info("gatehouse starting", "issuer", cfg.Issuer, "listen", ln.Addr().String(), "database", cfg.Database, "roles", len(cfg.Policy.Roles))
+
+	botCtx, stopBot := context.WithCancel(ctx)
+	defer stopBot()
+	botDone := make(chan error, 1)
+	go func() { botDone <- bot.Run(botCtx) }()
+	botStopped := false
+	select {
+	case <-ctx.Done():
+	case err = <-botDone:
+		botStopped = true
+	case err = <-served:
+		err = fmt.Errorf("http server: %w", err)
+	}
 	log.Info("gatehouse stopping")
+	stopBot()
+	if !botStopped { // Run returns once the envelopes in flight are handled
+		if botErr := <-botDone; err == nil {
+			err = botErr
+		}
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	if shutdownErr := srv.Shutdown(shutdownCtx); shutdownErr != nil && err == nil {
+		err = fmt.Errorf("http shutdown: %w", shutdownErr)
+	}
 	return err
+}
+
+// shutdownTimeout bounds the wait for HTTP requests in flight at shutdown.
+const shutdownTimeout = 10 * time.Second
+
+// profileCacheTTL is how long a Slack profile is trusted for ID tokens.
+const profileCacheTTL = 10 * time.Minute
+
+// keyring returns the signing keys for cfg. Old keys stay published as long as a token
+// they signed may live.
+func (m *Main) keyring(db *store.Store, cfg *Config, log *slog.Logger) *oidc.Keyring {
+	keys := oidc.NewKeyring(db, m.Now, max(cfg.Tokens.AccessTokenTTL, cfg.Tokens.IDTokenTTL))
+	keys.Logger = log
+	return keys
+}
+
+// clientSecrets resolves each confidential client's secret_env from the environment.
+func (m *Main) clientSecrets(cfg *Config) ([]oidc.ClientConfig, []string) {
+	var clients []oidc.ClientConfig
+	var problems []string
+	for _, c := range cfg.Clients {
+		secret := ""
+		if c.SecretEnv != "" {
+			if secret = m.Getenv(c.SecretEnv); secret == "" {
+				problems = append(problems, fmt.Sprintf("%s must be set: it holds the secret of client %q", c.SecretEnv, c.ID))
+			}
+		}
+		clients = append(clients, oidc.ClientConfig{ID: c.ID, Public: c.Public, Secret: secret, SecretHash: c.SecretHash,
+			RedirectURIs: c.RedirectURIs, GrantTypes: c.GrantTypes, Service: c.Service, Roles: c.Roles})
+	}
+	return clients, problems
+}
+
+// rotateKeys runs `gatehouse keys rotate`: a new signing key becomes active; the previous
+// stays published until the last token it signed has expired. A running server picks the
+// new key up within a minute.
+func (m *Main) rotateKeys(ctx context.Context, args []string) error {
+	var alg string
+	cfg, err := m.loadConfig(args, func(fs *flag.FlagSet) {
+		fs.StringVar(&alg, "algorithm", "", "RS256 or ES256 (default: tokens.signing_algorithm)")
+	})
+	if err != nil {
+		return err
+	}
+	if alg == "" {
+		alg = cfg.Tokens.SigningAlgorithm
+	}
+	db, err := store.Open(cfg.Database)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	key, err := m.keyring(db, cfg, slog.New(slog.NewTextHandler(m.Stderr, nil))).Rotate(ctx, alg)
+	if err != nil {
+		return fmt.Errorf("rotate: %w", err)
+	}
+	fmt.Fprintf(m.Stdout, "new signing key %s (%s) is active\n", key.ID, key.Algorithm)
+	return nil
+}
+
+// devicePage is the verification URI of the device flow: Gatehouse has no form to type the
+// code into; people confirm sign-ins in Slack.
+func devicePage(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+	w.Header().Set("X-Frame-Options", "DENY")
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	fmt.Fprint(w, `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Gatehouse sign-in</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body style="font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;line-height:1.5">
+<h1>Sign in with Slack</h1>
+<p>In Slack, run <code>/access login CODE</code> with the code your client shows, then confirm.</p>
+</body></html>`)
 }
 
 // groupCacheTTL is how long a user group's members are trusted before asking Slack again.
@@ -211,6 +381,7 @@ type TokensConfig struct {
 	RefreshTokenTTL    time.Duration `yaml:"refresh_token_ttl"`
 	DevicePollInterval time.Duration `yaml:"device_poll_interval"`
 	LoginTTL           time.Duration `yaml:"login_ttl"`
+	SigningAlgorithm   string        `yaml:"signing_algorithm"` // RS256 (default, every client supports it) or ES256
 }
 
 type roleConfig struct {
@@ -300,6 +471,9 @@ func (c *Config) applyDefaults() {
 		c.Database = "gatehouse.db"
 	}
 	t := &c.Tokens
+	if t.SigningAlgorithm == "" {
+		t.SigningAlgorithm = oidc.AlgRS256
+	}
 	for _, d := range []struct {
 		v   *time.Duration
 		def time.Duration
@@ -331,6 +505,9 @@ func (c *Config) check() []string {
 		if d < 0 {
 			add("tokens.%s must be positive", name)
 		}
+	}
+	if a := c.Tokens.SigningAlgorithm; a != oidc.AlgRS256 && a != oidc.AlgES256 {
+		add("tokens.signing_algorithm %q must be RS256 or ES256", a)
 	}
 	seen := map[string]bool{}
 	for i, cl := range c.Clients {
@@ -383,4 +560,184 @@ func (c *Config) check() []string {
 		}
 	}
 	return problems
+}
+
+// metrics is the Prometheus side of every package's Metrics interface.
+type metrics struct {
+	registry   *prometheus.Registry
+	requests   *prometheus.CounterVec
+	decisions  *prometheus.CounterVec
+	tokens     *prometheus.CounterVec
+	slackErrs  *prometheus.CounterVec
+	slackRetry *prometheus.CounterVec
+	ackLatency prometheus.Histogram
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gatehouse_requests_total",
+			Help: "Access requests by outcome: created, approved, denied, expired, cancelled."}, []string{"outcome"}),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gatehouse_decisions_total",
+			Help: "Approver decisions by outcome: approve, deny."}, []string{"outcome"}),
+		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gatehouse_tokens_issued_total",
+			Help: "Token responses issued, by grant type."}, []string{"grant_type"}),
+		slackErrs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gatehouse_slack_api_errors_total",
+			Help: "Slack Web API calls that failed, by method and error."}, []string{"method", "error"}),
+		slackRetry: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gatehouse_slack_api_retries_total",
+			Help: "Slack Web API calls rate limited and retried, by method."}, []string{"method"}),
+		ackLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gatehouse_envelope_ack_seconds",
+			Help: "Time from receiving a Socket Mode envelope to acknowledging it.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+	}
+	m.registry.MustRegister(m.requests, m.decisions, m.tokens, m.slackErrs, m.slackRetry, m.ackLatency,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
+}
+
+// EventsRecorded counts requests and decisions from their audit events.
+func (m *metrics) EventsRecorded(events []app.AuditEvent) {
+	for _, e := range events {
+		if outcome, ok := strings.CutPrefix(e.Action, "request."); ok {
+			m.requests.WithLabelValues(outcome).Inc()
+		} else if outcome, ok := strings.CutPrefix(e.Action, "decision."); ok {
+			m.decisions.WithLabelValues(outcome).Inc()
+		}
+	}
+}
+
+func (m *metrics) TokenIssued(grantType string)        { m.tokens.WithLabelValues(grantType).Inc() }
+func (m *metrics) EnvelopeAcked(latency time.Duration) { m.ackLatency.Observe(latency.Seconds()) }
+func (m *metrics) SlackAPIError(method, code string)   { m.slackErrs.WithLabelValues(method, code).Inc() }
+func (m *metrics) SlackAPIRetry(method string)         { m.slackRetry.WithLabelValues(method).Inc() }
+
+// token runs `gatehouse token`: the device flow, printing what to type in Slack and the
+// progress on stderr, and the access token (or, with --output json, the whole token
+// response) on stdout.
+func (m *Main) token(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("token", flag.ContinueOnError)
+	fs.SetOutput(m.Stderr)
+	issuer := fs.String("issuer", m.Getenv("GATEHOUSE_ISSUER"), "Gatehouse's issuer URL (or GATEHOUSE_ISSUER)")
+	clientID := fs.String("client-id", "gatehouse-cli", "OAuth client ID")
+	secretEnv := fs.String("client-secret-env", "", "environment variable holding the client secret (confidential clients)")
+	output := fs.String("output", "token", "token: the access token only; json: the whole token response")
+	extra := fs.String("scope", "openid", "scopes besides the roles, space separated")
+	var roles []string
+	fs.Func("role", "role to ask for (repeatable)", func(r string) error { roles = append(roles, r); return nil })
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	switch {
+	case *issuer == "":
+		return errors.New("token: --issuer (or GATEHOUSE_ISSUER) is required")
+	case *output != "token" && *output != "json":
+		return fmt.Errorf("token: --output must be token or json, not %q", *output)
+	case fs.NArg() > 0:
+		return fmt.Errorf("token: unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	secret := ""
+	if *secretEnv != "" {
+		if secret = m.Getenv(*secretEnv); secret == "" {
+			return fmt.Errorf("token: %s is empty", *secretEnv)
+		}
+	}
+	scopes := strings.Fields(*extra)
+	for _, r := range roles {
+		scopes = append(scopes, app.RoleScopePrefix+r)
+	}
+
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, &http.Client{Timeout: time.Minute, Transport: &progress{out: m.Stderr}})
+	provider, err := gooidc.NewProvider(ctx, *issuer)
+	if err != nil {
+		return fmt.Errorf("token: discovery at %s: %w", *issuer, err)
+	}
+	var discovery struct {
+		DeviceAuthorizationEndpoint string `json:"device_authorization_endpoint"`
+	}
+	if err := provider.Claims(&discovery); err != nil || discovery.DeviceAuthorizationEndpoint == "" {
+		return fmt.Errorf("token: %s offers no device flow", *issuer)
+	}
+	conf := oauth2.Config{ClientID: *clientID, ClientSecret: secret, Scopes: scopes, Endpoint: oauth2.Endpoint{
+		DeviceAuthURL: discovery.DeviceAuthorizationEndpoint, TokenURL: provider.Endpoint().TokenURL, AuthStyle: oauth2.AuthStyleInParams,
+	}}
+	if secret != "" {
+		conf.Endpoint.AuthStyle = oauth2.AuthStyleInHeader
+	}
+	auth, err := conf.DeviceAuth(ctx)
+	if err != nil {
+		return fmt.Errorf("token: %s", oauthProblem(err))
+	}
+	fmt.Fprintf(m.Stderr, "In Slack, run:\n\n    /access login %s\n\nthen confirm. Waiting for you…\n", auth.UserCode)
+	tok, err := conf.DeviceAccessToken(ctx, auth)
+	if err != nil {
+		return fmt.Errorf("token: %s", oauthProblem(err))
+	}
+	fmt.Fprintln(m.Stderr, "Approved.")
+	if *output == "token" {
+		fmt.Fprintln(m.Stdout, tok.AccessToken)
+		return nil
+	}
+	resp := map[string]any{"access_token": tok.AccessToken, "token_type": tok.TokenType, "expires_in": tok.ExpiresIn}
+	for _, k := range []string{"refresh_token", "id_token", "scope"} {
+		if v := tok.Extra(k); v != nil && v != "" {
+			resp[k] = v
+		}
+	}
+	enc := json.NewEncoder(m.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(resp)
+}
+
+// oauthProblem says in words what an OAuth error means for the person waiting.
+func oauthProblem(err error) string {
+	var re *oauth2.RetrieveError
+	if !errors.As(err, &re) {
+		return err.Error()
+	}
+	switch re.ErrorCode {
+	case "access_denied":
+		return "denied: " + re.ErrorDescription
+	case "expired_token":
+		return "the code expired before the sign-in was confirmed and approved; run the command again"
+	case "invalid_client", "unauthorized_client":
+		return "the client was refused: " + re.ErrorCode + " " + re.ErrorDescription
+	}
+	return strings.TrimSpace(re.ErrorCode + ": " + re.ErrorDescription)
+}
+
+// progress prints where a device flow stands, as the provider describes it while the
+// client waits (authorization_pending's error_description), each change once.
+type progress struct {
+	out  io.Writer
+	mu   sync.Mutex
+	last string
+}
+
+func (p *progress) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(r)
+	if err != nil || resp.StatusCode != http.StatusBadRequest {
+		return resp, err
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	if err != nil {
+		return resp, nil
+	}
+	var answer struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+	}
+	if json.Unmarshal(body, &answer) == nil && answer.Error == "authorization_pending" && answer.Description != "" {
+		p.mu.Lock()
+		if answer.Description != p.last {
+			p.last = answer.Description
+			fmt.Fprintf(p.out, "… %s\n", answer.Description)
+		}
+		p.mu.Unlock()
+	}
+	return resp, nil
 }

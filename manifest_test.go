@@ -51,14 +51,14 @@ type appManifest struct {
 	} `yaml:"settings"`
 }
 
-// scopeOfCall maps the slack-go calls the code makes to the bot scope each needs.
-var scopeOfCall = map[string]string{
-	"PostMessageContext":         "chat:write",
-	"UpdateMessageContext":       "chat:write",
-	"PostEphemeralContext":       "chat:write",
-	"GetUserGroupMembersContext": "usergroups:read",
-	"GetUserInfoContext":         "users:read",
-	"OpenConversationContext":    "im:write",
+// scopesOfCall maps the slack-go calls the code makes to the bot scopes each needs.
+var scopesOfCall = map[string][]string{
+	"PostMessageContext":         {"chat:write"},
+	"UpdateMessageContext":       {"chat:write"},
+	"PostEphemeralContext":       {"chat:write"},
+	"GetUserGroupMembersContext": {"usergroups:read"},
+	"GetUserInfoContext":         {"users:read", "users:read.email"}, // ID tokens carry the email
+	"OpenConversationContext":    {"im:write"},
 }
 
 func TestManifest(t *testing.T) {
@@ -104,9 +104,11 @@ func TestManifest(t *testing.T) {
 			continue
 		}
 		src, _ := os.ReadFile(f)
-		for call, scope := range scopeOfCall {
-			if scope != "" && strings.Contains(string(src), "."+call+"(") {
-				want[scope] = true
+		for call, scopes := range scopesOfCall {
+			if strings.Contains(string(src), "."+call+"(") {
+				for _, s := range scopes {
+					want[s] = true
+				}
 			}
 		}
 	}

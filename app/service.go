@@ -53,10 +53,25 @@ type Notifier interface {
 type Deps struct {
 	Policy   Policy
 	Store    RequestStore
+	Grants   GrantStore
+	Logins   LoginStore
 	Notifier Notifier
 	Groups   GroupResolver
+	Metrics  Metrics          // optional
 	Now      func() time.Time // defaults to time.Now
 	Log      *slog.Logger     // defaults to slog.Default()
+}
+
+// Metrics counts what happened, from the audit events each state change records.
+type Metrics interface {
+	EventsRecorded(events []AuditEvent)
+}
+
+// recorded reports committed audit events to the metrics, if any.
+func (s *Service) recorded(events ...AuditEvent) {
+	if s.Metrics != nil {
+		s.Metrics.EventsRecorded(events)
+	}
 }
 
 // Service carries out the use cases: filing requests and deciding them. Every policy
@@ -65,6 +80,7 @@ type Service struct {
 	Deps
 	background sync.WaitGroup
 	refreshing [64]sync.Mutex // serialises redraws of one request's message, striped by ID
+	guesses    codeGuesses
 }
 
 // NewService returns a Service using d.
@@ -75,7 +91,7 @@ func NewService(d Deps) *Service {
 	if d.Log == nil {
 		d.Log = slog.Default()
 	}
-	return &Service{Deps: d}
+	return &Service{Deps: d, guesses: codeGuesses{wrong: map[string][]time.Time{}}}
 }
 
 // Wait blocks until the notifications the service sent in the background are done.
@@ -112,6 +128,7 @@ func (s *Service) RequestAccess(ctx context.Context, requester Principal, in Req
 	if err := s.Store.CreateRequest(ctx, r, event); err != nil {
 		return Request{}, fmt.Errorf("file request: %w", err)
 	}
+	s.recorded(event)
 	s.Log.Info("request filed", "request_id", r.ID, "role", r.Role, "requester", requester.ID, "duration", duration)
 	s.inBackground(func(ctx context.Context) { s.post(ctx, r) })
 	return r, nil
@@ -133,21 +150,22 @@ func (s *Service) post(ctx context.Context, r Request) {
 	s.Log.Error("posting request to approvers failed; cancelling it", "request_id", r.ID, "err", err)
 	now := s.Now()
 	reason := "it could not be posted to the approvers"
-	var cancelled Request
+	var cancelled RequestChange
 	err = s.Store.UpdateRequest(ctx, r.ID, func(cur Request) (RequestChange, error) {
 		if cur.Status != StatusPending {
 			return RequestChange{}, ErrNotPending
 		}
 		cur.Status, cur.DecidedAt = StatusCancelled, now
-		cancelled = cur
-		return RequestChange{Request: cur, Events: []AuditEvent{{At: now, Actor: SystemActor, Action: ActionRequestCancelled,
-			Principal: cur.Requester, RequestID: cur.ID, Reason: reason, Source: SourceSystem}}}, nil
+		cancelled = RequestChange{Request: cur, Events: []AuditEvent{{At: now, Actor: SystemActor, Action: ActionRequestCancelled,
+			Principal: cur.Requester, RequestID: cur.ID, Reason: reason, Source: SourceSystem}}}
+		return cancelled, nil
 	})
 	if err != nil {
 		s.Log.Error("cancelling unposted request failed", "request_id", r.ID, "err", err)
 		return
 	}
-	if err := s.Notifier.NotifyRequester(ctx, cancelled, nil); err != nil {
+	s.recorded(cancelled.Events...)
+	if err := s.Notifier.NotifyRequester(ctx, cancelled.Request, nil); err != nil {
 		s.Log.Error("telling requester failed", "request_id", r.ID, "err", err)
 	}
 }
@@ -209,9 +227,10 @@ func (s *Service) Decide(ctx context.Context, in DecisionInput) (Request, error)
 		after   Request
 		grant   *Grant
 		expired bool
+		events  []AuditEvent
 	)
 	err = s.Store.UpdateRequest(ctx, in.RequestID, func(r Request) (RequestChange, error) {
-		after, grant, expired = r, nil, false
+		after, grant, expired, events = r, nil, false, nil
 		if r.Status != StatusPending {
 			return RequestChange{}, ErrNotPending
 		}
@@ -219,8 +238,9 @@ func (s *Service) Decide(ctx context.Context, in DecisionInput) (Request, error)
 			expired = true
 			r.Status, r.DecidedAt = StatusExpired, now
 			after = r
-			return RequestChange{Request: r, Events: []AuditEvent{{At: now, Actor: SystemActor, Action: ActionRequestExpired,
-				Principal: r.Requester, RequestID: r.ID, Reason: "not decided in time", Source: SourceSystem}}}, nil
+			events = []AuditEvent{{At: now, Actor: SystemActor, Action: ActionRequestExpired,
+				Principal: r.Requester, RequestID: r.ID, Reason: "not decided in time", Source: SourceSystem}}
+			return RequestChange{Request: r, Events: events}, nil
 		}
 		if r.decidedBy(in.Approver) {
 			return RequestChange{}, ErrAlreadyDecided
@@ -253,12 +273,13 @@ func (s *Service) Decide(ctx context.Context, in DecisionInput) (Request, error)
 					RequestID: r.ID, GrantID: grant.ID, Reason: "approved by " + strings.Join(grant.ApprovedBy, ", "), Source: in.Source})
 		}
 		change.Request = r
-		after = r
+		after, events = r, change.Events
 		return change, nil
 	})
 	if err != nil {
 		return after, err
 	}
+	s.recorded(events...)
 	s.Log.Info("decision recorded", "request_id", after.ID, "approver", in.Approver, "approve", in.Approve, "status", after.Status)
 	s.inBackground(func(ctx context.Context) {
 		s.refresh(ctx, after.ID)

@@ -26,12 +26,15 @@ type Service interface {
 	RequestAccess(ctx context.Context, requester app.Principal, in app.RequestInput, source string) (app.Request, error)
 	CheckApprover(ctx context.Context, requestID, user string) (app.Request, error)
 	Decide(ctx context.Context, in app.DecisionInput) (app.Request, error)
+	FindLogin(ctx context.Context, user, code string) (app.PendingLogin, error)
+	ConfirmLogin(ctx context.Context, in app.LoginConfirmation) (app.Login, []app.Request, error)
 }
 
 // Bot runs the Socket Mode connection and answers every envelope.
 type Bot struct {
 	api       *slack.Client
 	socket    *socketmode.Client
+	metrics   Metrics
 	svc       Service
 	policy    app.Policy
 	log       *slog.Logger
@@ -49,9 +52,10 @@ type Bot struct {
 var maxConcurrentHandlers = 4 * runtime.GOMAXPROCS(0)
 
 // NewBot returns a bot using api, which must carry the app-level token.
-func NewBot(api *slack.Client, svc Service, policy app.Policy, log *slog.Logger) *Bot {
+func NewBot(api *slack.Client, svc Service, policy app.Policy, metrics Metrics, log *slog.Logger) *Bot {
 	return &Bot{
 		api:     api,
+		metrics: metrics,
 		socket:  socketmode.New(api),
 		svc:     svc,
 		policy:  policy,
@@ -119,6 +123,7 @@ func (b *Bot) dispatch(ctx context.Context, evt socketmode.Event) {
 		return
 	}
 	req := *evt.Request
+	received := time.Now()
 	work := func(ctx context.Context) any { return nil }
 	ackFirst := true
 	switch data := evt.Data.(type) {
@@ -132,12 +137,12 @@ func (b *Bot) dispatch(ctx context.Context, evt socketmode.Event) {
 		work = b.onInteractionFunc(data)
 	}
 	if ackFirst {
-		b.ack(req, nil)
+		b.ack(req, nil, received)
 	}
 	if key := dedupeKey(req, evt.Data); !b.seen.add(key) {
 		b.log.Info("slack: ignoring redelivered envelope", "envelope_id", req.EnvelopeID, "retry_attempt", req.RetryAttempt)
 		if !ackFirst {
-			b.ack(req, nil)
+			b.ack(req, nil, received)
 		}
 		return
 	}
@@ -148,12 +153,13 @@ func (b *Bot) dispatch(ctx context.Context, evt socketmode.Event) {
 		defer cancel()
 		answer := work(ctx)
 		if !ackFirst {
-			b.ack(req, answer)
+			b.ack(req, answer, received)
 		}
 	})
 }
 
-func (b *Bot) ack(req socketmode.Request, payload any) {
+func (b *Bot) ack(req socketmode.Request, payload any, received time.Time) {
+	defer func() { b.metrics.EnvelopeAcked(time.Since(received)) }()
 	var err error
 	if payload == nil {
 		err = b.socket.Ack(req)
@@ -177,7 +183,7 @@ func (b *Bot) ackUnreadable(evt socketmode.Event) {
 	}
 	b.log.Warn("slack: unreadable envelope", "err", bad.Cause)
 	if json.Unmarshal(bad.Message, &envelope) == nil && envelope.EnvelopeID != "" {
-		b.ack(socketmode.Request{EnvelopeID: envelope.EnvelopeID}, nil)
+		b.ack(socketmode.Request{EnvelopeID: envelope.EnvelopeID}, nil, time.Now())
 	}
 }
 

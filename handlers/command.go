@@ -27,6 +27,7 @@ const helpText = "*Gatehouse: just-in-time access, approved by people*\n" +
 	"• `/access` opens a form to ask for a role.\n" +
 	"• `/access <role> <duration> <reason…>` asks straight away, e.g. `/access prod-db-admin 2h incident 4123`. " +
 	"Durations use Go syntax: `30m`, `2h`, `1h30m`. Leave out the duration or the reason and the form opens with what you typed.\n" +
+	"• `/access login CODE` confirms a sign-in your client (for example `gatehouse token`) started; it shows the code.\n" +
 	"• `/access help` shows this.\n" +
 	"Approvers get Approve and Deny buttons in the approvals channel; you get a DM with the outcome."
 
@@ -51,7 +52,9 @@ func (b *Bot) onCommand(ctx context.Context, cmd slack.SlashCommand) {
 		b.openRequestModal(ctx, cmd, app.RequestInput{})
 	case "help":
 		b.reply(ctx, cmd.ResponseURL, helpText)
-	case "login", "list", "revoke":
+	case "login":
+		b.onLogin(ctx, cmd, rest)
+	case "list", "revoke":
 		b.reply(ctx, cmd.ResponseURL, fmt.Sprintf("`/access %s` is not available in this version of Gatehouse yet. Try `/access help`.", strings.ToLower(word)))
 	default:
 		duration, reason := cutWord(rest)
@@ -143,37 +146,44 @@ func requestModal(policy app.Policy, in app.RequestInput) slack.ModalViewRequest
 			}
 		}
 	}
-	var durationOptions []*slack.OptionBlockObject
-	var selectedDuration *slack.OptionBlockObject
-	for _, d := range durations {
-		opt := slack.NewOptionBlockObject(app.FormatDuration(d), plain(app.FormatDuration(d)), nil)
-		durationOptions = append(durationOptions, opt)
-		if d == initialDuration {
-			selectedDuration = opt
-		}
-	}
-	durationSelect := slack.NewOptionsSelectBlockElement(slack.OptTypeStatic, plain("How long"), blockDuration, durationOptions...)
-	durationSelect.InitialOption = selectedDuration
-	hint := plain("The access starts when the request is approved.")
+	duration := durationInput(durations, initialDuration)
+	duration.Hint = plain("The access starts when the request is approved.")
 	if hasRole {
-		hint = plain(fmt.Sprintf("At most %s for %s. The access starts when the request is approved.", app.FormatDuration(role.MaxDuration), role.Name))
+		duration.Hint = plain(fmt.Sprintf("At most %s for %s. The access starts when the request is approved.", app.FormatDuration(role.MaxDuration), role.Name))
 	}
-	durationInput := slack.NewInputBlock(blockDuration, plain("Duration"), hint, durationSelect)
-
-	reason := slack.NewPlainTextInputBlockElement(plain("Why do you need it? e.g. incident 4123"), blockReason)
-	reason.Multiline = true
-	reason.MaxLength = app.MaxTextLength
-	reason.InitialValue = clipText(in.Reason, app.MaxTextLength)
-	reasonInput := slack.NewInputBlock(blockReason, plain("Reason"), nil, reason)
-
 	return slack.ModalViewRequest{
 		Type:       slack.VTModal,
 		CallbackID: callbackRequest,
 		Title:      plain("Request access"),
 		Submit:     plain("Request"),
 		Close:      plain("Cancel"),
-		Blocks:     slack.Blocks{BlockSet: []slack.Block{roleInput, durationInput, reasonInput}},
+		Blocks:     slack.Blocks{BlockSet: []slack.Block{roleInput, duration, reasonInput(in.Reason)}},
 	}
+}
+
+// durationInput is the Duration select, offering choices with initial preselected.
+func durationInput(choices []time.Duration, initial time.Duration) *slack.InputBlock {
+	var options []*slack.OptionBlockObject
+	var selected *slack.OptionBlockObject
+	for _, d := range choices {
+		opt := slack.NewOptionBlockObject(app.FormatDuration(d), plain(app.FormatDuration(d)), nil)
+		options = append(options, opt)
+		if d == initial {
+			selected = opt
+		}
+	}
+	sel := slack.NewOptionsSelectBlockElement(slack.OptTypeStatic, plain("How long"), blockDuration, options...)
+	sel.InitialOption = selected
+	return slack.NewInputBlock(blockDuration, plain("Duration"), nil, sel)
+}
+
+// reasonInput is the required Reason input.
+func reasonInput(initial string) *slack.InputBlock {
+	reason := slack.NewPlainTextInputBlockElement(plain("Why do you need it? e.g. incident 4123"), blockReason)
+	reason.Multiline = true
+	reason.MaxLength = app.MaxTextLength
+	reason.InitialValue = clipText(initial, app.MaxTextLength)
+	return slack.NewInputBlock(blockReason, plain("Reason"), nil, reason)
 }
 
 // allDurationChoices offers, before a role is picked, every duration some role allows.
@@ -218,18 +228,9 @@ func (b *Bot) onRequestSubmit(ctx context.Context, cb slack.InteractionCallback)
 			b.log.Error("filing request failed", "user", cb.User.ID, "err", err)
 			return slack.NewErrorsViewSubmissionResponse(map[string]string{blockReason: userMessage(err)})
 		}
-		errs := map[string]string{}
-		for _, p := range input.Problems {
-			errs[p.Field] = clipText(p.Message, 2000) // form fields and blocks share names
-		}
-		return slack.NewErrorsViewSubmissionResponse(errs)
+		return fieldErrors(input)
 	}
-	return slack.NewUpdateViewSubmissionResponse(&slack.ModalViewRequest{
-		Type:   slack.VTModal,
-		Title:  plain("Access requested"),
-		Close:  plain("Done"),
-		Blocks: slack.Blocks{BlockSet: []slack.Block{slack.NewSectionBlock(markdown(b.filedText(r)), nil, nil)}},
-	})
+	return outcomeView("Access requested", b.filedText(r))
 }
 
 // onInteractionFunc returns the work for a button click, a form change or a submission.
@@ -242,6 +243,8 @@ func (b *Bot) onInteractionFunc(cb slack.InteractionCallback) func(context.Conte
 				return b.onRequestSubmit(ctx, cb)
 			case callbackApprove, callbackDeny:
 				return b.onDecisionSubmit(ctx, cb)
+			case callbackLogin:
+				return b.onLoginSubmit(ctx, cb)
 			}
 		case slack.InteractionTypeBlockActions:
 			for _, action := range cb.ActionCallback.BlockActions {

@@ -39,6 +39,12 @@ func userMessage(err error) string {
 		return "This request has already been decided or has expired. Nothing was changed."
 	case errors.Is(err, app.ErrNotFound):
 		return "There is no such request. Nothing was changed."
+	case errors.Is(err, app.ErrTooManyAttempts):
+		return "Too many wrong codes. Wait a few minutes, then type the code your client shows."
+	case errors.Is(err, app.ErrLoginExpired):
+		return "That sign-in code has expired. Start the sign-in again in your client."
+	case errors.Is(err, app.ErrLoginUsed):
+		return "That sign-in code was already used. Start the sign-in again in your client."
 	case errors.Is(err, app.ErrUnknownRole):
 		return "This request's role is no longer in the policy, so it can't be decided. Nothing was changed."
 	}

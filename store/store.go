@@ -62,7 +62,7 @@ func Open(path string) (*Store, error) {
 }
 
 func (s *Store) migrate() error {
-	return s.db.AutoMigrate(&requestRow{}, &decisionRow{}, &grantRow{}, &auditEventRow{})
+	return s.db.AutoMigrate(&requestRow{}, &decisionRow{}, &grantRow{}, &auditEventRow{}, &loginRow{}, &accessTokenRow{}, &refreshTokenRow{}, &sessionRow{}, &signingKeyRow{})
 }
 
 // Close closes the database.

@@ -1,0 +1,406 @@
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/big"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// LoginStatus is where a pending OIDC sign-in is in its life.
+type LoginStatus string
+
+// Login states: pending → bound → issued | denied. A login past ExpiresAt is expired
+// whatever its status says.
+const (
+	LoginPending LoginStatus = "pending" // waiting for someone to run /access login CODE
+	LoginBound   LoginStatus = "bound"   // a Slack user confirmed it; waiting for approvals
+	LoginIssued  LoginStatus = "issued"  // tokens were handed out; the code is spent
+	LoginDenied  LoginStatus = "denied"  // a request it needed was denied, expired or cancelled
+)
+
+// Login is a pending OIDC sign-in (device code or browser code) waiting to be bound to a
+// Slack user with /access login CODE.
+type Login struct {
+	ID             string
+	ClientID       string
+	Scopes         []string
+	Roles          []string // from the role: scopes
+	UserCode       string   // what the person types in Slack, e.g. BCDF-GHJK
+	DeviceCodeHash string   // SHA-256 of the device code; the code itself is never stored
+	Subject        string   // Slack user ID once bound
+	Status         LoginStatus
+	RequestIDs     []string // requests filed for roles the user held no grant for
+	DenyReason     string
+	CreatedAt      time.Time
+	ExpiresAt      time.Time
+	LastPolledAt   time.Time
+}
+
+// LoginStore keeps logins.
+type LoginStore interface {
+	// CreateLogin stores a new login; a user code already in use is ErrConflict.
+	CreateLogin(ctx context.Context, l Login) error
+	Login(ctx context.Context, id string) (Login, error)
+	LoginByUserCode(ctx context.Context, code string) (Login, error)
+	LoginByDeviceCode(ctx context.Context, hash string) (Login, error)
+	// UpdateLogin changes a login with one conditional write, like UpdateRequest.
+	UpdateLogin(ctx context.Context, id string, update func(Login) (Login, error)) error
+}
+
+// Login errors, each meaning one answer to the waiting client.
+var (
+	// ErrLoginPending: nobody has confirmed the login yet, or approval is still pending.
+	ErrLoginPending = errors.New("authorization pending")
+	// ErrSlowDown: the client polls faster than the announced interval.
+	ErrSlowDown = errors.New("polling too fast")
+	// ErrLoginDenied: a request the login needed was denied, expired or cancelled.
+	ErrLoginDenied = errors.New("access denied")
+	// ErrLoginExpired: the login's code expired before tokens were issued.
+	ErrLoginExpired = errors.New("login expired")
+	// ErrLoginUsed: the login already yielded tokens; its code is spent.
+	ErrLoginUsed = errors.New("login already used")
+	// ErrTooManyAttempts: the user typed too many wrong codes; they must wait.
+	ErrTooManyAttempts = errors.New("too many wrong codes")
+)
+
+// LoginStart is a client's ask to sign someone in.
+type LoginStart struct {
+	ClientID   string
+	Scopes     []string
+	DeviceCode string        // the device flow's secret code; stored hashed
+	Lifetime   time.Duration // how long the code stays usable
+}
+
+// StartLogin records a new sign-in and returns it with a fresh, unique user code. A role
+// scope naming no role in the policy is an *InputError.
+func (s *Service) StartLogin(ctx context.Context, in LoginStart) (Login, error) {
+	roles, err := s.Policy.RolesOfScopes(in.Scopes)
+	if err != nil {
+		return Login{}, err
+	}
+	now := s.Now()
+	l := Login{
+		ID: newID("lgn"), ClientID: in.ClientID, Scopes: in.Scopes, Roles: roles, DeviceCodeHash: HashSecret(in.DeviceCode),
+		Status: LoginPending, CreatedAt: now, ExpiresAt: now.Add(in.Lifetime),
+	}
+	// User codes are short; on the rare clash with another login, draw again.
+	for range 5 {
+		l.UserCode = newUserCode()
+		if err = s.Logins.CreateLogin(ctx, l); !errors.Is(err, ErrConflict) {
+			break
+		}
+	}
+	if err != nil {
+		return Login{}, fmt.Errorf("start login: %w", err)
+	}
+	return l, nil
+}
+
+// HashSecret returns the hex SHA-256 of a high-entropy secret (device codes, refresh
+// tokens), the form in which such secrets are stored and looked up.
+func HashSecret(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:])
+}
+
+// userCodeAlphabet has no vowels (no words) and no look-alike characters.
+const userCodeAlphabet = "BCDFGHJKLMNPQRSTVWXZ"
+
+// newUserCode returns a code like BCDF-GHJK: 20^8 ≈ 2.6e10 possibilities.
+func newUserCode() string {
+	var b strings.Builder
+	for i := range 8 {
+		if i == 4 {
+			b.WriteByte('-')
+		}
+		n, _ := rand.Int(rand.Reader, big.NewInt(int64(len(userCodeAlphabet))))
+		b.WriteByte(userCodeAlphabet[n.Int64()])
+	}
+	return b.String()
+}
+
+// NormalizeUserCode accepts a code typed loosely (bcdf ghjk, BCDFGHJK) and writes it the
+// way it was issued.
+func NormalizeUserCode(typed string) string {
+	var b strings.Builder
+	for _, c := range strings.ToUpper(typed) {
+		if strings.ContainsRune(userCodeAlphabet, c) {
+			b.WriteRune(c)
+		}
+	}
+	code := b.String()
+	if len(code) == 8 {
+		code = code[:4] + "-" + code[4:]
+	}
+	return code
+}
+
+// Guessing limits for user codes, per Slack user.
+const (
+	maxWrongCodes    = 5
+	wrongCodesWindow = 10 * time.Minute
+)
+
+// codeGuesses remembers each user's recent wrong codes.
+type codeGuesses struct {
+	mu    sync.Mutex
+	wrong map[string][]time.Time
+}
+
+// allow reports whether user may try another code now.
+func (g *codeGuesses) allow(user string, now time.Time) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	recent := slices.DeleteFunc(g.wrong[user], func(t time.Time) bool { return now.Sub(t) >= wrongCodesWindow })
+	g.wrong[user] = recent
+	if len(recent) == 0 {
+		delete(g.wrong, user)
+	}
+	return len(recent) < maxWrongCodes
+}
+
+func (g *codeGuesses) fail(user string, now time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.wrong[user] = append(g.wrong[user], now)
+}
+
+// PendingLogin is a login as shown to the person confirming it.
+type PendingLogin struct {
+	Login
+	Missing []Role // requested roles the user holds no active grant for: confirming files requests
+}
+
+// FindLogin looks up the login behind a code typed by user in Slack. Wrong and expired
+// codes count towards the user's guessing limit (ErrTooManyAttempts once reached).
+func (s *Service) FindLogin(ctx context.Context, user, typed string) (PendingLogin, error) {
+	now := s.Now()
+	if !s.guesses.allow(user, now) {
+		return PendingLogin{}, ErrTooManyAttempts
+	}
+	l, err := s.Logins.LoginByUserCode(ctx, NormalizeUserCode(typed))
+	switch {
+	case errors.Is(err, ErrNotFound):
+		s.guesses.fail(user, now)
+		return PendingLogin{}, err
+	case err != nil:
+		return PendingLogin{}, err
+	case !now.Before(l.ExpiresAt):
+		s.guesses.fail(user, now)
+		return PendingLogin{}, ErrLoginExpired
+	case l.Status != LoginPending:
+		return PendingLogin{}, ErrLoginUsed
+	}
+	missing, err := s.missingRoles(ctx, User(user), l.Roles)
+	return PendingLogin{Login: l, Missing: missing}, err
+}
+
+// missingRoles returns the roles p holds no active grant for.
+func (s *Service) missingRoles(ctx context.Context, p Principal, roles []string) ([]Role, error) {
+	held, err := s.Grants.ActiveGrants(ctx, p, s.Now())
+	if err != nil {
+		return nil, err
+	}
+	var missing []Role
+	for _, name := range roles {
+		if !slices.ContainsFunc(held, func(g Grant) bool { return g.Role == name }) {
+			r, _ := s.Policy.Role(name)
+			missing = append(missing, r)
+		}
+	}
+	return missing, nil
+}
+
+// LoginConfirmation is a user's confirmation of a login, with what to ask for when roles
+// need approval.
+type LoginConfirmation struct {
+	LoginID  string
+	User     string
+	Duration string // for the requests filed; empty means each role's default
+	Reason   string // required when a request is filed
+	Source   string
+}
+
+// ConfirmLogin binds the login to the user. For every requested role the user holds no
+// active grant for, it files a request (same approval flow as /access); the waiting client
+// gets its tokens once all are approved. Bad duration or reason is an *InputError and
+// changes nothing.
+func (s *Service) ConfirmLogin(ctx context.Context, in LoginConfirmation) (Login, []Request, error) {
+	l, err := s.Logins.Login(ctx, in.LoginID)
+	if err != nil {
+		return Login{}, nil, err
+	}
+	missing, err := s.missingRoles(ctx, User(in.User), l.Roles)
+	if err != nil {
+		return Login{}, nil, err
+	}
+	inputs := make([]RequestInput, len(missing))
+	for i, r := range missing {
+		inputs[i] = RequestInput{Role: r.Name, Duration: in.Duration, Reason: in.Reason}
+		if err := s.CheckRequest(inputs[i]); err != nil {
+			return Login{}, nil, err
+		}
+	}
+	now := s.Now()
+	err = s.Logins.UpdateLogin(ctx, in.LoginID, func(cur Login) (Login, error) {
+		if cur.Status != LoginPending {
+			return cur, ErrLoginUsed
+		}
+		if !now.Before(cur.ExpiresAt) {
+			return cur, ErrLoginExpired
+		}
+		cur.Status, cur.Subject = LoginBound, in.User
+		l = cur
+		return cur, nil
+	})
+	if err != nil {
+		return Login{}, nil, err
+	}
+	var filed []Request
+	for _, input := range inputs {
+		r, err := s.RequestAccess(ctx, User(in.User), input, in.Source)
+		if err != nil {
+			s.denyLogin(ctx, l.ID, "a request could not be filed")
+			return Login{}, nil, err
+		}
+		filed = append(filed, r)
+	}
+	if len(filed) > 0 {
+		err = s.Logins.UpdateLogin(ctx, l.ID, func(cur Login) (Login, error) {
+			for _, r := range filed {
+				cur.RequestIDs = append(cur.RequestIDs, r.ID)
+			}
+			l = cur
+			return cur, nil
+		})
+	}
+	s.Log.Info("login confirmed", "login_id", l.ID, "user", in.User, "client_id", l.ClientID, "requests", len(filed))
+	return l, filed, err
+}
+
+func (s *Service) denyLogin(ctx context.Context, id, reason string) {
+	err := s.Logins.UpdateLogin(ctx, id, func(cur Login) (Login, error) {
+		cur.Status, cur.DenyReason = LoginDenied, reason
+		return cur, nil
+	})
+	if err != nil {
+		s.Log.Error("denying login failed", "login_id", id, "err", err)
+	}
+}
+
+// LoginOutcome says what a waiting client gets now.
+type LoginOutcome struct {
+	Login  Login
+	Grants []Grant // set when tokens may be issued: one per requested role, active now
+	Reason string  // for a pending or denied login, in words for the person at the client
+}
+
+// PollDeviceLogin answers a device-flow client polling for its tokens. It succeeds once —
+// when the login is bound and every requested role has an active grant — and marks the
+// code spent in the same conditional write, so a replay gets ErrLoginUsed. Errors:
+// ErrNotFound (unknown code or another client's), ErrSlowDown, ErrLoginPending,
+// ErrLoginDenied, ErrLoginExpired, ErrLoginUsed; the outcome's Reason says more.
+func (s *Service) PollDeviceLogin(ctx context.Context, clientID, deviceCode string, interval time.Duration) (LoginOutcome, error) {
+	l, err := s.Logins.LoginByDeviceCode(ctx, HashSecret(deviceCode))
+	if err != nil {
+		return LoginOutcome{}, err
+	}
+	if l.ClientID != clientID {
+		return LoginOutcome{}, ErrNotFound
+	}
+	// Work out, before the write, whether the approvals are there; the write then only
+	// checks that the login did not move meanwhile.
+	outcome := LoginOutcome{Login: l, Reason: "waiting for you to run /access login " + l.UserCode + " in Slack"}
+	verdict := ErrLoginPending
+	if l.Status == LoginBound {
+		p, err := s.loginProgress(ctx, l)
+		if err != nil {
+			return LoginOutcome{}, err
+		}
+		outcome.Reason, outcome.Grants, verdict = p.reason, p.grants, p.verdict
+	}
+	now := s.Now()
+	err = s.Logins.UpdateLogin(ctx, l.ID, func(cur Login) (Login, error) {
+		switch {
+		case cur.Status == LoginIssued:
+			return cur, ErrLoginUsed
+		case cur.Status == LoginDenied:
+			outcome.Reason = cur.DenyReason
+			return cur, ErrLoginDenied
+		case !now.Before(cur.ExpiresAt):
+			return cur, ErrLoginExpired
+		case now.Sub(cur.LastPolledAt) < interval:
+			return cur, ErrSlowDown
+		}
+		cur.LastPolledAt = now
+		if cur.Status == l.Status {
+			switch verdict {
+			case nil:
+				cur.Status = LoginIssued
+			case ErrLoginDenied:
+				cur.Status, cur.DenyReason = LoginDenied, outcome.Reason
+			}
+		} else {
+			verdict = ErrLoginPending // it moved on meanwhile; the next poll will see where to
+		}
+		outcome.Login = cur
+		return cur, nil
+	})
+	if err != nil {
+		return outcome, err
+	}
+	if verdict != nil {
+		return outcome, verdict
+	}
+	s.Log.Info("login completed", "login_id", l.ID, "client_id", clientID, "subject", l.Subject, "roles", l.Roles)
+	return outcome, nil
+}
+
+// progress is where a bound login stands: verdict nil with the grants when tokens may be
+// issued, ErrLoginDenied when a request ended without approval, else ErrLoginPending.
+type progress struct {
+	verdict error
+	reason  string // in words for the person at the client
+	grants  []Grant
+}
+
+// loginProgress looks at a bound login's requests and grants.
+func (s *Service) loginProgress(ctx context.Context, l Login) (progress, error) {
+	var waiting []string
+	for _, id := range l.RequestIDs {
+		r, err := s.Store.Request(ctx, id)
+		if err != nil {
+			return progress{}, err
+		}
+		switch r.Status {
+		case StatusDenied:
+			d := r.Decisions[len(r.Decisions)-1]
+			return progress{ErrLoginDenied, fmt.Sprintf("request %s for %s was denied by %s: %s", r.ID, r.Role, d.Approver, d.Comment), nil}, nil
+		case StatusExpired, StatusCancelled:
+			return progress{ErrLoginDenied, fmt.Sprintf("request %s for %s was %s", r.ID, r.Role, r.Status), nil}, nil
+		case StatusPending:
+			role, _ := s.Policy.Role(r.Role)
+			waiting = append(waiting, fmt.Sprintf("%s (%d of %d approvals; approvers: %s)", r.Role, len(r.Approvers()),
+				r.ApprovalsRequired, strings.Join(role.Approvers, ", ")))
+		}
+	}
+	if len(waiting) > 0 {
+		return progress{ErrLoginPending, "waiting for approval of " + strings.Join(waiting, ", "), nil}, nil
+	}
+	grants, err := s.GrantsForToken(ctx, User(l.Subject), l.Roles)
+	if errors.Is(err, ErrNoActiveGrant) {
+		return progress{ErrLoginDenied, "a grant ended before the token was issued: " + err.Error(), nil}, nil
+	}
+	if err != nil {
+		return progress{}, err
+	}
+	return progress{nil, "approved", grants}, nil
+}

@@ -1,0 +1,149 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// RoleScopePrefix marks an OAuth scope that asks for a role: role:prod-db-admin.
+const RoleScopePrefix = "role:"
+
+// GrantStore finds the grants a principal holds.
+type GrantStore interface {
+	// ActiveGrants returns the principal's grants that are active and not yet expired at now.
+	ActiveGrants(ctx context.Context, p Principal, now time.Time) ([]Grant, error)
+	// Grants returns the grants with the given IDs (missing IDs are left out).
+	Grants(ctx context.Context, ids []string) ([]Grant, error)
+}
+
+// ErrNoActiveGrant: the principal holds no active grant for a role a token asks for.
+var ErrNoActiveGrant = fmt.Errorf("no active grant for the role")
+
+// RolesOfScopes returns the roles named by role: scopes, checking each against the policy.
+// An unknown role is an *InputError on FieldRole.
+func (p Policy) RolesOfScopes(scopes []string) ([]string, error) {
+	var roles []string
+	var bad InputError
+	for _, s := range scopes {
+		name, ok := strings.CutPrefix(s, RoleScopePrefix)
+		if !ok {
+			continue
+		}
+		if _, known := p.Role(name); !known {
+			bad.add(FieldRole, fmt.Sprintf("There is no role called %q.", clip(name, 40)))
+			continue
+		}
+		if !slices.Contains(roles, name) {
+			roles = append(roles, name)
+		}
+	}
+	return roles, bad.orNil()
+}
+
+// Audience returns the token audience for a client asking for roles: the client itself
+// plus each role's audiences.
+func (p Policy) Audience(clientID string, roles []string) []string {
+	aud := []string{clientID}
+	for _, name := range roles {
+		r, _ := p.Role(name)
+		for _, a := range r.Audience {
+			if !slices.Contains(aud, a) {
+				aud = append(aud, a)
+			}
+		}
+	}
+	return aud
+}
+
+// GrantsForToken returns, for each role, the active grant that lasts longest, checked at
+// this moment: a token is never minted for a role without one. A missing role is
+// ErrNoActiveGrant, naming the role.
+func (s *Service) GrantsForToken(ctx context.Context, p Principal, roles []string) ([]Grant, error) {
+	if len(roles) == 0 {
+		return nil, nil
+	}
+	held, err := s.Grants.ActiveGrants(ctx, p, s.Now())
+	if err != nil {
+		return nil, err
+	}
+	grants := make([]Grant, 0, len(roles))
+	for _, role := range roles {
+		var best *Grant
+		for i, g := range held {
+			if g.Role == role && (best == nil || g.ExpiresAt.After(best.ExpiresAt)) {
+				best = &held[i]
+			}
+		}
+		if best == nil {
+			return nil, fmt.Errorf("%w %s", ErrNoActiveGrant, role)
+		}
+		grants = append(grants, *best)
+	}
+	return grants, nil
+}
+
+// GrantsStillActive reports whether every grant is still active now: tokens carrying a
+// revoked or expired grant stop being valid.
+func (s *Service) GrantsStillActive(ctx context.Context, ids []string) (bool, error) {
+	if len(ids) == 0 {
+		return true, nil
+	}
+	grants, err := s.Grants.Grants(ctx, ids)
+	if err != nil {
+		return false, err
+	}
+	now := s.Now()
+	for _, id := range ids {
+		i := slices.IndexFunc(grants, func(g Grant) bool { return g.ID == id })
+		if i < 0 || grants[i].Status != GrantActive || !now.Before(grants[i].ExpiresAt) {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// TokenExpiry is when an access token minted now with ttl must expire: never after the
+// earliest end of the grants it carries.
+func TokenExpiry(now time.Time, ttl time.Duration, grants []Grant) time.Time {
+	exp := now.Add(ttl)
+	for _, g := range grants {
+		if g.ExpiresAt.Before(exp) {
+			exp = g.ExpiresAt
+		}
+	}
+	return exp
+}
+
+// IssuedToken records an access token, so introspection and revocation can find it.
+type IssuedToken struct {
+	ID        string // the JWT's jti
+	SessionID string // the refresh session it was issued with, if any
+	ClientID  string
+	Subject   string
+	Scopes    []string
+	GrantIDs  []string
+	ExpiresAt time.Time
+	Revoked   bool
+}
+
+// RefreshToken is one link of a client session: using it yields new tokens and the next
+// link, and it can be used once. Only its hash is stored.
+type RefreshToken struct {
+	Hash      string
+	SessionID string
+	ClientID  string
+	Subject   string
+	Scopes    []string
+	AuthTime  time.Time
+	ExpiresAt time.Time
+	Used      bool
+}
+
+// Profile is what Slack says about a person, for ID tokens.
+type Profile struct {
+	Name  string
+	Email string
+}

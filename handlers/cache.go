@@ -1,0 +1,44 @@
+package handlers
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// lookupCache remembers Slack look-ups (group members, profiles) for a while, because
+// Slack rate-limits those methods and their answers change rarely.
+type lookupCache[V any] struct {
+	ttl time.Duration
+	now func() time.Time
+
+	mu      sync.Mutex
+	entries map[string]cacheEntry[V]
+}
+
+type cacheEntry[V any] struct {
+	value   V
+	fetched time.Time
+}
+
+func newLookupCache[V any](ttl time.Duration, now func() time.Time) *lookupCache[V] {
+	return &lookupCache[V]{ttl: ttl, now: now, entries: map[string]cacheEntry[V]{}}
+}
+
+// get returns the value for key, calling fetch when it is missing or older than the TTL.
+func (c *lookupCache[V]) get(ctx context.Context, key string, fetch func(ctx context.Context) (V, error)) (V, error) {
+	c.mu.Lock()
+	e, ok := c.entries[key]
+	c.mu.Unlock()
+	if ok && c.now().Sub(e.fetched) < c.ttl {
+		return e.value, nil
+	}
+	v, err := fetch(ctx)
+	if err != nil {
+		return v, err
+	}
+	c.mu.Lock()
+	c.entries[key] = cacheEntry[V]{value: v, fetched: c.now()}
+	c.mu.Unlock()
+	return v, nil
+}

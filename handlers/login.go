@@ -1,0 +1,130 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/slack-go/slack"
+
+	"github.com/gatehouse/gatehouse/app"
+)
+
+// IDs of the login confirmation modal.
+const callbackLogin = "login"
+
+// onLogin answers /access login CODE: the confirmation modal, always, even when no
+// approval is needed, so nobody is signed in without seeing who asks.
+func (b *Bot) onLogin(ctx context.Context, cmd slack.SlashCommand, code string) {
+	if strings.TrimSpace(code) == "" {
+		b.reply(ctx, cmd.ResponseURL, "Usage: `/access login CODE`, with the code your client shows (for example `/access login BCDF-GHJK`).")
+		return
+	}
+	pending, err := b.svc.FindLogin(ctx, cmd.UserID, code)
+	if err != nil {
+		b.reply(ctx, cmd.ResponseURL, userMessage(err))
+		return
+	}
+	view := loginModal(pending)
+	err = retry(ctx, func() error { _, err := b.api.OpenViewContext(ctx, cmd.TriggerID, view); return err })
+	if err != nil {
+		b.log.Error("slack: opening login modal failed", "user", cmd.UserID, "err", err)
+		b.reply(ctx, cmd.ResponseURL, "Slack did not let me open the form in time. Please run the command again.")
+	}
+}
+
+// loginModal shows which client asks for which roles and, for roles without an active
+// grant, asks Duration and Reason for the requests confirming will file.
+func loginModal(p app.PendingLogin) slack.ModalViewRequest {
+	roles := "no elevated role (sign-in only)"
+	if len(p.Roles) > 0 {
+		roles = "*" + strings.Join(p.Roles, "*, *") + "*"
+	}
+	blocks := []slack.Block{
+		slack.NewSectionBlock(markdown(clipText(fmt.Sprintf("Client `%s` asks to sign you in, with %s.", escape(p.ClientID), roles), maxSectionText)), nil, nil),
+		slack.NewContextBlock("", markdown(":warning: Confirm only a sign-in you started yourself, with the code your own client shows. "+
+			"Someone who sends you a code is asking for your access.")),
+	}
+	if len(p.Missing) > 0 {
+		names := make([]string, len(p.Missing))
+		for i, r := range p.Missing {
+			names[i] = r.Name
+		}
+		blocks = append(blocks, slack.NewSectionBlock(markdown(clipText(fmt.Sprintf(
+			"You hold no active grant for *%s*. Confirming asks the approvers; your client gets its token once approved.",
+			strings.Join(names, "*, *")), maxSectionText)), nil, nil))
+		blocks = append(blocks, durationInput(commonDurations(p.Missing)), reasonInput(""))
+	}
+	return slack.ModalViewRequest{
+		Type: slack.VTModal, CallbackID: callbackLogin, PrivateMetadata: p.ID,
+		Title: plain("Confirm sign-in"), Submit: plain("Confirm"), Close: plain("Cancel"),
+		Blocks: slack.Blocks{BlockSet: blocks},
+	}
+}
+
+// commonDurations offers the durations every one of the roles allows, with the shortest
+// default preselected.
+func commonDurations(roles []app.Role) ([]time.Duration, time.Duration) {
+	choices := roles[0].DurationChoices()
+	def := roles[0].DefaultDuration
+	for _, r := range roles[1:] {
+		choices = slices.DeleteFunc(choices, func(d time.Duration) bool { return d > r.MaxDuration })
+		def = min(def, r.DefaultDuration)
+	}
+	return choices, def
+}
+
+// onLoginSubmit binds the login to whoever submits. Field problems keep the form open;
+// anything else replaces it with the outcome.
+func (b *Bot) onLoginSubmit(ctx context.Context, cb slack.InteractionCallback) any {
+	if !b.sameTeam(cb.Team.ID) {
+		return outcomeView("Sign-in", "This Gatehouse serves another workspace. Nothing was changed.")
+	}
+	l, filed, err := b.svc.ConfirmLogin(ctx, app.LoginConfirmation{
+		LoginID:  cb.View.PrivateMetadata,
+		User:     cb.User.ID,
+		Duration: inputValue(cb.View.State, blockDuration),
+		Reason:   inputValue(cb.View.State, blockReason),
+		Source:   app.SourceSlack,
+	})
+	var input *app.InputError
+	if errors.As(err, &input) && cb.View.State != nil && len(cb.View.State.Values) > 0 {
+		return fieldErrors(input)
+	}
+	if err != nil {
+		if !isRefusal(err) {
+			b.log.Error("confirming login failed", "login_id", cb.View.PrivateMetadata, "err", err)
+		}
+		return outcomeView("Sign-in", userMessage(err))
+	}
+	if len(filed) == 0 {
+		return outcomeView("Signed in", fmt.Sprintf("You are signed in to `%s`. Your client gets its token now.", escape(l.ClientID)))
+	}
+	lines := make([]string, len(filed))
+	for i, r := range filed {
+		lines[i] = b.filedText(r)
+	}
+	return outcomeView("Access requested", strings.Join(lines, "\n")+"\nYour client gets its token once approved.")
+}
+
+// outcomeView replaces a submitted form with a message.
+func outcomeView(title, text string) *slack.ViewSubmissionResponse {
+	return slack.NewUpdateViewSubmissionResponse(&slack.ModalViewRequest{
+		Type:   slack.VTModal,
+		Title:  plain(title),
+		Close:  plain("Done"),
+		Blocks: slack.Blocks{BlockSet: []slack.Block{slack.NewSectionBlock(markdown(clipText(text, maxSectionText)), nil, nil)}},
+	})
+}
+
+// fieldErrors shows each problem next to its input; form fields and blocks share names.
+func fieldErrors(input *app.InputError) *slack.ViewSubmissionResponse {
+	errs := map[string]string{}
+	for _, p := range input.Problems {
+		errs[p.Field] = clipText(p.Message, 2000)
+	}
+	return slack.NewErrorsViewSubmissionResponse(errs)
+}

@@ -1,0 +1,166 @@
+// Package oidc is Gatehouse's OpenID Provider: zitadel/oidc's op with a storage that mints
+// tokens only for roles with an active grant, and a server that takes over the device flow
+// (unique user codes, slow_down, single-use device codes). It reaches the domain through
+// the app package and storage through small interfaces it declares.
+package oidc
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/zitadel/oidc/v3/pkg/oidc"
+	"github.com/zitadel/oidc/v3/pkg/op"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/gatehouse/gatehouse/app"
+)
+
+// ClientConfig is an OAuth client as the config file describes it, with its secret resolved.
+type ClientConfig struct {
+	ID           string
+	Public       bool
+	Secret       string // from secret_env; empty when SecretHash is used
+	SecretHash   string // bcrypt
+	RedirectURIs []string
+	GrantTypes   []string // authorization_code, refresh_token, device_code, client_credentials
+	Service      bool
+	Roles        []string // roles it may ask for; empty means any
+}
+
+// Client implements op.Client for a configured client.
+type Client struct {
+	cfg        ClientConfig
+	idTokenTTL time.Duration
+
+	// verified remembers secrets that matched the bcrypt hash (by their SHA-256), so
+	// bcrypt's deliberate slowness is paid once, not on every token request.
+	mu       sync.Mutex
+	verified map[[32]byte]bool
+}
+
+var _ op.Client = (*Client)(nil)
+
+func newClient(cfg ClientConfig, idTokenTTL time.Duration) *Client {
+	return &Client{cfg: cfg, idTokenTTL: idTokenTTL, verified: map[[32]byte]bool{}}
+}
+
+// checkSecret reports whether secret is this client's secret, in constant time.
+func (c *Client) checkSecret(secret string) bool {
+	if c.cfg.Public || secret == "" {
+		return false
+	}
+	sum := sha256.Sum256([]byte(secret))
+	if c.cfg.SecretHash == "" {
+		want := sha256.Sum256([]byte(c.cfg.Secret))
+		return subtle.ConstantTimeCompare(sum[:], want[:]) == 1
+	}
+	c.mu.Lock()
+	ok := c.verified[sum]
+	c.mu.Unlock()
+	if ok {
+		return true
+	}
+	if bcrypt.CompareHashAndPassword([]byte(c.cfg.SecretHash), []byte(secret)) != nil {
+		return false
+	}
+	c.mu.Lock()
+	c.verified[sum] = true
+	c.mu.Unlock()
+	return true
+}
+
+// mayAskFor reports whether the client may ask for the role at all.
+func (c *Client) mayAskFor(role string) bool {
+	return len(c.cfg.Roles) == 0 || slices.Contains(c.cfg.Roles, role)
+}
+
+// allows reports whether the client registered the grant type.
+func (c *Client) allows(g oidc.GrantType) bool { return slices.Contains(c.GrantTypes(), g) }
+
+// GetID returns the client ID.
+func (c *Client) GetID() string { return c.cfg.ID }
+
+// RedirectURIs returns the registered redirect URIs (exact match).
+func (c *Client) RedirectURIs() []string { return c.cfg.RedirectURIs }
+
+// PostLogoutRedirectURIs returns the URIs RP-initiated logout may return to.
+func (c *Client) PostLogoutRedirectURIs() []string { return c.cfg.RedirectURIs }
+
+// ApplicationType is native for public clients, web for confidential ones.
+func (c *Client) ApplicationType() op.ApplicationType {
+	if c.cfg.Public {
+		return op.ApplicationTypeNative
+	}
+	return op.ApplicationTypeWeb
+}
+
+// AuthMethod is none for public clients and HTTP Basic for confidential ones.
+func (c *Client) AuthMethod() oidc.AuthMethod {
+	if c.cfg.Public {
+		return oidc.AuthMethodNone
+	}
+	return oidc.AuthMethodBasic
+}
+
+// ResponseTypes allows only the code flow.
+func (c *Client) ResponseTypes() []oidc.ResponseType {
+	if slices.Contains(c.cfg.GrantTypes, "authorization_code") {
+		return []oidc.ResponseType{oidc.ResponseTypeCode}
+	}
+	return nil
+}
+
+// grantTypeNames maps config names to OAuth grant types.
+var grantTypeNames = map[string]oidc.GrantType{
+	"authorization_code": oidc.GrantTypeCode,
+	"refresh_token":      oidc.GrantTypeRefreshToken,
+	"device_code":        oidc.GrantTypeDeviceCode,
+	"client_credentials": oidc.GrantTypeClientCredentials,
+}
+
+// GrantTypes returns the grant types the client registered.
+func (c *Client) GrantTypes() []oidc.GrantType {
+	types := make([]oidc.GrantType, 0, len(c.cfg.GrantTypes))
+	for _, g := range c.cfg.GrantTypes {
+		types = append(types, grantTypeNames[g])
+	}
+	return types
+}
+
+// LoginURL is where the authorize endpoint sends the browser to sign in.
+func (c *Client) LoginURL(id string) string { return "/signin?id=" + id }
+
+// AccessTokenType: access tokens are always JWTs.
+func (c *Client) AccessTokenType() op.AccessTokenType { return op.AccessTokenTypeJWT }
+
+// IDTokenLifetime is id_token_ttl.
+func (c *Client) IDTokenLifetime() time.Duration { return c.idTokenTTL }
+
+// DevMode is off: redirect URIs must be exact and secure.
+func (c *Client) DevMode() bool { return false }
+
+// RestrictAdditionalIdTokenScopes keeps every scope.
+func (c *Client) RestrictAdditionalIdTokenScopes() func([]string) []string {
+	return func(s []string) []string { return s }
+}
+
+// RestrictAdditionalAccessTokenScopes keeps every scope.
+func (c *Client) RestrictAdditionalAccessTokenScopes() func([]string) []string {
+	return func(s []string) []string { return s }
+}
+
+// IsScopeAllowed allows role: scopes for the roles the client may ask for.
+func (c *Client) IsScopeAllowed(scope string) bool {
+	role, ok := strings.CutPrefix(scope, app.RoleScopePrefix)
+	return ok && c.mayAskFor(role)
+}
+
+// IDTokenUserinfoClaimsAssertion puts name and email in the ID token itself.
+func (c *Client) IDTokenUserinfoClaimsAssertion() bool { return true }
+
+// ClockSkew is zero: Gatehouse's clock is the reference.
+func (c *Client) ClockSkew() time.Duration { return 0 }

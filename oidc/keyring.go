@@ -1,0 +1,390 @@
+package oidc
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/zitadel/oidc/v3/pkg/op"
+
+	"github.com/gatehouse/gatehouse/app"
+)
+
+// Signature algorithms a Keyring makes keys for.
+const (
+	AlgRS256 = "RS256" // RSA 2048 with SHA-256
+	AlgES256 = "ES256" // ECDSA P-256 with SHA-256
+)
+
+// DefaultKeyRefreshInterval is how often a Keyring re-reads the keys from its store unless
+// told otherwise.
+const DefaultKeyRefreshInterval = 30 * time.Second
+
+// KeyStore is where signing keys live.
+type KeyStore interface {
+	// SigningKeys returns every stored key, newest first.
+	SigningKeys(ctx context.Context) ([]app.SigningKey, error)
+	// AddSigningKey retires the active key and makes k the active one, atomically.
+	AddSigningKey(ctx context.Context, k app.SigningKey) error
+}
+
+// Keyring hands the provider its signing key and the keys to publish.
+//
+// It keeps the parsed keys in memory, so signing a token never waits on the database, and
+// re-reads them from its KeyStore at most every RefreshInterval: that is how a server picks
+// up a rotation done by another process (`gatehouse keys rotate`) against the same database.
+// A Keyring is safe for concurrent use.
+type Keyring struct {
+	// RefreshInterval bounds how long the keys in memory are used before they are re-read
+	// from the store; DefaultKeyRefreshInterval unless set. Set it before first use.
+	RefreshInterval time.Duration
+	// Logger is told when re-reading the keys fails and the keys in memory stay in use.
+	// Nil means slog.Default(). Set it before first use.
+	Logger *slog.Logger
+
+	store            KeyStore
+	now              func() time.Time
+	maxTokenLifetime time.Duration
+
+	keys atomic.Pointer[keySnapshot] // nil until first loaded
+	// reloading is held by the one goroutine re-reading the store. Callers that already
+	// have keys never wait for it: they go on with the keys in memory meanwhile.
+	reloading sync.Mutex
+}
+
+// keySnapshot is the keys as read from the store at loadedAt. It is never modified.
+type keySnapshot struct {
+	loadedAt time.Time
+	active   *signingKey
+	// public holds the active key and the retired keys that were still to be published
+	// at loadedAt, newest first; KeySet filters them again by the time it is asked.
+	public []*publicKey
+}
+
+// NewKeyring returns a Keyring over store. now is the clock; maxTokenLifetime is the
+// longest any token signed by it stays valid, which is how long a retired key stays
+// published.
+func NewKeyring(store KeyStore, now func() time.Time, maxTokenLifetime time.Duration) *Keyring {
+	return &Keyring{
+		RefreshInterval:  DefaultKeyRefreshInterval,
+		store:            store,
+		now:              now,
+		maxTokenLifetime: maxTokenLifetime,
+	}
+}
+
+// EnsureKey creates the first key (alg "RS256" or "ES256") if the store has none; start-up calls it.
+// If the store has an active key, that key is kept whatever its algorithm: keys are never
+// regenerated at start. It also loads the keys into memory, so a key the store holds but
+// cannot be used (corrupt, unknown algorithm) is reported here, at start.
+func (k *Keyring) EnsureKey(ctx context.Context, alg string) error {
+	if err := checkAlgorithm(alg); err != nil {
+		return fmt.Errorf("oidc: ensure signing key: %w", err)
+	}
+	keys, err := k.store.SigningKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("oidc: ensure signing key: %w", err)
+	}
+	if activeKey(keys) == nil {
+		key, err := generateKey(alg, k.now())
+		if err != nil {
+			return fmt.Errorf("oidc: ensure signing key: %w", err)
+		}
+		if err := k.store.AddSigningKey(ctx, key); err != nil {
+			return fmt.Errorf("oidc: ensure signing key: %w", err)
+		}
+	}
+	if err := k.reload(ctx); err != nil {
+		return fmt.Errorf("oidc: ensure signing key: %w", err)
+	}
+	return nil
+}
+
+// Rotate makes a new key of alg the active one; the previous stays published.
+// It stays published for the maximum token lifetime (plus RefreshInterval, see KeySet),
+// so tokens it signed keep verifying. This Keyring signs with the new key at once; other
+// processes sharing the store do within their RefreshInterval. If the new key was stored
+// but could not be loaded back, Rotate returns it together with the error.
+func (k *Keyring) Rotate(ctx context.Context, alg string) (app.SigningKey, error) {
+	key, err := generateKey(alg, k.now())
+	if err != nil {
+		return app.SigningKey{}, fmt.Errorf("oidc: rotate signing key: %w", err)
+	}
+	if err := k.store.AddSigningKey(ctx, key); err != nil {
+		return app.SigningKey{}, fmt.Errorf("oidc: rotate signing key: %w", err)
+	}
+	if err := k.reload(ctx); err != nil {
+		return key, fmt.Errorf("oidc: rotate signing key: %s stored: %w", key.ID, err)
+	}
+	return key, nil
+}
+
+// SigningKey returns the active key as an op.SigningKey (for op.Storage.SigningKey).
+// It is served from memory; see Keyring.
+func (k *Keyring) SigningKey(ctx context.Context) (op.SigningKey, error) {
+	snap, err := k.current(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("oidc: signing key: %w", err)
+	}
+	return snap.active, nil
+}
+
+// SignatureAlgorithms returns the active key's algorithm (for op.Storage.SignatureAlgorithms).
+func (k *Keyring) SignatureAlgorithms(ctx context.Context) ([]jose.SignatureAlgorithm, error) {
+	snap, err := k.current(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("oidc: signature algorithms: %w", err)
+	}
+	return []jose.SignatureAlgorithm{snap.active.alg}, nil
+}
+
+// KeySet returns the public keys to publish in JWKS (for op.Storage.KeySet): the active key
+// and every retired key whose retirement is younger than maxTokenLifetime (a token it signed may still be valid).
+//
+// The window is maxTokenLifetime plus RefreshInterval, because a server that has not yet
+// noticed a rotation done by another process goes on signing with the retired key for up to
+// RefreshInterval after its retirement.
+func (k *Keyring) KeySet(ctx context.Context) ([]op.Key, error) {
+	snap, err := k.current(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("oidc: key set: %w", err)
+	}
+	now := k.now()
+	keys := make([]op.Key, 0, len(snap.public))
+	for _, pub := range snap.public {
+		if k.published(pub.retiredAt, now) {
+			keys = append(keys, pub)
+		}
+	}
+	return keys, nil
+}
+
+// published reports whether a key retired at retiredAt (zero: active) is still published at now.
+func (k *Keyring) published(retiredAt, now time.Time) bool {
+	return retiredAt.IsZero() || now.Before(retiredAt.Add(k.maxTokenLifetime+k.refreshInterval()))
+}
+
+func (k *Keyring) refreshInterval() time.Duration {
+	if k.RefreshInterval <= 0 {
+		return DefaultKeyRefreshInterval
+	}
+	return k.RefreshInterval
+}
+
+func (k *Keyring) logger() *slog.Logger {
+	if k.Logger == nil {
+		return slog.Default()
+	}
+	return k.Logger
+}
+
+func (k *Keyring) fresh(snap *keySnapshot) bool {
+	return k.now().Before(snap.loadedAt.Add(k.refreshInterval()))
+}
+
+// current returns the keys in memory, re-reading them first if they are older than
+// RefreshInterval. While one caller re-reads, the others go on with the keys they have;
+// only callers before the very first load wait.
+//
+// When re-reading fails it goes on with the keys in memory (signing with a key a little
+// stale beats failing every token while the database is away) and tries again after
+// RefreshInterval.
+func (k *Keyring) current(ctx context.Context) (*keySnapshot, error) {
+	if snap := k.keys.Load(); snap != nil {
+		if k.fresh(snap) || !k.reloading.TryLock() {
+			return snap, nil
+		}
+	} else {
+		k.reloading.Lock()
+	}
+	defer k.reloading.Unlock()
+	old := k.keys.Load()
+	if old != nil && k.fresh(old) { // another caller reloaded while this one waited
+		return old, nil
+	}
+	snap, err := k.load(ctx)
+	if err == nil || old == nil {
+		return snap, err
+	}
+	if ctx.Err() == nil { // a caller that gave up says nothing about the store
+		k.logger().WarnContext(ctx, "signing keys not reloaded; keeping the ones in memory",
+			"kid", old.active.id, "err", err)
+		retry := *old
+		retry.loadedAt = k.now()
+		k.keys.Store(&retry)
+	}
+	return old, nil
+}
+
+// reload re-reads the keys now, whatever their age.
+func (k *Keyring) reload(ctx context.Context) error {
+	k.reloading.Lock()
+	defer k.reloading.Unlock()
+	_, err := k.load(ctx)
+	return err
+}
+
+// load reads and parses the keys and makes them current. The caller holds k.reloading.
+func (k *Keyring) load(ctx context.Context) (*keySnapshot, error) {
+	snap, err := k.read(ctx, k.now())
+	if err != nil {
+		return nil, err
+	}
+	k.keys.Store(snap)
+	return snap, nil
+}
+
+// read reads the keys from the store and parses the ones that matter at now.
+func (k *Keyring) read(ctx context.Context, now time.Time) (*keySnapshot, error) {
+	keys, err := k.store.SigningKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	active := activeKey(keys)
+	if active == nil {
+		return nil, fmt.Errorf("no active signing key (start-up runs EnsureKey)")
+	}
+	snap := &keySnapshot{loadedAt: now}
+	for _, key := range keys {
+		var retiredAt time.Time // zero for the active key
+		if key.ID != active.ID {
+			retiredAt = key.RetiredAt
+			if retiredAt.IsZero() { // an older key left active: the newest one replaced it
+				retiredAt = active.CreatedAt
+			}
+			if !k.published(retiredAt, now) {
+				continue // too old to matter; not even parsed
+			}
+		}
+		signer, err := parseKey(key)
+		if err != nil {
+			return nil, err
+		}
+		if key.ID == active.ID {
+			snap.active = signer
+		}
+		snap.public = append(snap.public, &publicKey{id: signer.id, alg: signer.alg, key: signer.key.Public(), retiredAt: retiredAt})
+	}
+	return snap, nil
+}
+
+// activeKey returns the newest key not retired, or nil. keys are newest first.
+func activeKey(keys []app.SigningKey) *app.SigningKey {
+	for i := range keys {
+		if keys[i].RetiredAt.IsZero() {
+			return &keys[i]
+		}
+	}
+	return nil
+}
+
+func checkAlgorithm(alg string) error {
+	switch alg {
+	case AlgRS256, AlgES256:
+		return nil
+	}
+	return fmt.Errorf("signing algorithm %q is not supported; use %s or %s", alg, AlgRS256, AlgES256)
+}
+
+// generateKey makes a new key of alg with a random kid.
+func generateKey(alg string, now time.Time) (app.SigningKey, error) {
+	if err := checkAlgorithm(alg); err != nil {
+		return app.SigningKey{}, err
+	}
+	var (
+		priv crypto.Signer
+		err  error
+	)
+	switch alg {
+	case AlgRS256:
+		priv, err = rsa.GenerateKey(rand.Reader, 2048)
+	case AlgES256:
+		priv, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	}
+	if err != nil {
+		return app.SigningKey{}, fmt.Errorf("generate %s key: %w", alg, err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return app.SigningKey{}, fmt.Errorf("encode %s key: %w", alg, err)
+	}
+	return app.SigningKey{ID: newKeyID(), Algorithm: alg, PrivateKey: der, CreatedAt: now}, nil
+}
+
+// newKeyID returns 128 random bits, base64url: unguessable, and safe in a JWT header or URL.
+func newKeyID() string {
+	b := make([]byte, 16)
+	rand.Read(b) // never fails (crypto/rand documents it)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// parseKey turns a stored key into one go-jose can sign with, checking that the key is
+// what its algorithm says.
+func parseKey(k app.SigningKey) (*signingKey, error) {
+	if err := checkAlgorithm(k.Algorithm); err != nil {
+		return nil, fmt.Errorf("signing key %s: %w", k.ID, err)
+	}
+	priv, err := x509.ParsePKCS8PrivateKey(k.PrivateKey)
+	if err != nil {
+		return nil, fmt.Errorf("signing key %s: %w", k.ID, err)
+	}
+	var ok bool
+	switch k.Algorithm {
+	case AlgRS256:
+		var key *rsa.PrivateKey
+		key, ok = priv.(*rsa.PrivateKey)
+		ok = ok && key.N.BitLen() >= 2048
+	case AlgES256:
+		var key *ecdsa.PrivateKey
+		key, ok = priv.(*ecdsa.PrivateKey)
+		ok = ok && key.Curve == elliptic.P256()
+	}
+	if !ok {
+		return nil, fmt.Errorf("signing key %s: a %T is not an %s key", k.ID, priv, k.Algorithm)
+	}
+	return &signingKey{id: k.ID, alg: jose.SignatureAlgorithm(k.Algorithm), key: priv.(crypto.Signer)}, nil
+}
+
+// signingKey implements op.SigningKey.
+type signingKey struct {
+	id  string
+	alg jose.SignatureAlgorithm
+	key crypto.Signer // *rsa.PrivateKey or *ecdsa.PrivateKey
+}
+
+var _ op.SigningKey = (*signingKey)(nil)
+
+func (s *signingKey) SignatureAlgorithm() jose.SignatureAlgorithm { return s.alg }
+func (s *signingKey) Key() any                                    { return s.key }
+func (s *signingKey) ID() string                                  { return s.id }
+
+// LogValue keeps the private key out of logs.
+func (s *signingKey) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("kid", s.id), slog.String("alg", string(s.alg)))
+}
+
+// publicKey implements op.Key: the public half of a signing key, as published in JWKS.
+type publicKey struct {
+	id        string
+	alg       jose.SignatureAlgorithm
+	key       crypto.PublicKey // *rsa.PublicKey or *ecdsa.PublicKey
+	retiredAt time.Time        // zero for the active key
+}
+
+var _ op.Key = (*publicKey)(nil)
+
+func (p *publicKey) ID() string                         { return p.id }
+func (p *publicKey) Algorithm() jose.SignatureAlgorithm { return p.alg }
+func (p *publicKey) Use() string                        { return "sig" }
+func (p *publicKey) Key() any                           { return p.key }

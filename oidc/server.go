@@ -1,0 +1,208 @@
+package oidc
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/rs/cors"
+	"github.com/zitadel/oidc/v3/pkg/oidc"
+	"github.com/zitadel/oidc/v3/pkg/op"
+
+	"github.com/gatehouse/gatehouse/app"
+)
+
+// Config sets up the provider.
+type Config struct {
+	Issuer          string
+	Policy          app.Policy
+	Clients         []ClientConfig
+	AccessTokenTTL  time.Duration
+	IDTokenTTL      time.Duration
+	RefreshTokenTTL time.Duration
+	PollInterval    time.Duration // announced to device-flow clients, and enforced
+	LoginTTL        time.Duration // how long a device code stays usable
+	Now             func() time.Time
+	Log             *slog.Logger
+	Metrics         Metrics
+}
+
+// Metrics counts what the provider does.
+type Metrics interface {
+	TokenIssued(grantType string)
+}
+
+// Deps are the provider's collaborators.
+type Deps struct {
+	Service   Service
+	Tokens    TokenStore
+	Keys      *Keyring
+	Directory Directory
+}
+
+// NewHandler returns the OpenID Provider's HTTP handler: discovery, JWKS, token, device
+// authorization, userinfo, introspection, revocation and end session.
+func NewHandler(cfg Config, d Deps) (http.Handler, error) {
+	storage := &Storage{cfg: cfg, svc: d.Service, tokens: d.Tokens, keys: d.Keys, people: d.Directory, clients: map[string]*Client{}}
+	for _, c := range cfg.Clients {
+		storage.clients[c.ID] = newClient(c, cfg.IDTokenTTL)
+	}
+	var cryptoKey [32]byte // unused (access tokens are JWTs), but the library wants one
+	rand.Read(cryptoKey[:])
+	opts := []op.Option{op.WithLogger(cfg.Log)}
+	if strings.HasPrefix(cfg.Issuer, "http://") {
+		opts = append(opts, op.WithAllowInsecure()) // for loopback set-ups; production issuers are https
+	}
+	provider, err := op.NewProvider(&op.Config{
+		CryptoKey:             cryptoKey,
+		CodeMethodS256:        true,
+		AuthMethodPost:        false, // confidential clients authenticate with HTTP Basic
+		GrantTypeRefreshToken: true,
+		SupportedScopes:       []string{oidc.ScopeOpenID, oidc.ScopeProfile, oidc.ScopeEmail, oidc.ScopeOfflineAccess},
+		DeviceAuthorization: op.DeviceAuthorizationConfig{
+			Lifetime: cfg.LoginTTL, PollInterval: cfg.PollInterval, UserFormPath: "/device",
+		},
+	}, storage, op.StaticIssuer(cfg.Issuer), opts...)
+	if err != nil {
+		return nil, err
+	}
+	s := &server{LegacyServer: op.NewLegacyServer(provider, *op.DefaultEndpoints), cfg: cfg, storage: storage, svc: d.Service}
+	return op.RegisterLegacyServer(s, func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "browser sign-in is not available in this version", http.StatusNotFound)
+	}, op.WithServerCORSOptions(&cors.Options{
+		// Token, JWKS and discovery may be called from browsers, but never with cookies:
+		// the library's default (any origin, with credentials) is not acceptable.
+		AllowedOrigins:   []string{"*"},
+		AllowCredentials: false,
+		AllowedMethods:   []string{http.MethodGet, http.MethodHead, http.MethodPost},
+		AllowedHeaders:   []string{"Authorization", "Content-Type", "Accept"},
+	}), op.WithFallbackLogger(cfg.Log)), nil
+}
+
+// server takes over the parts of the device flow the library gets wrong for us: it does
+// not retry a clashing user code, never answers slow_down and never marks a device code
+// used. Everything else is the library's LegacyServer.
+type server struct {
+	*op.LegacyServer
+	cfg     Config
+	storage *Storage
+	svc     Service
+}
+
+// DeviceAuthorization starts a device flow: a login with a unique user code, and a device
+// code stored only as a hash. Asking for a role not in the policy, or one the client may
+// not ask for, is invalid_scope.
+func (s *server) DeviceAuthorization(ctx context.Context, r *op.ClientRequest[oidc.DeviceAuthorizationRequest]) (*op.Response, error) {
+	client, ok := r.Client.(*Client)
+	if !ok || !client.allows(oidc.GrantTypeDeviceCode) {
+		return nil, oidc.ErrUnauthorizedClient().WithDescription("this client may not use the device flow")
+	}
+	for _, scope := range r.Data.Scopes {
+		if role, isRole := strings.CutPrefix(scope, app.RoleScopePrefix); isRole && !client.mayAskFor(role) {
+			return nil, oidc.ErrInvalidScope().WithDescription("client %s may not ask for role %s", client.GetID(), clip(role))
+		}
+	}
+	deviceCode := randomToken(32)
+	login, err := s.svc.StartLogin(ctx, app.LoginStart{ClientID: client.GetID(), Scopes: r.Data.Scopes, DeviceCode: deviceCode, Lifetime: s.cfg.LoginTTL})
+	var input *app.InputError
+	if errors.As(err, &input) {
+		return nil, oidc.ErrInvalidScope().WithDescription("%s", input.Problems[0].Message)
+	}
+	if err != nil {
+		return nil, oidc.ErrServerError().WithParent(err)
+	}
+	return op.NewResponse(&oidc.DeviceAuthorizationResponse{
+		DeviceCode:      deviceCode,
+		UserCode:        login.UserCode,
+		VerificationURI: s.cfg.Issuer + "/device",
+		ExpiresIn:       int(s.cfg.LoginTTL / time.Second),
+		Interval:        int(s.cfg.PollInterval / time.Second),
+	}), nil
+}
+
+// DeviceToken answers a polling device-flow client: authorization_pending (with where
+// things stand in the description), slow_down, access_denied (with why), expired_token,
+// or the tokens — once; a replayed device code gets invalid_grant.
+func (s *server) DeviceToken(ctx context.Context, r *op.ClientRequest[oidc.DeviceAccessTokenRequest]) (*op.Response, error) {
+	client, ok := r.Client.(*Client)
+	if !ok || !client.allows(oidc.GrantTypeDeviceCode) {
+		return nil, oidc.ErrUnauthorizedClient().WithDescription("this client may not use the device flow")
+	}
+	outcome, err := s.svc.PollDeviceLogin(ctx, client.GetID(), r.Data.DeviceCode, s.cfg.PollInterval)
+	switch {
+	case errors.Is(err, app.ErrLoginPending):
+		return nil, oidc.ErrAuthorizationPending().WithDescription("%s", outcome.Reason)
+	case errors.Is(err, app.ErrSlowDown):
+		return nil, oidc.ErrSlowDown().WithDescription("poll at most every %s", s.cfg.PollInterval)
+	case errors.Is(err, app.ErrLoginDenied):
+		return nil, oidc.ErrAccessDenied().WithDescription("%s", outcome.Reason)
+	case errors.Is(err, app.ErrLoginExpired):
+		return nil, oidc.ErrExpiredDeviceCode()
+	case errors.Is(err, app.ErrLoginUsed), errors.Is(err, app.ErrNotFound):
+		return nil, oidc.ErrInvalidGrant().WithDescription("unknown or already used device code")
+	case err != nil:
+		return nil, oidc.ErrServerError().WithParent(err)
+	}
+	l := outcome.Login
+	req := &tokenRequest{
+		subject: l.Subject, clientID: l.ClientID, scopes: l.Scopes, authTime: s.cfg.Now(), grants: outcome.Grants,
+		audience: s.cfg.Policy.Audience(l.ClientID, l.Roles),
+	}
+	resp, err := s.mint(ctx, req, client, slices.Contains(l.Scopes, oidc.ScopeOfflineAccess) && client.allows(oidc.GrantTypeRefreshToken))
+	if err != nil {
+		return nil, err
+	}
+	s.cfg.Metrics.TokenIssued(string(oidc.GrantTypeDeviceCode))
+	return op.NewResponse(resp), nil
+}
+
+// mint creates the token response for req: a JWT access token, a refresh token when asked
+// and allowed, and an ID token for openid.
+func (s *server) mint(ctx context.Context, req *tokenRequest, client *Client, withRefresh bool) (*oidc.AccessTokenResponse, error) {
+	var id, refresh string
+	var exp time.Time
+	var err error
+	if withRefresh {
+		id, refresh, exp, err = s.storage.CreateAccessAndRefreshTokens(ctx, req, "")
+	} else {
+		id, exp, err = s.storage.CreateAccessToken(ctx, req)
+	}
+	if err != nil {
+		return nil, err
+	}
+	issuer := op.IssuerFromContext(ctx)
+	accessToken, err := op.CreateJWT(ctx, issuer, req, exp, id, client, s.storage)
+	if err != nil {
+		return nil, err
+	}
+	resp := &oidc.AccessTokenResponse{
+		AccessToken: accessToken, RefreshToken: refresh, TokenType: oidc.BearerToken,
+		ExpiresIn: uint64(exp.Sub(s.cfg.Now()).Seconds()), Scope: req.scopes,
+	}
+	if slices.Contains(req.scopes, oidc.ScopeOpenID) {
+		resp.IDToken, err = op.CreateIDToken(ctx, issuer, req, client.IDTokenLifetime(), accessToken, "", s.storage, client)
+		if err != nil {
+			return nil, err
+		}
+	}
+	return resp, nil
+}
+
+// RefreshToken exchanges a refresh token (rotated on use; grants re-checked by the storage).
+func (s *server) RefreshToken(ctx context.Context, r *op.ClientRequest[oidc.RefreshTokenRequest]) (*op.Response, error) {
+	resp, err := s.LegacyServer.RefreshToken(ctx, r)
+	if err == nil {
+		s.cfg.Metrics.TokenIssued(string(oidc.GrantTypeRefreshToken))
+	}
+	return resp, err
+}
+
+// JWTProfile: the JWT bearer grant is not offered.
+func (s *server) JWTProfile(context.Context, *op.Request[oidc.JWTProfileGrantRequest]) (*op.Response, error) {
+	return nil, oidc.ErrUnsupportedGrantType().WithDescription("the JWT bearer grant is not supported")
+}

@@ -1,0 +1,467 @@
+package oidc
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/zitadel/oidc/v3/pkg/oidc"
+	"github.com/zitadel/oidc/v3/pkg/op"
+
+	"github.com/gatehouse/gatehouse/app"
+)
+
+// Service is what the provider needs from the app.
+type Service interface {
+	StartLogin(ctx context.Context, in app.LoginStart) (app.Login, error)
+	PollDeviceLogin(ctx context.Context, clientID, deviceCode string, interval time.Duration) (app.LoginOutcome, error)
+	GrantsForToken(ctx context.Context, p app.Principal, roles []string) ([]app.Grant, error)
+	GrantsStillActive(ctx context.Context, ids []string) (bool, error)
+}
+
+// TokenStore records issued tokens and client sessions.
+type TokenStore interface {
+	RecordAccessToken(ctx context.Context, t app.IssuedToken) error
+	AccessToken(ctx context.Context, id string) (app.IssuedToken, error)
+	RevokeAccessToken(ctx context.Context, id string) error
+	AddRefreshToken(ctx context.Context, t app.RefreshToken, replaces string) error
+	RefreshToken(ctx context.Context, hash string) (app.RefreshToken, error)
+	RevokeSession(ctx context.Context, id string, at time.Time) error
+	Grants(ctx context.Context, ids []string) ([]app.Grant, error)
+	Ping(ctx context.Context) error
+}
+
+// Directory tells who a Slack user is, for ID tokens and userinfo.
+type Directory interface {
+	Profile(ctx context.Context, userID string) (app.Profile, error)
+}
+
+// Storage implements op.Storage over the app and the token store.
+type Storage struct {
+	cfg     Config
+	svc     Service
+	tokens  TokenStore
+	keys    *Keyring
+	people  Directory
+	clients map[string]*Client
+}
+
+var (
+	_ op.Storage                        = (*Storage)(nil)
+	_ op.DeviceAuthorizationStorage     = (*Storage)(nil)
+	_ op.CanSetUserinfoFromRequest      = (*Storage)(nil)
+	_ op.CanGetPrivateClaimsFromRequest = (*Storage)(nil)
+)
+
+// tokenRequest is every token Gatehouse mints: who, for which client, which scopes, and
+// the grants behind its roles, looked up once at mint time so the access token's claims,
+// its expiry and its record agree.
+type tokenRequest struct {
+	subject   string
+	clientID  string
+	scopes    []string
+	audience  []string
+	authTime  time.Time
+	grants    []app.Grant
+	sessionID string    // the refresh session continued, if any
+	refresh   string    // hash of the refresh token being rotated, if any
+	sessionTo time.Time // when the refresh session ends
+}
+
+var _ op.RefreshTokenRequest = (*tokenRequest)(nil)
+
+func (r *tokenRequest) GetSubject() string     { return r.subject }
+func (r *tokenRequest) GetAudience() []string  { return r.audience }
+func (r *tokenRequest) GetScopes() []string    { return r.scopes }
+func (r *tokenRequest) GetAMR() []string       { return []string{"slack"} }
+func (r *tokenRequest) GetAuthTime() time.Time { return r.authTime }
+func (r *tokenRequest) GetClientID() string    { return r.clientID }
+
+// SetCurrentScopes narrows a refresh to fewer scopes, and the grants with them.
+func (r *tokenRequest) SetCurrentScopes(scopes []string) {
+	r.scopes = scopes
+	r.grants = slices.DeleteFunc(r.grants, func(g app.Grant) bool {
+		return !slices.Contains(scopes, app.RoleScopePrefix+g.Role)
+	})
+}
+
+func (r *tokenRequest) roles() []string {
+	roles := make([]string, len(r.grants))
+	for i, g := range r.grants {
+		roles[i] = g.Role
+	}
+	return roles
+}
+
+func (r *tokenRequest) grantIDs() []string {
+	ids := make([]string, len(r.grants))
+	for i, g := range r.grants {
+		ids[i] = g.ID
+	}
+	return ids
+}
+
+// grantsClaim is the grants claim of a token: which approval let the caller in.
+func grantsClaim(grants []app.Grant) []map[string]any {
+	claim := make([]map[string]any, len(grants))
+	for i, g := range grants {
+		claim[i] = map[string]any{"id": g.ID, "role": g.Role, "request_id": g.RequestID, "approved_by": g.ApprovedBy, "expires_at": g.ExpiresAt.Unix()}
+	}
+	return claim
+}
+
+func asTokenRequest(req op.TokenRequest) (*tokenRequest, error) {
+	r, ok := req.(*tokenRequest)
+	if !ok {
+		return nil, oidc.ErrUnsupportedGrantType().WithDescription("this grant is not supported")
+	}
+	return r, nil
+}
+
+// CreateAccessToken records a new access token. Its expiry never passes the earliest end
+// of its grants.
+func (s *Storage) CreateAccessToken(ctx context.Context, req op.TokenRequest) (string, time.Time, error) {
+	r, err := asTokenRequest(req)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	return s.recordAccessToken(ctx, r)
+}
+
+func (s *Storage) recordAccessToken(ctx context.Context, r *tokenRequest) (string, time.Time, error) {
+	t := app.IssuedToken{
+		ID: randomToken(18), SessionID: r.sessionID, ClientID: r.clientID, Subject: r.subject, Scopes: r.scopes,
+		GrantIDs: r.grantIDs(), ExpiresAt: app.TokenExpiry(s.cfg.Now(), s.cfg.AccessTokenTTL, r.grants),
+	}
+	if err := s.tokens.RecordAccessToken(ctx, t); err != nil {
+		return "", time.Time{}, err
+	}
+	return t.ID, t.ExpiresAt, nil
+}
+
+// CreateAccessAndRefreshTokens records a new access token and the next refresh token of
+// the session; rotating a refresh token spends the old one in the same write.
+func (s *Storage) CreateAccessAndRefreshTokens(ctx context.Context, req op.TokenRequest, current string) (string, string, time.Time, error) {
+	r, err := asTokenRequest(req)
+	if err != nil {
+		return "", "", time.Time{}, err
+	}
+	if r.sessionID == "" {
+		r.sessionID = randomToken(18)
+		r.sessionTo = s.cfg.Now().Add(s.cfg.RefreshTokenTTL)
+	}
+	refresh := randomToken(32)
+	err = s.tokens.AddRefreshToken(ctx, app.RefreshToken{
+		Hash: app.HashSecret(refresh), SessionID: r.sessionID, ClientID: r.clientID, Subject: r.subject, Scopes: r.scopes,
+		AuthTime: r.authTime, ExpiresAt: r.sessionTo,
+	}, r.refresh)
+	if errors.Is(err, app.ErrConflict) {
+		return "", "", time.Time{}, oidc.ErrInvalidGrant().WithDescription("refresh token already used")
+	}
+	if err != nil {
+		return "", "", time.Time{}, err
+	}
+	id, exp, err := s.recordAccessToken(ctx, r)
+	return id, refresh, exp, err
+}
+
+// TokenRequestByRefreshToken checks a refresh token and the grants behind it again: a
+// role whose grant expired or was revoked drops out of the new token, and a refresh that
+// asked for roles and has none left fails. A refresh token used a second time is a replay:
+// the whole session is revoked.
+func (s *Storage) TokenRequestByRefreshToken(ctx context.Context, token string) (op.RefreshTokenRequest, error) {
+	t, err := s.tokens.RefreshToken(ctx, app.HashSecret(token))
+	if err != nil {
+		return nil, errors.New("unknown or revoked refresh token")
+	}
+	now := s.cfg.Now()
+	if t.Used {
+		if err := s.tokens.RevokeSession(ctx, t.SessionID, now); err != nil {
+			return nil, err
+		}
+		return nil, errors.New("refresh token replayed: session revoked")
+	}
+	if !now.Before(t.ExpiresAt) {
+		return nil, errors.New("refresh token expired")
+	}
+	r := &tokenRequest{subject: t.Subject, clientID: t.ClientID, authTime: t.AuthTime, sessionID: t.SessionID,
+		refresh: t.Hash, sessionTo: t.ExpiresAt}
+	for _, scope := range t.Scopes {
+		role, isRole := strings.CutPrefix(scope, app.RoleScopePrefix)
+		if !isRole {
+			r.scopes = append(r.scopes, scope)
+			continue
+		}
+		grants, err := s.svc.GrantsForToken(ctx, s.principal(t.Subject), []string{role})
+		if errors.Is(err, app.ErrNoActiveGrant) {
+			continue // the grant ended: the role drops out of the new token
+		}
+		if err != nil {
+			return nil, err
+		}
+		r.scopes = append(r.scopes, scope)
+		r.grants = append(r.grants, grants...)
+	}
+	if len(r.grants) == 0 && slices.ContainsFunc(t.Scopes, func(s string) bool { return strings.HasPrefix(s, app.RoleScopePrefix) }) {
+		return nil, errors.New("no active grant is left for any role of this session")
+	}
+	r.audience = s.cfg.Policy.Audience(t.ClientID, r.roles())
+	return r, nil
+}
+
+// principal returns who a subject is: a service client's ID or a Slack user.
+func (s *Storage) principal(subject string) app.Principal {
+	if c, ok := s.clients[subject]; ok && c.cfg.Service {
+		return app.Principal{Kind: app.PrincipalService, ID: subject}
+	}
+	return app.User(subject)
+}
+
+// refreshTokenPrefix marks a refresh token's ID as handed from GetRefreshTokenInfo to RevokeToken.
+const refreshTokenPrefix = "refresh:"
+
+// GetRefreshTokenInfo identifies a refresh token for revocation.
+func (s *Storage) GetRefreshTokenInfo(ctx context.Context, clientID, token string) (string, string, error) {
+	t, err := s.tokens.RefreshToken(ctx, app.HashSecret(token))
+	if err != nil {
+		return "", "", op.ErrInvalidRefreshToken
+	}
+	return t.Subject, refreshTokenPrefix + t.Hash, nil
+}
+
+// RevokeToken revokes a refresh token (ending its whole client session: the refresh token
+// and every access token issued with it) or a single access token. Only the client the
+// token was issued to may revoke it; unknown tokens are ignored, as RFC 7009 asks.
+func (s *Storage) RevokeToken(ctx context.Context, tokenOrID, _, clientID string) *oidc.Error {
+	now := s.cfg.Now()
+	if hash, ok := strings.CutPrefix(tokenOrID, refreshTokenPrefix); ok {
+		t, err := s.tokens.RefreshToken(ctx, hash)
+		switch {
+		case err != nil:
+			return nil
+		case t.ClientID != clientID:
+			return oidc.ErrUnauthorizedClient().WithDescription("the token was issued to another client")
+		}
+		if err := s.tokens.RevokeSession(ctx, t.SessionID, now); err != nil {
+			return oidc.ErrServerError().WithParent(err)
+		}
+		return nil
+	}
+	t, err := s.tokens.AccessToken(ctx, tokenOrID)
+	switch {
+	case err != nil:
+		return nil
+	case t.ClientID != clientID:
+		return oidc.ErrUnauthorizedClient().WithDescription("the token was issued to another client")
+	}
+	if err := s.tokens.RevokeAccessToken(ctx, t.ID); err != nil {
+		return oidc.ErrServerError().WithParent(err)
+	}
+	return nil
+}
+
+// activeToken returns an access token's record if it is still good: not revoked (itself
+// or its session), not expired, and every grant it carries still active.
+func (s *Storage) activeToken(ctx context.Context, id, subject string) (app.IssuedToken, error) {
+	t, err := s.tokens.AccessToken(ctx, id)
+	if err != nil {
+		return app.IssuedToken{}, err
+	}
+	if t.Revoked || t.Subject != subject || !s.cfg.Now().Before(t.ExpiresAt) {
+		return app.IssuedToken{}, errors.New("token revoked or expired")
+	}
+	ok, err := s.svc.GrantsStillActive(ctx, t.GrantIDs)
+	if err != nil {
+		return app.IssuedToken{}, err
+	}
+	if !ok {
+		return app.IssuedToken{}, errors.New("a grant behind the token ended")
+	}
+	return t, nil
+}
+
+// SetIntrospectionFromToken answers introspection: active only while activeToken says so,
+// with the roles and grants the token carries.
+func (s *Storage) SetIntrospectionFromToken(ctx context.Context, resp *oidc.IntrospectionResponse, tokenID, subject, _ string) error {
+	t, err := s.activeToken(ctx, tokenID, subject)
+	if err != nil {
+		return err
+	}
+	grants, err := s.tokens.Grants(ctx, t.GrantIDs)
+	if err != nil {
+		return err
+	}
+	roles := make([]string, len(grants))
+	for i, g := range grants {
+		roles[i] = g.Role
+	}
+	resp.Subject, resp.ClientID, resp.Scope, resp.TokenType = t.Subject, t.ClientID, t.Scopes, oidc.BearerToken
+	resp.Expiration = oidc.FromTime(t.ExpiresAt)
+	resp.Audience = s.cfg.Policy.Audience(t.ClientID, roles)
+	resp.Claims = map[string]any{"roles": roles, "grants": grantsClaim(grants)}
+	return nil
+}
+
+// GetPrivateClaimsFromRequest adds Gatehouse's claims to an access token.
+func (s *Storage) GetPrivateClaimsFromRequest(_ context.Context, req op.TokenRequest, _ []string) (map[string]any, error) {
+	r, err := asTokenRequest(req)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"scope": strings.Join(r.scopes, " "), "roles": r.roles(), "grants": grantsClaim(r.grants)}, nil
+}
+
+// GetPrivateClaimsFromScopes is unused: GetPrivateClaimsFromRequest takes its place.
+func (s *Storage) GetPrivateClaimsFromScopes(context.Context, string, string, []string) (map[string]any, error) {
+	return nil, nil
+}
+
+// SetUserinfoFromRequest fills an ID token: who (name and email from Slack) and the roles.
+func (s *Storage) SetUserinfoFromRequest(ctx context.Context, info *oidc.UserInfo, req op.IDTokenRequest, _ []string) error {
+	r, ok := req.(*tokenRequest)
+	if !ok {
+		return oidc.ErrServerError().WithDescription("unexpected token request")
+	}
+	return s.setUserinfo(ctx, info, r.subject, r.roles())
+}
+
+func (s *Storage) setUserinfo(ctx context.Context, info *oidc.UserInfo, subject string, roles []string) error {
+	info.Subject = subject
+	if s.principal(subject).Kind == app.PrincipalUser {
+		p, err := s.people.Profile(ctx, subject)
+		if err != nil {
+			return fmt.Errorf("profile of %s: %w", subject, err)
+		}
+		info.Name, info.Email = p.Name, p.Email
+		info.EmailVerified = oidc.Bool(p.Email != "")
+	}
+	info.AppendClaims("roles", roles)
+	return nil
+}
+
+// SetUserinfoFromScopes is deprecated by the library; SetUserinfoFromRequest does the work.
+func (s *Storage) SetUserinfoFromScopes(context.Context, *oidc.UserInfo, string, string, []string) error {
+	return nil
+}
+
+// SetUserinfoFromToken answers the userinfo endpoint for a still-active access token.
+func (s *Storage) SetUserinfoFromToken(ctx context.Context, info *oidc.UserInfo, tokenID, subject, _ string) error {
+	t, err := s.activeToken(ctx, tokenID, subject)
+	if err != nil {
+		return err
+	}
+	grants, err := s.tokens.Grants(ctx, t.GrantIDs)
+	if err != nil {
+		return err
+	}
+	roles := make([]string, len(grants))
+	for i, g := range grants {
+		roles[i] = g.Role
+	}
+	return s.setUserinfo(ctx, info, t.Subject, roles)
+}
+
+// GetClientByClientID returns a configured client.
+func (s *Storage) GetClientByClientID(_ context.Context, id string) (op.Client, error) {
+	c, ok := s.clients[id]
+	if !ok {
+		return nil, fmt.Errorf("unknown client %q", clip(id))
+	}
+	return c, nil
+}
+
+// AuthorizeClientIDSecret checks a confidential client's secret.
+func (s *Storage) AuthorizeClientIDSecret(_ context.Context, id, secret string) error {
+	c, ok := s.clients[id]
+	if !ok || !c.checkSecret(secret) {
+		return errors.New("unknown client or wrong secret")
+	}
+	return nil
+}
+
+// SigningKey returns the active signing key (from memory; see Keyring).
+func (s *Storage) SigningKey(ctx context.Context) (op.SigningKey, error) { return s.keys.SigningKey(ctx) }
+
+// SignatureAlgorithms returns the active key's algorithm.
+func (s *Storage) SignatureAlgorithms(ctx context.Context) ([]jose.SignatureAlgorithm, error) {
+	return s.keys.SignatureAlgorithms(ctx)
+}
+
+// KeySet returns the public keys published in JWKS.
+func (s *Storage) KeySet(ctx context.Context) ([]op.Key, error) { return s.keys.KeySet(ctx) }
+
+// Health reports whether the database answers.
+func (s *Storage) Health(ctx context.Context) error { return s.tokens.Ping(ctx) }
+
+// errNoBrowserFlow answers the browser flow's storage methods until it exists.
+var errNoBrowserFlow = oidc.ErrInvalidRequest().WithDescription("browser sign-in is not available in this version; use the device flow")
+
+// CreateAuthRequest is part of the browser flow, which this version does not offer.
+func (s *Storage) CreateAuthRequest(context.Context, *oidc.AuthRequest, string) (op.AuthRequest, error) {
+	return nil, errNoBrowserFlow
+}
+
+// AuthRequestByID is part of the browser flow, which this version does not offer.
+func (s *Storage) AuthRequestByID(context.Context, string) (op.AuthRequest, error) {
+	return nil, errNoBrowserFlow
+}
+
+// AuthRequestByCode is part of the browser flow, which this version does not offer.
+func (s *Storage) AuthRequestByCode(context.Context, string) (op.AuthRequest, error) {
+	return nil, errNoBrowserFlow
+}
+
+// SaveAuthCode is part of the browser flow, which this version does not offer.
+func (s *Storage) SaveAuthCode(context.Context, string, string) error { return errNoBrowserFlow }
+
+// DeleteAuthRequest is part of the browser flow, which this version does not offer.
+func (s *Storage) DeleteAuthRequest(context.Context, string) error { return errNoBrowserFlow }
+
+// TerminateSession: Gatehouse keeps no browser session yet, so there is nothing to end.
+func (s *Storage) TerminateSession(context.Context, string, string) error { return nil }
+
+// GetKeyByIDAndClientID: JWT client assertions are not accepted.
+func (s *Storage) GetKeyByIDAndClientID(context.Context, string, string) (*jose.JSONWebKey, error) {
+	return nil, oidc.ErrInvalidClient().WithDescription("client assertions are not supported")
+}
+
+// ValidateJWTProfileScopes: the JWT bearer grant is not accepted.
+func (s *Storage) ValidateJWTProfileScopes(context.Context, string, []string) ([]string, error) {
+	return nil, oidc.ErrUnsupportedGrantType()
+}
+
+// errDeviceFlowInServer: the device flow is handled by server.DeviceAuthorization and
+// server.DeviceToken; the storage methods exist because the library only announces the
+// device flow for storages that have them.
+var errDeviceFlowInServer = errors.New("device flow is handled by the server")
+
+// StoreDeviceAuthorization is never called; see errDeviceFlowInServer.
+func (s *Storage) StoreDeviceAuthorization(context.Context, string, string, string, time.Time, []string) error {
+	return errDeviceFlowInServer
+}
+
+// GetDeviceAuthorizatonState is never called; see errDeviceFlowInServer.
+func (s *Storage) GetDeviceAuthorizatonState(context.Context, string, string) (*op.DeviceAuthorizationState, error) {
+	return nil, errDeviceFlowInServer
+}
+
+// randomToken returns n random bytes, URL-safe encoded.
+func randomToken(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// clip shortens untrusted text echoed in an error.
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}

@@ -1,0 +1,131 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/gatehouse/gatehouse/app"
+)
+
+type accessTokenRow struct {
+	ID        string `gorm:"primaryKey"`
+	SessionID string `gorm:"index"`
+	ClientID  string
+	Subject   string
+	Scopes    []string `gorm:"serializer:json"`
+	GrantIDs  []string `gorm:"serializer:json"`
+	ExpiresAt time.Time
+	Revoked   bool
+}
+
+func (accessTokenRow) TableName() string { return "access_tokens" }
+
+type refreshTokenRow struct {
+	Hash      string `gorm:"primaryKey"`
+	SessionID string `gorm:"index"`
+	ClientID  string
+	Subject   string
+	Scopes    []string `gorm:"serializer:json"`
+	AuthTime  time.Time
+	ExpiresAt time.Time
+	Used      bool
+}
+
+func (refreshTokenRow) TableName() string { return "refresh_tokens" }
+
+// sessionRow is a client session: the chain of refresh tokens and the access tokens
+// issued with them. Revoking it ends them all.
+type sessionRow struct {
+	ID        string `gorm:"primaryKey"`
+	RevokedAt *time.Time
+}
+
+func (sessionRow) TableName() string { return "sessions" }
+
+// RecordAccessToken stores what introspection needs to know about an access token.
+func (s *Store) RecordAccessToken(ctx context.Context, t app.IssuedToken) error {
+	row := accessTokenRow{ID: t.ID, SessionID: t.SessionID, ClientID: t.ClientID, Subject: t.Subject, Scopes: t.Scopes,
+		GrantIDs: t.GrantIDs, ExpiresAt: t.ExpiresAt.UTC()}
+	if err := s.db.WithContext(ctx).Create(&row).Error; err != nil {
+		return fmt.Errorf("store: record access token: %w", translate(err))
+	}
+	return nil
+}
+
+// AccessToken returns an access token's record; Revoked is also set when its session was revoked.
+func (s *Store) AccessToken(ctx context.Context, id string) (app.IssuedToken, error) {
+	var row accessTokenRow
+	if err := s.db.WithContext(ctx).Take(&row, "id = ?", id).Error; err != nil {
+		return app.IssuedToken{}, fmt.Errorf("store: access token: %w", translate(err))
+	}
+	revoked := row.Revoked
+	if row.SessionID != "" && !revoked {
+		var n int64
+		if err := s.db.WithContext(ctx).Model(&sessionRow{}).Where("id = ? AND revoked_at IS NOT NULL", row.SessionID).Count(&n).Error; err != nil {
+			return app.IssuedToken{}, fmt.Errorf("store: access token session: %w", err)
+		}
+		revoked = n > 0
+	}
+	return app.IssuedToken{ID: row.ID, SessionID: row.SessionID, ClientID: row.ClientID, Subject: row.Subject, Scopes: row.Scopes,
+		GrantIDs: row.GrantIDs, ExpiresAt: row.ExpiresAt, Revoked: revoked}, nil
+}
+
+// RevokeAccessToken marks one access token revoked.
+func (s *Store) RevokeAccessToken(ctx context.Context, id string) error {
+	if err := s.db.WithContext(ctx).Model(&accessTokenRow{}).Where("id = ?", id).Update("revoked", true).Error; err != nil {
+		return fmt.Errorf("store: revoke access token: %w", err)
+	}
+	return nil
+}
+
+// AddRefreshToken stores the next refresh token of a session. When it replaces one
+// (rotation), the old one is marked used in the same conditional write: if it was already
+// used — a replay, or two refreshes racing — nothing is stored and the error is app.ErrConflict.
+func (s *Store) AddRefreshToken(ctx context.Context, t app.RefreshToken, replaces string) error {
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if replaces != "" {
+			res := tx.Model(&refreshTokenRow{}).Where("hash = ? AND used = ?", replaces, false).Update("used", true)
+			if res.Error != nil {
+				return res.Error
+			}
+			if res.RowsAffected != 1 {
+				return app.ErrConflict
+			}
+		} else if err := tx.Create(&sessionRow{ID: t.SessionID}).Error; err != nil {
+			return translate(err)
+		}
+		row := refreshTokenRow{Hash: t.Hash, SessionID: t.SessionID, ClientID: t.ClientID, Subject: t.Subject, Scopes: t.Scopes,
+			AuthTime: t.AuthTime.UTC(), ExpiresAt: t.ExpiresAt.UTC()}
+		return translate(tx.Create(&row).Error)
+	})
+	if err != nil {
+		return fmt.Errorf("store: add refresh token: %w", err)
+	}
+	return nil
+}
+
+// RefreshToken returns the refresh token with that hash, unless its session was revoked.
+func (s *Store) RefreshToken(ctx context.Context, hash string) (app.RefreshToken, error) {
+	var row refreshTokenRow
+	err := s.db.WithContext(ctx).Joins("JOIN sessions ON sessions.id = refresh_tokens.session_id AND sessions.revoked_at IS NULL").
+		Take(&row, "refresh_tokens.hash = ?", hash).Error
+	if err != nil {
+		return app.RefreshToken{}, fmt.Errorf("store: refresh token: %w", translate(err))
+	}
+	return app.RefreshToken{Hash: row.Hash, SessionID: row.SessionID, ClientID: row.ClientID, Subject: row.Subject, Scopes: row.Scopes,
+		AuthTime: row.AuthTime, ExpiresAt: row.ExpiresAt, Used: row.Used}, nil
+}
+
+// RevokeSession ends a client session: its refresh tokens and the access tokens issued
+// with them stop working.
+func (s *Store) RevokeSession(ctx context.Context, id string, at time.Time) error {
+	at = at.UTC()
+	err := s.db.WithContext(ctx).Model(&sessionRow{}).Where("id = ? AND revoked_at IS NULL", id).Update("revoked_at", &at).Error
+	if err != nil {
+		return fmt.Errorf("store: revoke session: %w", err)
+	}
+	return nil
+}
