@@ -297,7 +297,7 @@ func TestPendingRequestExpiresWhenDecidedLate(t *testing.T) {
 	msg := g.message("C0DBA", id)
 	g.clock.Advance(61 * time.Minute) // past request_ttl
 	g.click("U0BOB", msg, "Approve")
-	g.ephemeral("U0BOB", "already been decided or has expired")
+	g.ephemeral("U0BOB", "has expired. Nothing was changed.")
 }
 
 // optionDescriptions lists the descriptions of the select options in a modal.

@@ -387,6 +387,9 @@ func (s *Service) loginProgress(ctx context.Context, l Login) (progress, error) 
 		case StatusExpired, StatusCancelled:
 			return progress{ErrLoginDenied, fmt.Sprintf("request %s for %s was %s", r.ID, r.Role, r.Status), nil}, nil
 		case StatusPending:
+			if !s.Now().Before(r.ExpiresAt) {
+				return progress{ErrLoginDenied, fmt.Sprintf("request %s for %s expired before it was decided", r.ID, r.Role), nil}, nil
+			}
 			role, _ := s.Policy.Role(r.Role)
 			waiting = append(waiting, fmt.Sprintf("%s (%d of %d approvals; approvers: %s)", r.Role, len(r.Approvers()),
 				r.ApprovalsRequired, strings.Join(role.Approvers, ", ")))

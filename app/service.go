@@ -304,8 +304,17 @@ func (s *Service) mayDecide(ctx context.Context, r Request, user string) error {
 	if !ok {
 		return ErrUnknownRole
 	}
+	if !s.isApprover(ctx, role, user) {
+		return ErrNotApprover
+	}
+	return nil
+}
+
+// isApprover reports whether user is one of the role's approvers, directly or through a
+// user group. A group that cannot be looked up counts as not containing the user.
+func (s *Service) isApprover(ctx context.Context, role Role, user string) bool {
 	if slices.Contains(role.Approvers, user) {
-		return nil
+		return true
 	}
 	for _, id := range role.Approvers {
 		if !groupIDPattern.MatchString(id) {
@@ -313,13 +322,14 @@ func (s *Service) mayDecide(ctx context.Context, r Request, user string) error {
 		}
 		members, err := s.Groups.GroupMembers(ctx, id)
 		if err != nil {
-			return fmt.Errorf("look up approver group %s: %w", id, err)
+			s.Log.Error("looking up approver group failed", "group", id, "err", err)
+			continue
 		}
 		if slices.Contains(members, user) {
-			return nil
+			return true
 		}
 	}
-	return ErrNotApprover
+	return false
 }
 
 // refresh redraws a request's message from its stored state. Redraws of one request are

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -17,6 +18,11 @@ type GrantStore interface {
 	ActiveGrants(ctx context.Context, p Principal, now time.Time) ([]Grant, error)
 	// Grants returns the grants with the given IDs (missing IDs are left out).
 	Grants(ctx context.Context, ids []string) ([]Grant, error)
+	// Grant returns one grant, or ErrNotFound.
+	Grant(ctx context.Context, id string) (Grant, error)
+	// RevokeGrant marks an active grant revoked and records the event, in one conditional
+	// write; a grant no longer active is ErrNotPending.
+	RevokeGrant(ctx context.Context, id string, e AuditEvent) error
 }
 
 // ErrNoActiveGrant: the principal holds no active grant for a role a token asks for.
@@ -146,4 +152,46 @@ type RefreshToken struct {
 type Profile struct {
 	Name  string
 	Email string
+}
+
+// ErrNotAllowed: the user may not do this to that grant.
+var ErrNotAllowed = errors.New("not allowed")
+
+// ActionGrantRevoked is the audit action of an early revoke.
+const ActionGrantRevoked = "grant.revoked"
+
+// RevokeGrant ends a grant early, and with it every token that carries it: introspection
+// answers active: false and refreshes fail from now on. The holder, an approver of the
+// role and an admin may revoke it. Errors: ErrNotFound, ErrNotAllowed, ErrNotPending (the
+// grant already ended).
+func (s *Service) RevokeGrant(ctx context.Context, grantID, user, reason, source string) (Grant, error) {
+	g, err := s.Grants.Grant(ctx, grantID)
+	if err != nil {
+		return Grant{}, err
+	}
+	if !s.mayRevoke(ctx, g, user) {
+		return g, ErrNotAllowed
+	}
+	now := s.Now()
+	if g.Status != GrantActive || !now.Before(g.ExpiresAt) {
+		return g, ErrNotPending
+	}
+	event := AuditEvent{At: now, Actor: user, Action: ActionGrantRevoked, Principal: g.Principal, RequestID: g.RequestID,
+		GrantID: g.ID, Reason: reason, Source: source}
+	if err := s.Grants.RevokeGrant(ctx, g.ID, event); err != nil {
+		return g, err
+	}
+	s.recorded(event)
+	s.Log.Info("grant revoked", "grant_id", g.ID, "by", user, "reason", reason)
+	g.Status = GrantRevoked
+	return g, nil
+}
+
+// mayRevoke: the holder, an approver of the grant's role, or an admin.
+func (s *Service) mayRevoke(ctx context.Context, g Grant, user string) bool {
+	if g.Principal == User(user) || slices.Contains(s.Policy.Admins, user) {
+		return true
+	}
+	role, ok := s.Policy.Role(g.Role)
+	return ok && s.isApprover(ctx, role, user)
 }

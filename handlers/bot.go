@@ -28,6 +28,7 @@ type Service interface {
 	Decide(ctx context.Context, in app.DecisionInput) (app.Request, error)
 	FindLogin(ctx context.Context, user, code string) (app.PendingLogin, error)
 	ConfirmLogin(ctx context.Context, in app.LoginConfirmation) (app.Login, []app.Request, error)
+	RevokeGrant(ctx context.Context, grantID, user, reason, source string) (app.Grant, error)
 }
 
 // Bot runs the Socket Mode connection and answers every envelope.

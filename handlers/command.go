@@ -28,6 +28,7 @@ const helpText = "*Gatehouse: just-in-time access, approved by people*\n" +
 	"• `/access <role> <duration> <reason…>` asks straight away, e.g. `/access prod-db-admin 2h incident 4123`. " +
 	"Durations use Go syntax: `30m`, `2h`, `1h30m`. Leave out the duration or the reason and the form opens with what you typed.\n" +
 	"• `/access login CODE` confirms a sign-in your client (for example `gatehouse token`) started; it shows the code.\n" +
+	"• `/access revoke GRANT_ID [reason]` ends a grant early, and every token that carries it.\n" +
 	"• `/access help` shows this.\n" +
 	"Approvers get Approve and Deny buttons in the approvals channel; you get a DM with the outcome."
 
@@ -54,7 +55,9 @@ func (b *Bot) onCommand(ctx context.Context, cmd slack.SlashCommand) {
 		b.reply(ctx, cmd.ResponseURL, helpText)
 	case "login":
 		b.onLogin(ctx, cmd, rest)
-	case "list", "revoke":
+	case "revoke":
+		b.onRevoke(ctx, cmd, rest)
+	case "list":
 		b.reply(ctx, cmd.ResponseURL, fmt.Sprintf("`/access %s` is not available in this version of Gatehouse yet. Try `/access help`.", strings.ToLower(word)))
 	default:
 		duration, reason := cutWord(rest)
@@ -258,4 +261,23 @@ func (b *Bot) onInteractionFunc(cb slack.InteractionCallback) func(context.Conte
 		}
 		return nil
 	}
+}
+
+// onRevoke answers /access revoke ID [reason].
+func (b *Bot) onRevoke(ctx context.Context, cmd slack.SlashCommand, text string) {
+	id, reason := cutWord(text)
+	if id == "" {
+		b.reply(ctx, cmd.ResponseURL, "Usage: `/access revoke GRANT_ID [reason]`. The grant ID (grt_…) is in the approval message and your DM.")
+		return
+	}
+	if reason == "" {
+		reason = "revoked early"
+	}
+	g, err := b.svc.RevokeGrant(ctx, id, cmd.UserID, reason, app.SourceSlack)
+	if err != nil {
+		b.reply(ctx, cmd.ResponseURL, userMessage(err))
+		return
+	}
+	b.reply(ctx, cmd.ResponseURL, fmt.Sprintf("*Revoked*: grant `%s` (%s for %s). Every token that carries it stops working now.",
+		g.ID, g.Role, principalName(g.Principal)))
 }

@@ -36,9 +36,11 @@ func userMessage(err error) string {
 	case errors.Is(err, app.ErrAlreadyDecided):
 		return "You have already decided this request; each approver counts once. Nothing was changed."
 	case errors.Is(err, app.ErrNotPending):
-		return "This request has already been decided or has expired. Nothing was changed."
+		return "This has already been decided, has ended or has expired. Nothing was changed."
 	case errors.Is(err, app.ErrNotFound):
-		return "There is no such request. Nothing was changed."
+		return "Nothing with that ID was found. Nothing was changed."
+	case errors.Is(err, app.ErrNotAllowed):
+		return "Only the grant's holder, an approver of its role or a Gatehouse admin can revoke it. Nothing was changed."
 	case errors.Is(err, app.ErrTooManyAttempts):
 		return "Too many wrong codes. Wait a few minutes, then type the code your client shows."
 	case errors.Is(err, app.ErrLoginExpired):

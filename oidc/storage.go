@@ -386,7 +386,9 @@ func (s *Storage) AuthorizeClientIDSecret(_ context.Context, id, secret string) 
 }
 
 // SigningKey returns the active signing key (from memory; see Keyring).
-func (s *Storage) SigningKey(ctx context.Context) (op.SigningKey, error) { return s.keys.SigningKey(ctx) }
+func (s *Storage) SigningKey(ctx context.Context) (op.SigningKey, error) {
+	return s.keys.SigningKey(ctx)
+}
 
 // SignatureAlgorithms returns the active key's algorithm.
 func (s *Storage) SignatureAlgorithms(ctx context.Context) ([]jose.SignatureAlgorithm, error) {

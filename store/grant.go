@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"gorm.io/gorm"
+
 	"github.com/gatehouse/gatehouse/app"
 )
 
@@ -83,4 +85,23 @@ func grantsToApp(rows []grantRow) []app.Grant {
 		grants[i] = row.toApp()
 	}
 	return grants
+}
+
+// RevokeGrant implements app.GrantStore: active → revoked, with its audit event, or
+// app.ErrNotPending when the grant is no longer active.
+func (s *Store) RevokeGrant(ctx context.Context, id string, e app.AuditEvent) error {
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		res := tx.Model(&grantRow{}).Where("id = ? AND status = ?", id, string(app.GrantActive)).Update("status", string(app.GrantRevoked))
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected != 1 {
+			return app.ErrNotPending
+		}
+		return appendEvents(tx, []app.AuditEvent{e})
+	})
+	if err != nil {
+		return fmt.Errorf("store: revoke grant %s: %w", id, err)
+	}
+	return nil
 }
