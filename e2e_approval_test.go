@@ -69,7 +69,7 @@ func TestRequestByModalApprovedByQuorum(t *testing.T) {
 		t.Errorf("after one of two approvals the buttons are %q", msg.Buttons())
 	}
 
-	g.clock.Advance(5 * time.Minute)
+	g.clock.Advance(2 * time.Minute) // the grant counts from approval, not from the request
 	approvedAt := g.clock.Now()
 	g.approve("U0CAROL", msg, "")
 	final := g.message("C0APPROVALS", id, "*Approved* by <@U0BOB>, <@U0CAROL>", "2 / 2")

@@ -32,12 +32,14 @@ roles:
     max_duration: 4h
     request_ttl: 1h
     channel: C0DBA
+    audience: [prod-db]
   - name: k8s-prod-exec
     description: kubectl exec into production pods
     approvers: [U0BOB, U0CAROL, U0ALICE]
     approvals_required: 2
     default_duration: 30m
     max_duration: 2h
+    request_ttl: 5m
   - name: deploy
     description: Deploy to production
     approvers: [U01, U02, U03, U04, U05, U06]
@@ -75,6 +77,7 @@ func startGatehouse(t testing.TB) *gatehouse {
 	t.Helper()
 	fake := slackfake.New(t)
 	fake.AddUserGroup("S0DBA", "U0DAVE")
+	fake.AddUser("U0ALICE", "Alice Example", "alice@example.com")
 	dir := t.TempDir()
 	config := filepath.Join(dir, "gatehouse.yaml")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -140,13 +141,22 @@ func (k *Keyring) SigningKey(ctx context.Context) (op.SigningKey, error) {
 	return snap.active, nil
 }
 
-// SignatureAlgorithms returns the active key's algorithm (for op.Storage.SignatureAlgorithms).
+// SignatureAlgorithms returns the algorithms of the published keys, active first (for
+// op.Storage.SignatureAlgorithms; discovery announces them).
 func (k *Keyring) SignatureAlgorithms(ctx context.Context) ([]jose.SignatureAlgorithm, error) {
-	snap, err := k.current(ctx)
+	keys, err := k.KeySet(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("oidc: signature algorithms: %w", err)
 	}
-	return []jose.SignatureAlgorithm{snap.active.alg}, nil
+	// Every published key's algorithm: after a rotation from RS256 to ES256, clients
+	// that trust discovery must still accept the RS256 tokens issued before it.
+	var algs []jose.SignatureAlgorithm
+	for _, key := range keys {
+		if !slices.Contains(algs, key.Algorithm()) {
+			algs = append(algs, key.Algorithm())
+		}
+	}
+	return algs, nil
 }
 
 // KeySet returns the public keys to publish in JWKS (for op.Storage.KeySet): the active key
