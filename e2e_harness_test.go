@@ -23,6 +23,7 @@ approvals_channel: C0APPROVALS
 tokens:
   device_poll_interval: 1s
   access_token_ttl: 10m
+  signing_algorithm: ALGORITHM
 admins: [U0SECOPS]
 roles:
   - name: prod-db-admin
@@ -75,6 +76,12 @@ type gatehouse struct {
 // startGatehouse runs the real serve command against a new fake Slack and a temp database.
 func startGatehouse(t testing.TB) *gatehouse {
 	t.Helper()
+	return startGatehouseSigning(t, "RS256")
+}
+
+// startGatehouseSigning is startGatehouse with tokens signed by a key of the given algorithm.
+func startGatehouseSigning(t testing.TB, algorithm string) *gatehouse {
+	t.Helper()
 	fake := slackfake.New(t)
 	fake.AddUserGroup("S0DBA", "U0DAVE")
 	fake.AddUser("U0ALICE", "Alice Example", "alice@example.com")
@@ -85,7 +92,7 @@ func startGatehouse(t testing.TB) *gatehouse {
 		t.Fatal(err)
 	}
 	g := &gatehouse{t: t, slack: fake, clock: &testClock{}, config: config, logs: &testLog{t: t}, addr: ln.Addr().String(), listener: ln}
-	yaml := strings.NewReplacer("DATABASE", filepath.Join(dir, "gatehouse.db"), "ISSUER", g.issuer()).Replace(testConfig)
+	yaml := strings.NewReplacer("DATABASE", filepath.Join(dir, "gatehouse.db"), "ISSUER", g.issuer(), "ALGORITHM", algorithm).Replace(testConfig)
 	if err := os.WriteFile(config, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +235,7 @@ func (g *gatehouse) view(user, title string) slackfake.View {
 	v, err := g.slack.WaitView(user, wait, func(v slackfake.View) bool { return v.Title == title })
 	if err != nil {
 		open, _ := g.slack.OpenView(user)
-		g.t.Fatalf("no %q modal open for %s; open: %q", title, user, open.Title)
+		g.t.Fatalf("no %q modal open for %s; open: %q; told privately: %q", title, user, open.Title, texts(g.slack.Ephemerals(user)))
 	}
 	return v
 }
@@ -256,7 +263,11 @@ func (g *gatehouse) approve(user string, m slackfake.Message, comment string) sl
 	g.t.Helper()
 	g.click(user, m, "Approve")
 	g.view(user, "Approve request")
-	return g.submit(user, map[string]string{"Comment": comment})
+	ack := g.submit(user, map[string]string{"Comment": comment})
+	if ack.ResponseAction != "" {
+		g.t.Fatalf("%s approving: the form stayed open: %+v", user, ack)
+	}
+	return ack
 }
 
 func containsAll(s string, want []string) bool {

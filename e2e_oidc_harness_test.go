@@ -173,8 +173,10 @@ func (g *gatehouse) grantFor(user, role, duration, approver, channel string) str
 	msg := g.message(channel, "needed for the test "+user)
 	g.approve(approver, msg, "")
 	final := g.message(channel, "*Approved*", requestIDRe.FindString(msg.AllText()))
-	return regexp.MustCompile(`grt_[a-z2-7]{16}`).FindString(final.AllText())
+	return grantIDRe.FindString(final.AllText())
 }
+
+var grantIDRe = regexp.MustCompile(`grt_[a-z2-7]{16}`)
 
 func jsonUnmarshal(t *testing.T, body []byte, v any) {
 	t.Helper()
@@ -245,3 +247,5 @@ func (w *lineWatcher) waitFor(t *testing.T, want string) string {
 	t.Fatalf("no line with %q in %q", want, w.String())
 	return ""
 }
+
+func jsonDecode(body []byte, v any) error { return json.Unmarshal(body, v) }

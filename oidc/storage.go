@@ -27,10 +27,9 @@ type Service interface {
 
 // TokenStore records issued tokens and client sessions.
 type TokenStore interface {
-	RecordAccessToken(ctx context.Context, t app.IssuedToken) error
+	SaveTokens(ctx context.Context, access app.IssuedToken, refresh *app.RefreshToken, replaces string) error
 	AccessToken(ctx context.Context, id string) (app.IssuedToken, error)
 	RevokeAccessToken(ctx context.Context, id string) error
-	AddRefreshToken(ctx context.Context, t app.RefreshToken, replaces string) error
 	RefreshToken(ctx context.Context, hash string) (app.RefreshToken, error)
 	RevokeSession(ctx context.Context, id string, at time.Time) error
 	Grants(ctx context.Context, ids []string) ([]app.Grant, error)
@@ -131,44 +130,43 @@ func (s *Storage) CreateAccessToken(ctx context.Context, req op.TokenRequest) (s
 	if err != nil {
 		return "", time.Time{}, err
 	}
-	return s.recordAccessToken(ctx, r)
-}
-
-func (s *Storage) recordAccessToken(ctx context.Context, r *tokenRequest) (string, time.Time, error) {
-	t := app.IssuedToken{
-		ID: randomToken(18), SessionID: r.sessionID, ClientID: r.clientID, Subject: r.subject, Scopes: r.scopes,
-		GrantIDs: r.grantIDs(), ExpiresAt: app.TokenExpiry(s.cfg.Now(), s.cfg.AccessTokenTTL, r.grants),
-	}
-	if err := s.tokens.RecordAccessToken(ctx, t); err != nil {
-		return "", time.Time{}, err
-	}
-	return t.ID, t.ExpiresAt, nil
+	id, _, exp, err := s.saveTokens(ctx, r, false)
+	return id, exp, err
 }
 
 // CreateAccessAndRefreshTokens records a new access token and the next refresh token of
 // the session; rotating a refresh token spends the old one in the same write.
-func (s *Storage) CreateAccessAndRefreshTokens(ctx context.Context, req op.TokenRequest, current string) (string, string, time.Time, error) {
+func (s *Storage) CreateAccessAndRefreshTokens(ctx context.Context, req op.TokenRequest, _ string) (string, string, time.Time, error) {
 	r, err := asTokenRequest(req)
 	if err != nil {
 		return "", "", time.Time{}, err
 	}
-	if r.sessionID == "" {
-		r.sessionID = randomToken(18)
-		r.sessionTo = s.cfg.Now().Add(s.cfg.RefreshTokenTTL)
+	return s.saveTokens(ctx, r, true)
+}
+
+// saveTokens records the access token for r and, when withRefresh, the next refresh token
+// of its session (a new session unless r continues one), in one write.
+func (s *Storage) saveTokens(ctx context.Context, r *tokenRequest, withRefresh bool) (id, refresh string, exp time.Time, err error) {
+	now := s.cfg.Now()
+	var next *app.RefreshToken
+	if withRefresh {
+		if r.sessionID == "" {
+			r.sessionID, r.sessionTo = randomToken(18), now.Add(s.cfg.RefreshTokenTTL)
+		}
+		refresh = randomToken(32)
+		next = &app.RefreshToken{Hash: app.HashSecret(refresh), SessionID: r.sessionID, ClientID: r.clientID, Subject: r.subject,
+			Scopes: r.scopes, AuthTime: r.authTime, ExpiresAt: r.sessionTo}
 	}
-	refresh := randomToken(32)
-	err = s.tokens.AddRefreshToken(ctx, app.RefreshToken{
-		Hash: app.HashSecret(refresh), SessionID: r.sessionID, ClientID: r.clientID, Subject: r.subject, Scopes: r.scopes,
-		AuthTime: r.authTime, ExpiresAt: r.sessionTo,
-	}, r.refresh)
+	access := app.IssuedToken{ID: randomToken(18), SessionID: r.sessionID, ClientID: r.clientID, Subject: r.subject,
+		Scopes: r.scopes, GrantIDs: r.grantIDs(), ExpiresAt: app.TokenExpiry(now, s.cfg.AccessTokenTTL, r.grants)}
+	err = s.tokens.SaveTokens(ctx, access, next, r.refresh)
 	if errors.Is(err, app.ErrConflict) {
 		return "", "", time.Time{}, oidc.ErrInvalidGrant().WithDescription("refresh token already used")
 	}
 	if err != nil {
 		return "", "", time.Time{}, err
 	}
-	id, exp, err := s.recordAccessToken(ctx, r)
-	return id, refresh, exp, err
+	return access.ID, refresh, access.ExpiresAt, nil
 }
 
 // TokenRequestByRefreshToken checks a refresh token and the grants behind it again: a

@@ -40,8 +40,10 @@ func Open(path string) (*Store, error) {
 	q.Set("_synchronous", "NORMAL")
 	dsn := "file:" + url.PathEscape(path) + "?" + q.Encode()
 	db, err := gorm.Open(sqlite.Open(dsn), &gorm.Config{
-		Logger:         logger.Discard,
-		TranslateError: true,
+		Logger:                 logger.Discard,
+		TranslateError:         true,
+		PrepareStmt:            true, // parse each statement once: the token endpoint runs the same few
+		SkipDefaultTransaction: true, // single writes are atomic anyway; multi-row changes use Transaction
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)

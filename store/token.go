@@ -45,16 +45,6 @@ type sessionRow struct {
 
 func (sessionRow) TableName() string { return "sessions" }
 
-// RecordAccessToken stores what introspection needs to know about an access token.
-func (s *Store) RecordAccessToken(ctx context.Context, t app.IssuedToken) error {
-	row := accessTokenRow{ID: t.ID, SessionID: t.SessionID, ClientID: t.ClientID, Subject: t.Subject, Scopes: t.Scopes,
-		GrantIDs: t.GrantIDs, ExpiresAt: t.ExpiresAt.UTC()}
-	if err := s.db.WithContext(ctx).Create(&row).Error; err != nil {
-		return fmt.Errorf("store: record access token: %w", translate(err))
-	}
-	return nil
-}
-
 // AccessToken returns an access token's record; Revoked is also set when its session was revoked.
 func (s *Store) AccessToken(ctx context.Context, id string) (app.IssuedToken, error) {
 	var row accessTokenRow
@@ -81,30 +71,42 @@ func (s *Store) RevokeAccessToken(ctx context.Context, id string) error {
 	return nil
 }
 
-// AddRefreshToken stores the next refresh token of a session. When it replaces one
-// (rotation), the old one is marked used in the same conditional write: if it was already
-// used — a replay, or two refreshes racing — nothing is stored and the error is app.ErrConflict.
-func (s *Store) AddRefreshToken(ctx context.Context, t app.RefreshToken, replaces string) error {
+// SaveTokens records an access token and, when refresh is set, the next refresh token of
+// its session, in one transaction. When the refresh token replaces one (rotation), the old
+// one is marked used in the same conditional write: if it was already used — a replay, or
+// two refreshes racing — nothing is stored and the error is app.ErrConflict.
+func (s *Store) SaveTokens(ctx context.Context, access app.IssuedToken, refresh *app.RefreshToken, replaces string) error {
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if replaces != "" {
-			res := tx.Model(&refreshTokenRow{}).Where("hash = ? AND used = ?", replaces, false).Update("used", true)
-			if res.Error != nil {
-				return res.Error
+		if refresh != nil {
+			if err := addRefreshToken(tx, *refresh, replaces); err != nil {
+				return err
 			}
-			if res.RowsAffected != 1 {
-				return app.ErrConflict
-			}
-		} else if err := tx.Create(&sessionRow{ID: t.SessionID}).Error; err != nil {
-			return translate(err)
 		}
-		row := refreshTokenRow{Hash: t.Hash, SessionID: t.SessionID, ClientID: t.ClientID, Subject: t.Subject, Scopes: t.Scopes,
-			AuthTime: t.AuthTime.UTC(), ExpiresAt: t.ExpiresAt.UTC()}
+		row := accessTokenRow{ID: access.ID, SessionID: access.SessionID, ClientID: access.ClientID, Subject: access.Subject,
+			Scopes: access.Scopes, GrantIDs: access.GrantIDs, ExpiresAt: access.ExpiresAt.UTC()}
 		return translate(tx.Create(&row).Error)
 	})
 	if err != nil {
-		return fmt.Errorf("store: add refresh token: %w", err)
+		return fmt.Errorf("store: save tokens: %w", err)
 	}
 	return nil
+}
+
+func addRefreshToken(tx *gorm.DB, t app.RefreshToken, replaces string) error {
+	if replaces != "" {
+		res := tx.Model(&refreshTokenRow{}).Where("hash = ? AND used = ?", replaces, false).Update("used", true)
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected != 1 {
+			return app.ErrConflict
+		}
+	} else if err := tx.Create(&sessionRow{ID: t.SessionID}).Error; err != nil {
+		return translate(err)
+	}
+	row := refreshTokenRow{Hash: t.Hash, SessionID: t.SessionID, ClientID: t.ClientID, Subject: t.Subject, Scopes: t.Scopes,
+		AuthTime: t.AuthTime.UTC(), ExpiresAt: t.ExpiresAt.UTC()}
+	return translate(tx.Create(&row).Error)
 }
 
 // RefreshToken returns the refresh token with that hash, unless its session was revoked.
