@@ -209,6 +209,18 @@ func (g *gatehouse) ephemeral(user, want string) slackfake.Message {
 	return m
 }
 
+// ephemeralCount waits until user has been told n things privately.
+func (g *gatehouse) ephemeralCount(user string, n int) {
+	g.t.Helper()
+	deadline := time.Now().Add(wait)
+	for len(g.slack.Ephemerals(user)) < n {
+		if time.Now().After(deadline) {
+			g.t.Fatalf("%s was told %d things privately, want %d: %q", user, len(g.slack.Ephemerals(user)), n, texts(g.slack.Ephemerals(user)))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // message waits for a message in channel containing all of want.
 func (g *gatehouse) message(channel string, want ...string) slackfake.Message {
 	g.t.Helper()

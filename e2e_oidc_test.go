@@ -183,8 +183,9 @@ func TestDevicePollingFasterThanAnnouncedGetsSlowDown(t *testing.T) {
 
 func TestGuessingUserCodesIsRateLimited(t *testing.T) {
 	g := startGatehouse(t)
-	for range 5 {
+	for i := range 5 {
 		g.command("U0EVE", "login BCDF-GHJK")
+		g.ephemeralCount("U0EVE", i+1)
 	}
 	rp := g.client("gatehouse-cli", "openid")
 	g.command("U0EVE", "login "+rp.start().UserCode) // even the right code, once over the limit

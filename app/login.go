@@ -149,28 +149,36 @@ const (
 	wrongCodesWindow = 10 * time.Minute
 )
 
-// codeGuesses remembers each user's recent wrong codes.
+// codeGuesses remembers each user's recent attempts at a code that were not right.
 type codeGuesses struct {
-	mu    sync.Mutex
-	wrong map[string][]time.Time
+	mu       sync.Mutex
+	attempts map[string][]time.Time
 }
 
-// allow reports whether user may try another code now.
-func (g *codeGuesses) allow(user string, now time.Time) bool {
+// try reserves an attempt for user at now, or reports that the user is over the limit.
+// Reserving before looking the code up keeps a burst of guesses within the limit too.
+func (g *codeGuesses) try(user string, now time.Time) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	recent := slices.DeleteFunc(g.wrong[user], func(t time.Time) bool { return now.Sub(t) >= wrongCodesWindow })
-	g.wrong[user] = recent
-	if len(recent) == 0 {
-		delete(g.wrong, user)
+	recent := slices.DeleteFunc(g.attempts[user], func(t time.Time) bool { return now.Sub(t) >= wrongCodesWindow })
+	if len(recent) >= maxWrongCodes {
+		g.attempts[user] = recent
+		return false
 	}
-	return len(recent) < maxWrongCodes
+	g.attempts[user] = append(recent, now)
+	return true
 }
 
-func (g *codeGuesses) fail(user string, now time.Time) {
+// right gives back the attempt reserved at now: the code was right.
+func (g *codeGuesses) right(user string, now time.Time) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.wrong[user] = append(g.wrong[user], now)
+	if i := slices.Index(g.attempts[user], now); i >= 0 {
+		g.attempts[user] = slices.Delete(g.attempts[user], i, i+1)
+	}
+	if len(g.attempts[user]) == 0 {
+		delete(g.attempts, user)
+	}
 }
 
 // PendingLogin is a login as shown to the person confirming it.
@@ -183,22 +191,19 @@ type PendingLogin struct {
 // codes count towards the user's guessing limit (ErrTooManyAttempts once reached).
 func (s *Service) FindLogin(ctx context.Context, user, typed string) (PendingLogin, error) {
 	now := s.Now()
-	if !s.guesses.allow(user, now) {
+	if !s.guesses.try(user, now) {
 		return PendingLogin{}, ErrTooManyAttempts
 	}
 	l, err := s.Logins.LoginByUserCode(ctx, NormalizeUserCode(typed))
 	switch {
-	case errors.Is(err, ErrNotFound):
-		s.guesses.fail(user, now)
-		return PendingLogin{}, err
 	case err != nil:
 		return PendingLogin{}, err
 	case !now.Before(l.ExpiresAt):
-		s.guesses.fail(user, now)
 		return PendingLogin{}, ErrLoginExpired
 	case l.Status != LoginPending:
 		return PendingLogin{}, ErrLoginUsed
 	}
+	s.guesses.right(user, now)
 	missing, err := s.missingRoles(ctx, User(user), l.Roles)
 	return PendingLogin{Login: l, Missing: missing}, err
 }

@@ -91,7 +91,7 @@ func NewService(d Deps) *Service {
 	if d.Log == nil {
 		d.Log = slog.Default()
 	}
-	return &Service{Deps: d, guesses: codeGuesses{wrong: map[string][]time.Time{}}}
+	return &Service{Deps: d, guesses: codeGuesses{attempts: map[string][]time.Time{}}}
 }
 
 // Wait blocks until the notifications the service sent in the background are done.

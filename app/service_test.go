@@ -77,7 +77,7 @@ func newFixture(t *testing.T, roles ...app.Role) *fixture {
 	f := &fixture{store: db, clock: newClock(time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)), notes: &recorder{}}
 	f.svc = app.NewService(app.Deps{
 		Policy: app.Policy{ApprovalsChannel: "C0APPROVALS", Roles: roles}.WithDefaults(),
-		Store:  db, Notifier: f.notes, Groups: groups{"S0DBA": {"U0DAVE"}}, Now: f.clock.Now,
+		Store:  db, Grants: db, Logins: db, Notifier: f.notes, Groups: groups{"S0DBA": {"U0DAVE"}}, Now: f.clock.Now,
 	})
 	t.Cleanup(f.svc.Wait)
 	return f
@@ -279,5 +279,29 @@ func TestUnpostableRequestIsCancelled(t *testing.T) {
 	got, _ := f.store.Request(context.Background(), r.ID)
 	if got.Status != app.StatusCancelled || len(f.notes.told) != 1 {
 		t.Errorf("status %s, told %d; want cancelled and the requester told", got.Status, len(f.notes.told))
+	}
+}
+
+// A burst of guesses at once stays within the limit.
+func TestCodeGuessingLimitHoldsUnderABurst(t *testing.T) {
+	f := newFixture(t)
+	var wg sync.WaitGroup
+	var notFound, limited atomic.Int32
+	for range 12 {
+		wg.Go(func() {
+			_, err := f.svc.FindLogin(context.Background(), "U0EVE", "BCDF-GHJK")
+			switch {
+			case errors.Is(err, app.ErrNotFound):
+				notFound.Add(1)
+			case errors.Is(err, app.ErrTooManyAttempts):
+				limited.Add(1)
+			default:
+				t.Errorf("err = %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if notFound.Load() != 5 || limited.Load() != 7 {
+		t.Errorf("%d codes looked up, %d refused; want 5 and 7", notFound.Load(), limited.Load())
 	}
 }

@@ -42,7 +42,6 @@ func Open(path string) (*Store, error) {
 	db, err := gorm.Open(sqlite.Open(dsn), &gorm.Config{
 		Logger:                 logger.Discard,
 		TranslateError:         true,
-		PrepareStmt:            true, // parse each statement once: the token endpoint runs the same few
 		SkipDefaultTransaction: true, // single writes are atomic anyway; multi-row changes use Transaction
 	})
 	if err != nil {
