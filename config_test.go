@@ -16,7 +16,7 @@ func TestExampleConfigIsValid(t *testing.T) {
 	if err := m.Run(context.Background(), []string{"check-config", "--config", "gatehouse.example.yaml"}); err != nil {
 		t.Fatalf("check-config on the example: %v\n%s", err, errOut.String())
 	}
-	if got := out.String(); got != "config OK: 2 roles, 2 clients\n" {
+	if got := out.String(); got != "config OK: 2 roles, 1 client\n" {
 		t.Errorf("output = %q", got)
 	}
 	cfg, err := ParseConfig(mustRead(t, "gatehouse.example.yaml"))

@@ -104,7 +104,7 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(m.Stdout, "config OK: %d roles, %d clients\n", len(cfg.Policy.Roles), len(cfg.Clients))
+		fmt.Fprintf(m.Stdout, "config OK: %s, %s\n", count(len(cfg.Policy.Roles), "role"), count(len(cfg.Clients), "client"))
 		return nil
 	case "token":
 		return m.token(ctx, args[1:])
@@ -146,6 +146,14 @@ func (m *Main) loadConfig(args []string, extra ...func(*flag.FlagSet)) (*Config,
 		return nil, fmt.Errorf("config %s has problems:\n%w", *path, err)
 	}
 	return cfg, nil
+}
+
+// count writes n things: 1 role, 2 roles.
+func count(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }
 
 // settings are what serve reads from the environment.
