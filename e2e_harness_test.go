@@ -52,6 +52,15 @@ clients:
   - id: resource-server
     secret_env: RESOURCE_SERVER_SECRET
     grant_types: [client_credentials]
+  - id: ci-deployer
+    secret_env: CI_DEPLOYER_SECRET
+    service: true
+    grant_types: [device_code, client_credentials]
+    roles: [prod-db-admin, deploy]
+  - id: batch-job
+    secret_env: BATCH_JOB_SECRET
+    service: true
+    grant_types: [device_code, client_credentials]
 `
 
 // testClock is the injected clock: it starts at the real time and moves only when told.
@@ -112,6 +121,8 @@ func (g *gatehouse) start() {
 		"SLACK_APP_TOKEN":        slackfake.AppToken,
 		"SLACK_API_URL":          g.slack.APIURL(),
 		"RESOURCE_SERVER_SECRET": resourceServerSecret,
+		"CI_DEPLOYER_SECRET":     serviceSecret("ci-deployer"),
+		"BATCH_JOB_SECRET":       serviceSecret("batch-job"),
 	}
 	if g.listener == nil { // a restart listens again on the same address
 		ln, err := net.Listen("tcp", g.addr)
@@ -190,6 +201,9 @@ const wait = 5 * time.Second
 
 // resourceServerSecret is the secret of the test's confidential client, which introspects.
 const resourceServerSecret = "s3cret-of-the-resource-server"
+
+// serviceSecret is the secret of a test service client.
+func serviceSecret(clientID string) string { return "s3cret-of-" + clientID }
 
 // command runs a slash command as user and fails the test if Slack would not get an ack.
 func (g *gatehouse) command(user, text string) {

@@ -148,7 +148,7 @@ func TestDeviceLoginDeniedOrExpired(t *testing.T) {
 		g.clock.Advance(6 * time.Minute) // past k8s-prod-exec's request_ttl (5m), within login_ttl
 		status, body := g.post("/oauth/token", url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:device_code"},
 			"device_code": {da.DeviceCode}, "client_id": {"gatehouse-cli"}})
-		if status != 400 || oauthError(t, body) != "access_denied" || !strings.Contains(string(body), "expired") {
+		if status != 400 || oauthError(t, body) != "expired_token" || !strings.Contains(string(body), "expired before it was decided") {
 			t.Errorf("expired request: %d %s", status, body)
 		}
 	})

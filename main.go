@@ -633,6 +633,8 @@ func (m *Main) token(ctx context.Context, args []string) error {
 	secretEnv := fs.String("client-secret-env", "", "environment variable holding the client secret (confidential clients)")
 	output := fs.String("output", "token", "token: the access token only; json: the whole token response")
 	extra := fs.String("scope", "openid", "scopes besides the roles, space separated")
+	reason := fs.String("reason", "", "service clients: why the service needs the roles (shown to approvers)")
+	duration := fs.String("duration", "", "service clients: how long, in Go syntax (default: each role's default)")
 	var roles []string
 	fs.Func("role", "role to ask for (repeatable)", func(r string) error { roles = append(roles, r); return nil })
 	if err := fs.Parse(args); err != nil {
@@ -674,11 +676,19 @@ func (m *Main) token(ctx context.Context, args []string) error {
 	if secret != "" {
 		conf.Endpoint.AuthStyle = oauth2.AuthStyleInHeader
 	}
-	auth, err := conf.DeviceAuth(ctx)
+	var params []oauth2.AuthCodeOption
+	for name, value := range map[string]string{"reason": *reason, "duration": *duration} {
+		if value != "" {
+			params = append(params, oauth2.SetAuthURLParam(name, value))
+		}
+	}
+	auth, err := conf.DeviceAuth(ctx, params...)
 	if err != nil {
 		return fmt.Errorf("token: %s", oauthProblem(err))
 	}
-	fmt.Fprintf(m.Stderr, "In Slack, run:\n\n    /access login %s\n\nthen confirm. Waiting for you…\n", auth.UserCode)
+	if secret == "" { // a person signs in; a service's request goes to the approvers by itself
+		fmt.Fprintf(m.Stderr, "In Slack, run:\n\n    /access login %s\n\nthen confirm. Waiting for you…\n", auth.UserCode)
+	}
 	tok, err := conf.DeviceAccessToken(ctx, auth)
 	if err != nil {
 		return fmt.Errorf("token: %s", oauthProblem(err))
@@ -709,7 +719,7 @@ func oauthProblem(err error) string {
 	case "access_denied":
 		return "denied: " + re.ErrorDescription
 	case "expired_token":
-		return "the code expired before the sign-in was confirmed and approved; run the command again"
+		return "expired before it was confirmed and approved; run the command again (" + re.ErrorDescription + ")"
 	case "invalid_client", "unauthorized_client":
 		return "the client was refused: " + re.ErrorCode + " " + re.ErrorDescription
 	}

@@ -35,7 +35,7 @@ type Login struct {
 	Roles          []string // from the role: scopes
 	UserCode       string   // what the person types in Slack, e.g. BCDF-GHJK
 	DeviceCodeHash string   // SHA-256 of the device code; the code itself is never stored
-	Subject        string   // Slack user ID once bound
+	Subject        Principal // who signs in: a Slack user once bound, or the service itself
 	Status         LoginStatus
 	RequestIDs     []string // requests filed for roles the user held no grant for
 	DenyReason     string
@@ -71,25 +71,48 @@ var (
 	ErrTooManyAttempts = errors.New("too many wrong codes")
 )
 
-// LoginStart is a client's ask to sign someone in.
+// LoginStart is a client's ask to sign someone in, or, for a service, to get a token for
+// itself.
 type LoginStart struct {
 	ClientID   string
 	Scopes     []string
 	DeviceCode string        // the device flow's secret code; stored hashed
 	Lifetime   time.Duration // how long the code stays usable
+	Service    bool          // the client asks for itself: nobody types a code
+	Duration   string        // for a service's requests; empty means each role's default
+	Reason     string        // for a service's requests; empty means "requested by <client>"
 }
 
-// StartLogin records a new sign-in and returns it with a fresh, unique user code. A role
-// scope naming no role in the policy is an *InputError.
+// StartLogin records a new sign-in and returns it with a fresh, unique user code. For a
+// service, nobody confirms a code: the login is bound to the service at once and a request
+// is filed for each role, with the service as requester. A role scope naming no role in the
+// policy, or a bad duration or reason, is an *InputError and starts nothing.
 func (s *Service) StartLogin(ctx context.Context, in LoginStart) (Login, error) {
 	roles, err := s.Policy.RolesOfScopes(in.Scopes)
 	if err != nil {
 		return Login{}, err
 	}
+	service := Principal{Kind: PrincipalService, ID: in.ClientID}
+	var inputs []RequestInput
+	if in.Service {
+		if in.Reason == "" {
+			in.Reason = "requested by " + in.ClientID
+		}
+		for _, role := range roles {
+			input := RequestInput{Role: role, Duration: in.Duration, Reason: in.Reason}
+			if err := s.CheckRequest(input); err != nil {
+				return Login{}, err
+			}
+			inputs = append(inputs, input)
+		}
+	}
 	now := s.Now()
 	l := Login{
 		ID: newID("lgn"), ClientID: in.ClientID, Scopes: in.Scopes, Roles: roles, DeviceCodeHash: HashSecret(in.DeviceCode),
 		Status: LoginPending, CreatedAt: now, ExpiresAt: now.Add(in.Lifetime),
+	}
+	if in.Service {
+		l.Status, l.Subject = LoginBound, service
 	}
 	// User codes are short; on the rare clash with another login, draw again.
 	for range 5 {
@@ -101,7 +124,32 @@ func (s *Service) StartLogin(ctx context.Context, in LoginStart) (Login, error) 
 	if err != nil {
 		return Login{}, fmt.Errorf("start login: %w", err)
 	}
-	return l, nil
+	if len(inputs) > 0 {
+		l, _, err = s.fileLoginRequests(ctx, l, service, inputs, SourceOIDC)
+	}
+	return l, err
+}
+
+// fileLoginRequests files a request per input for the login's subject and links them to
+// the login; if one cannot be filed the login is denied, so its client stops waiting.
+func (s *Service) fileLoginRequests(ctx context.Context, l Login, p Principal, inputs []RequestInput, source string) (Login, []Request, error) {
+	var filed []Request
+	for _, input := range inputs {
+		r, err := s.RequestAccess(ctx, p, input, source)
+		if err != nil {
+			s.denyLogin(ctx, l.ID, "a request could not be filed")
+			return Login{}, nil, err
+		}
+		filed = append(filed, r)
+	}
+	err := s.Logins.UpdateLogin(ctx, l.ID, func(cur Login) (Login, error) {
+		for _, r := range filed {
+			cur.RequestIDs = append(cur.RequestIDs, r.ID)
+		}
+		l = cur
+		return cur, nil
+	})
+	return l, filed, err
 }
 
 // HashSecret returns the hex SHA-256 of a high-entropy secret (device codes, refresh
@@ -262,7 +310,7 @@ func (s *Service) ConfirmLogin(ctx context.Context, in LoginConfirmation) (Login
 		if !now.Before(cur.ExpiresAt) {
 			return cur, ErrLoginExpired
 		}
-		cur.Status, cur.Subject = LoginBound, in.User
+		cur.Status, cur.Subject = LoginBound, User(in.User)
 		l = cur
 		return cur, nil
 	})
@@ -270,25 +318,13 @@ func (s *Service) ConfirmLogin(ctx context.Context, in LoginConfirmation) (Login
 		return Login{}, nil, err
 	}
 	var filed []Request
-	for _, input := range inputs {
-		r, err := s.RequestAccess(ctx, User(in.User), input, in.Source)
-		if err != nil {
-			s.denyLogin(ctx, l.ID, "a request could not be filed")
+	if len(inputs) > 0 {
+		if l, filed, err = s.fileLoginRequests(ctx, l, User(in.User), inputs, in.Source); err != nil {
 			return Login{}, nil, err
 		}
-		filed = append(filed, r)
-	}
-	if len(filed) > 0 {
-		err = s.Logins.UpdateLogin(ctx, l.ID, func(cur Login) (Login, error) {
-			for _, r := range filed {
-				cur.RequestIDs = append(cur.RequestIDs, r.ID)
-			}
-			l = cur
-			return cur, nil
-		})
 	}
 	s.Log.Info("login confirmed", "login_id", l.ID, "user", in.User, "client_id", l.ClientID, "requests", len(filed))
-	return l, filed, err
+	return l, filed, nil
 }
 
 func (s *Service) denyLogin(ctx context.Context, id, reason string) {
@@ -350,7 +386,7 @@ func (s *Service) PollDeviceLogin(ctx context.Context, clientID, deviceCode stri
 			switch verdict {
 			case nil:
 				cur.Status = LoginIssued
-			case ErrLoginDenied:
+			case ErrLoginDenied, ErrLoginExpired:
 				cur.Status, cur.DenyReason = LoginDenied, outcome.Reason
 			}
 		} else {
@@ -365,12 +401,13 @@ func (s *Service) PollDeviceLogin(ctx context.Context, clientID, deviceCode stri
 	if verdict != nil {
 		return outcome, verdict
 	}
-	s.Log.Info("login completed", "login_id", l.ID, "client_id", clientID, "subject", l.Subject, "roles", l.Roles)
+	s.Log.Info("login completed", "login_id", l.ID, "client_id", clientID, "subject", l.Subject.ID, "roles", l.Roles)
 	return outcome, nil
 }
 
 // progress is where a bound login stands: verdict nil with the grants when tokens may be
-// issued, ErrLoginDenied when a request ended without approval, else ErrLoginPending.
+// issued, ErrLoginDenied or ErrLoginExpired when a request ended without approval, else
+// ErrLoginPending.
 type progress struct {
 	verdict error
 	reason  string // in words for the person at the client
@@ -389,11 +426,13 @@ func (s *Service) loginProgress(ctx context.Context, l Login) (progress, error) 
 		case StatusDenied:
 			d := r.Decisions[len(r.Decisions)-1]
 			return progress{ErrLoginDenied, fmt.Sprintf("request %s for %s was denied by %s: %s", r.ID, r.Role, d.Approver, d.Comment), nil}, nil
-		case StatusExpired, StatusCancelled:
-			return progress{ErrLoginDenied, fmt.Sprintf("request %s for %s was %s", r.ID, r.Role, r.Status), nil}, nil
+		case StatusCancelled:
+			return progress{ErrLoginDenied, fmt.Sprintf("request %s for %s was cancelled", r.ID, r.Role), nil}, nil
+		case StatusExpired:
+			return progress{ErrLoginExpired, fmt.Sprintf("request %s for %s expired before it was decided", r.ID, r.Role), nil}, nil
 		case StatusPending:
 			if !s.Now().Before(r.ExpiresAt) {
-				return progress{ErrLoginDenied, fmt.Sprintf("request %s for %s expired before it was decided", r.ID, r.Role), nil}, nil
+				return progress{ErrLoginExpired, fmt.Sprintf("request %s for %s expired before it was decided", r.ID, r.Role), nil}, nil
 			}
 			role, _ := s.Policy.Role(r.Role)
 			waiting = append(waiting, fmt.Sprintf("%s (%d of %d approvals; approvers: %s)", r.Role, len(r.Approvers()),
@@ -403,7 +442,7 @@ func (s *Service) loginProgress(ctx context.Context, l Login) (progress, error) 
 	if len(waiting) > 0 {
 		return progress{ErrLoginPending, "waiting for approval of " + strings.Join(waiting, ", "), nil}, nil
 	}
-	grants, err := s.GrantsForToken(ctx, User(l.Subject), l.Roles)
+	grants, err := s.GrantsForToken(ctx, l.Subject, l.Roles)
 	if errors.Is(err, ErrNoActiveGrant) {
 		return progress{ErrLoginDenied, "a grant ended before the token was issued: " + err.Error(), nil}, nil
 	}

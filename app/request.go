@@ -137,6 +137,7 @@ const (
 // Event sources.
 const (
 	SourceSlack  = "slack"
+	SourceOIDC   = "oidc"
 	SourceSystem = "system"
 )
 

@@ -95,8 +95,10 @@ type server struct {
 }
 
 // DeviceAuthorization starts a device flow: a login with a unique user code, and a device
-// code stored only as a hash. Asking for a role not in the policy, or one the client may
-// not ask for, is invalid_scope.
+// code stored only as a hash. For a service client nobody types the code: its requests go
+// to the approvers at once, with the optional form parameters duration and reason (a bad
+// one is invalid_request). Asking for a role not in the policy, or one the client may not
+// ask for, is invalid_scope.
 func (s *server) DeviceAuthorization(ctx context.Context, r *op.ClientRequest[oidc.DeviceAuthorizationRequest]) (*op.Response, error) {
 	client, ok := r.Client.(*Client)
 	if !ok || !client.allows(oidc.GrantTypeDeviceCode) {
@@ -108,10 +110,17 @@ func (s *server) DeviceAuthorization(ctx context.Context, r *op.ClientRequest[oi
 		}
 	}
 	deviceCode := randomToken(32)
-	login, err := s.svc.StartLogin(ctx, app.LoginStart{ClientID: client.GetID(), Scopes: r.Data.Scopes, DeviceCode: deviceCode, Lifetime: s.cfg.LoginTTL})
+	login, err := s.svc.StartLogin(ctx, app.LoginStart{
+		ClientID: client.GetID(), Scopes: r.Data.Scopes, DeviceCode: deviceCode, Lifetime: s.cfg.LoginTTL,
+		Service: client.cfg.Service, Duration: r.Form.Get("duration"), Reason: r.Form.Get("reason"),
+	})
 	var input *app.InputError
 	if errors.As(err, &input) {
-		return nil, oidc.ErrInvalidScope().WithDescription("%s", input.Problems[0].Message)
+		p := input.Problems[0]
+		if p.Field == app.FieldRole {
+			return nil, oidc.ErrInvalidScope().WithDescription("%s", p.Message)
+		}
+		return nil, oidc.ErrInvalidRequest().WithDescription("%s: %s", p.Field, p.Message)
 	}
 	if err != nil {
 		return nil, oidc.ErrServerError().WithParent(err)
@@ -142,7 +151,7 @@ func (s *server) DeviceToken(ctx context.Context, r *op.ClientRequest[oidc.Devic
 	case errors.Is(err, app.ErrLoginDenied):
 		return nil, oidc.ErrAccessDenied().WithDescription("%s", outcome.Reason)
 	case errors.Is(err, app.ErrLoginExpired):
-		return nil, oidc.ErrExpiredDeviceCode()
+		return nil, oidc.ErrExpiredDeviceCode().WithDescription("%s", outcome.Reason)
 	case errors.Is(err, app.ErrLoginUsed), errors.Is(err, app.ErrNotFound):
 		return nil, oidc.ErrInvalidGrant().WithDescription("unknown or already used device code")
 	case err != nil:
@@ -150,7 +159,7 @@ func (s *server) DeviceToken(ctx context.Context, r *op.ClientRequest[oidc.Devic
 	}
 	l := outcome.Login
 	req := &tokenRequest{
-		subject: l.Subject, clientID: l.ClientID, scopes: l.Scopes, authTime: s.cfg.Now(), grants: outcome.Grants,
+		subject: l.Subject.ID, clientID: l.ClientID, scopes: l.Scopes, authTime: s.cfg.Now(), grants: outcome.Grants,
 		audience: s.cfg.Policy.Audience(l.ClientID, l.Roles),
 	}
 	withRefresh := slices.Contains(l.Scopes, oidc.ScopeOfflineAccess) && client.allows(oidc.GrantTypeRefreshToken)
@@ -212,6 +221,15 @@ func (s *server) RefreshToken(ctx context.Context, r *op.ClientRequest[oidc.Refr
 	}
 	s.cfg.Metrics.TokenIssued(string(oidc.GrantTypeRefreshToken))
 	return op.NewResponse(resp), nil
+}
+
+// ClientCredentialsExchange issues a service's token for scopes that need no approval.
+func (s *server) ClientCredentialsExchange(ctx context.Context, r *op.ClientRequest[oidc.ClientCredentialsRequest]) (*op.Response, error) {
+	resp, err := s.LegacyServer.ClientCredentialsExchange(ctx, r)
+	if err == nil {
+		s.cfg.Metrics.TokenIssued(string(oidc.GrantTypeClientCredentials))
+	}
+	return resp, err
 }
 
 // JWTProfile: the JWT bearer grant is not offered.

@@ -56,6 +56,7 @@ var (
 	_ op.DeviceAuthorizationStorage     = (*Storage)(nil)
 	_ op.CanSetUserinfoFromRequest      = (*Storage)(nil)
 	_ op.CanGetPrivateClaimsFromRequest = (*Storage)(nil)
+	_ op.ClientCredentialsStorage       = (*Storage)(nil)
 )
 
 // tokenRequest is every token Gatehouse mints: who, for which client, which scopes, and
@@ -381,6 +382,30 @@ func (s *Storage) AuthorizeClientIDSecret(_ context.Context, id, secret string) 
 		return errors.New("unknown client or wrong secret")
 	}
 	return nil
+}
+
+// ClientCredentials authenticates a service client for the client credentials grant.
+func (s *Storage) ClientCredentials(_ context.Context, id, secret string) (op.Client, error) {
+	c, ok := s.clients[id]
+	if !ok || !c.checkSecret(secret) {
+		return nil, oidc.ErrInvalidClient().WithDescription("unknown client or wrong secret")
+	}
+	if !c.cfg.Service || !c.allows(oidc.GrantTypeClientCredentials) {
+		return nil, oidc.ErrUnauthorizedClient().WithDescription("only service clients with the client_credentials grant may use it")
+	}
+	return c, nil
+}
+
+// ClientCredentialsTokenRequest is a service's token for scopes that need no approval. A
+// role scope always needs one: it is refused, pointing at the device flow.
+func (s *Storage) ClientCredentialsTokenRequest(_ context.Context, clientID string, scopes []string) (op.TokenRequest, error) {
+	for _, scope := range scopes {
+		if role, ok := strings.CutPrefix(scope, app.RoleScopePrefix); ok {
+			return nil, oidc.ErrInvalidScope().WithDescription("%s needs approval, which client credentials cannot wait for: "+
+				"use the device flow (gatehouse token --client-id %s --client-secret-env VAR --role %s)", clip(scope), clientID, clip(role))
+		}
+	}
+	return &tokenRequest{subject: clientID, clientID: clientID, scopes: scopes, audience: []string{clientID}, authTime: s.cfg.Now()}, nil
 }
 
 // SigningKey returns the active signing key (from memory; see Keyring).

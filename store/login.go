@@ -18,6 +18,7 @@ type loginRow struct {
 	Roles          []string `gorm:"serializer:json"`
 	UserCode       string   `gorm:"uniqueIndex;not null"`
 	DeviceCodeHash string   `gorm:"index"`
+	SubjectKind    string
 	Subject        string
 	Status         string
 	RequestIDs     []string `gorm:"serializer:json"`
@@ -33,7 +34,7 @@ func (loginRow) TableName() string { return "logins" }
 func loginFromApp(l app.Login) loginRow {
 	return loginRow{
 		ID: l.ID, ClientID: l.ClientID, Scopes: l.Scopes, Roles: l.Roles, UserCode: l.UserCode, DeviceCodeHash: l.DeviceCodeHash,
-		Subject: l.Subject, Status: string(l.Status), RequestIDs: l.RequestIDs, DenyReason: l.DenyReason,
+		SubjectKind: string(l.Subject.Kind), Subject: l.Subject.ID, Status: string(l.Status), RequestIDs: l.RequestIDs, DenyReason: l.DenyReason,
 		CreatedAt: l.CreatedAt.UTC(), ExpiresAt: l.ExpiresAt.UTC(), LastPolledAt: l.LastPolledAt.UTC(),
 	}
 }
@@ -41,7 +42,7 @@ func loginFromApp(l app.Login) loginRow {
 func (row loginRow) toApp() app.Login {
 	return app.Login{
 		ID: row.ID, ClientID: row.ClientID, Scopes: row.Scopes, Roles: row.Roles, UserCode: row.UserCode, DeviceCodeHash: row.DeviceCodeHash,
-		Subject: row.Subject, Status: app.LoginStatus(row.Status), RequestIDs: row.RequestIDs, DenyReason: row.DenyReason,
+		Subject: app.Principal{Kind: app.PrincipalKind(row.SubjectKind), ID: row.Subject}, Status: app.LoginStatus(row.Status), RequestIDs: row.RequestIDs, DenyReason: row.DenyReason,
 		CreatedAt: row.CreatedAt, ExpiresAt: row.ExpiresAt, LastPolledAt: row.LastPolledAt,
 	}
 }
@@ -98,7 +99,7 @@ func (s *Store) UpdateLogin(ctx context.Context, id string, update func(app.Logi
 			next := loginFromApp(changed)
 			next.Version = row.Version + 1
 			res := tx.Model(&loginRow{}).Where("id = ? AND version = ?", id, row.Version).
-				Select("subject", "status", "request_ids", "deny_reason", "last_polled_at", "version").Updates(&next)
+				Select("subject_kind", "subject", "status", "request_ids", "deny_reason", "last_polled_at", "version").Updates(&next)
 			if res.Error != nil {
 				return translate(res.Error)
 			}
