@@ -82,15 +82,29 @@ type gatehouse struct {
 	stop     func()
 }
 
-// startGatehouse runs the real serve command against a new fake Slack and a temp database.
-func startGatehouse(t testing.TB) *gatehouse {
-	t.Helper()
-	return startGatehouseSigning(t, "RS256")
+// gatehouseOptions change the test config.
+type gatehouseOptions struct {
+	algorithm string // tokens.signing_algorithm
+	clients   string // YAML list items appended to clients:
 }
 
-// startGatehouseSigning is startGatehouse with tokens signed by a key of the given algorithm.
-func startGatehouseSigning(t testing.TB, algorithm string) *gatehouse {
+// signedWith has tokens signed by a key of the given algorithm.
+func signedWith(algorithm string) func(*gatehouseOptions) {
+	return func(o *gatehouseOptions) { o.algorithm = algorithm }
+}
+
+// withClients adds clients (YAML list items, indented like the test config's) to the config.
+func withClients(yaml string) func(*gatehouseOptions) {
+	return func(o *gatehouseOptions) { o.clients += yaml }
+}
+
+// startGatehouse runs the real serve command against a new fake Slack and a temp database.
+func startGatehouse(t testing.TB, options ...func(*gatehouseOptions)) *gatehouse {
 	t.Helper()
+	opts := gatehouseOptions{algorithm: "RS256"}
+	for _, o := range options {
+		o(&opts)
+	}
 	fake := slackfake.New(t)
 	fake.AddUserGroup("S0DBA", "U0DAVE")
 	fake.AddUser("U0ALICE", "Alice Example", "alice@example.com")
@@ -101,7 +115,7 @@ func startGatehouseSigning(t testing.TB, algorithm string) *gatehouse {
 		t.Fatal(err)
 	}
 	g := &gatehouse{t: t, slack: fake, clock: &testClock{}, config: config, logs: &testLog{t: t}, addr: ln.Addr().String(), listener: ln}
-	yaml := strings.NewReplacer("DATABASE", filepath.Join(dir, "gatehouse.db"), "ISSUER", g.issuer(), "ALGORITHM", algorithm).Replace(testConfig)
+	yaml := strings.NewReplacer("DATABASE", filepath.Join(dir, "gatehouse.db"), "ISSUER", g.issuer(), "ALGORITHM", opts.algorithm).Replace(testConfig) + opts.clients
 	if err := os.WriteFile(config, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -169,8 +169,9 @@ func oauthError(t *testing.T, body []byte) string {
 // grantFor has user ask for role by text and approver approve it; it returns the grant ID.
 func (g *gatehouse) grantFor(user, role, duration, approver, channel string) string {
 	g.t.Helper()
-	g.command(user, role+" "+duration+" needed for the test "+user)
-	msg := g.message(channel, "needed for the test "+user)
+	reason := "needed for the test " + user + " " + randomWord()
+	g.command(user, role+" "+duration+" "+reason)
+	msg := g.message(channel, reason)
 	g.approve(approver, msg, "")
 	final := g.message(channel, "*Approved*", requestIDRe.FindString(msg.AllText()))
 	return grantIDRe.FindString(final.AllText())

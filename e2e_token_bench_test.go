@@ -28,7 +28,7 @@ const benchWorkers = 4
 func BenchmarkTokenEndpoint(b *testing.B) {
 	for _, alg := range []string{"RS256", "ES256"} {
 		b.Run(alg, func(b *testing.B) {
-			g := startGatehouseSigning(b, alg)
+			g := startGatehouse(b, signedWith(alg))
 			g.quiet()
 			g.grantFor("U0ALICE", "prod-db-admin", "4h", "U0BOB", "C0DBA")
 			sessions := make([]*session, benchWorkers)

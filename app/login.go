@@ -29,19 +29,19 @@ const (
 // Login is a pending OIDC sign-in (device code or browser code) waiting to be bound to a
 // Slack user with /access login CODE.
 type Login struct {
-	ID             string
-	ClientID       string
-	Scopes         []string
-	Roles          []string // from the role: scopes
-	UserCode       string   // what the person types in Slack, e.g. BCDF-GHJK
-	DeviceCodeHash string   // SHA-256 of the device code; the code itself is never stored
-	Subject        Principal // who signs in: a Slack user once bound, or the service itself
-	Status         LoginStatus
-	RequestIDs     []string // requests filed for roles the user held no grant for
-	DenyReason     string
-	CreatedAt      time.Time
-	ExpiresAt      time.Time
-	LastPolledAt   time.Time
+	ID           string
+	ClientID     string
+	Scopes       []string
+	Roles        []string  // from the role: scopes
+	UserCode     string    // what the person types in Slack, e.g. BCDF-GHJK
+	SecretHash   string    // SHA-256 of the client's secret (device code or browser cookie); never stored itself
+	Subject      Principal // who signs in: a Slack user once bound, or the service itself
+	Status       LoginStatus
+	RequestIDs   []string // requests filed for roles the user held no grant for
+	DenyReason   string
+	CreatedAt    time.Time
+	ExpiresAt    time.Time
+	LastPolledAt time.Time
 }
 
 // LoginStore keeps logins.
@@ -50,7 +50,7 @@ type LoginStore interface {
 	CreateLogin(ctx context.Context, l Login) error
 	Login(ctx context.Context, id string) (Login, error)
 	LoginByUserCode(ctx context.Context, code string) (Login, error)
-	LoginByDeviceCode(ctx context.Context, hash string) (Login, error)
+	LoginBySecret(ctx context.Context, hash string) (Login, error)
 	// UpdateLogin changes a login with one conditional write, like UpdateRequest.
 	UpdateLogin(ctx context.Context, id string, update func(Login) (Login, error)) error
 }
@@ -74,13 +74,13 @@ var (
 // LoginStart is a client's ask to sign someone in, or, for a service, to get a token for
 // itself.
 type LoginStart struct {
-	ClientID   string
-	Scopes     []string
-	DeviceCode string        // the device flow's secret code; stored hashed
-	Lifetime   time.Duration // how long the code stays usable
-	Service    bool          // the client asks for itself: nobody types a code
-	Duration   string        // for a service's requests; empty means each role's default
-	Reason     string        // for a service's requests; empty means "requested by <client>"
+	ClientID string
+	Scopes   []string
+	Secret   string        // the device code, or the browser's sign-in cookie; stored hashed
+	Lifetime time.Duration // how long the code stays usable
+	Service  bool          // the client asks for itself: nobody types a code
+	Duration string        // for a service's requests; empty means each role's default
+	Reason   string        // for a service's requests; empty means "requested by <client>"
 }
 
 // StartLogin records a new sign-in and returns it with a fresh, unique user code. For a
@@ -108,7 +108,7 @@ func (s *Service) StartLogin(ctx context.Context, in LoginStart) (Login, error) 
 	}
 	now := s.Now()
 	l := Login{
-		ID: newID("lgn"), ClientID: in.ClientID, Scopes: in.Scopes, Roles: roles, DeviceCodeHash: HashSecret(in.DeviceCode),
+		ID: newID("lgn"), ClientID: in.ClientID, Scopes: in.Scopes, Roles: roles, SecretHash: HashSecret(in.Secret),
 		Status: LoginPending, CreatedAt: now, ExpiresAt: now.Add(in.Lifetime),
 	}
 	if in.Service {
@@ -344,13 +344,14 @@ type LoginOutcome struct {
 	Reason string  // for a pending or denied login, in words for the person at the client
 }
 
-// PollDeviceLogin answers a device-flow client polling for its tokens. It succeeds once —
+// PollLogin answers a client waiting for its sign-in — a device-flow client polling with
+// its device code, or a sign-in page with its browser's cookie. It succeeds once —
 // when the login is bound and every requested role has an active grant — and marks the
 // code spent in the same conditional write, so a replay gets ErrLoginUsed. Errors:
 // ErrNotFound (unknown code or another client's), ErrSlowDown, ErrLoginPending,
 // ErrLoginDenied, ErrLoginExpired, ErrLoginUsed; the outcome's Reason says more.
-func (s *Service) PollDeviceLogin(ctx context.Context, clientID, deviceCode string, interval time.Duration) (LoginOutcome, error) {
-	l, err := s.Logins.LoginByDeviceCode(ctx, HashSecret(deviceCode))
+func (s *Service) PollLogin(ctx context.Context, clientID, secret string, interval time.Duration) (LoginOutcome, error) {
+	l, err := s.Logins.LoginBySecret(ctx, HashSecret(secret))
 	if err != nil {
 		return LoginOutcome{}, err
 	}
@@ -450,4 +451,9 @@ func (s *Service) loginProgress(ctx context.Context, l Login) (progress, error) 
 		return progress{}, err
 	}
 	return progress{nil, "approved", grants}, nil
+}
+
+// Login returns a login by ID.
+func (s *Service) Login(ctx context.Context, id string) (Login, error) {
+	return s.Logins.Login(ctx, id)
 }

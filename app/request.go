@@ -108,6 +108,8 @@ type Grant struct {
 	CreatedAt  time.Time
 	ExpiresAt  time.Time
 	Status     GrantStatus
+	EndedBy    string // who revoked it (SystemActor when it expired)
+	EndReason  string
 }
 
 // AuditEvent is an append-only record of one state change.
@@ -120,6 +122,11 @@ type AuditEvent struct {
 	GrantID   string
 	Reason    string
 	Source    string // slack, oidc, cli or system
+
+	// Set by the store when it records the event into the trail; ignored when appending.
+	ID       uint64 // position in the trail, from 1
+	PrevHash string // Hash of the event before; empty for the first
+	Hash     string // ChainHash: seals this event onto PrevHash
 }
 
 // Audit actions.
@@ -132,6 +139,7 @@ const (
 	ActionDecisionApprove  = "decision.approve"
 	ActionDecisionDeny     = "decision.deny"
 	ActionGrantCreated     = "grant.created"
+	ActionGrantExpired     = "grant.expired"
 )
 
 // Event sources.

@@ -23,6 +23,8 @@ type RequestStore interface {
 	// conditional write: if the request changed in between, update runs again on the new
 	// state. An error from update is returned as is and nothing is written.
 	UpdateRequest(ctx context.Context, id string, update func(Request) (RequestChange, error)) error
+	// ExpiredRequests returns the IDs of up to limit pending requests whose time is up at now.
+	ExpiredRequests(ctx context.Context, now time.Time, limit int) ([]string, error)
 }
 
 // RequestChange is what UpdateRequest writes atomically.
@@ -42,10 +44,11 @@ type GroupResolver interface {
 type Notifier interface {
 	// PostRequest shows a new request to its approvers and says where.
 	PostRequest(ctx context.Context, r Request) (MessageRef, error)
-	// UpdateRequest redraws the request's approval message from its current state.
-	UpdateRequest(ctx context.Context, r Request) error
-	// NotifyRequester tells the requester how their request ended (grant is nil unless approved),
-	// or, for a request that could not be posted, why it was cancelled.
+	// UpdateRequest redraws the request's approval message from its current state and, once
+	// approved, its grant's.
+	UpdateRequest(ctx context.Context, r Request, grant *Grant) error
+	// NotifyRequester tells the requester how their request ended (grant is nil unless
+	// approved) or, when the grant is no longer active, how the grant ended.
 	NotifyRequester(ctx context.Context, r Request, grant *Grant) error
 }
 
@@ -223,24 +226,20 @@ func (s *Service) Decide(ctx context.Context, in DecisionInput) (Request, error)
 		return r, err
 	}
 	now := s.Now()
+	if r.Status == StatusPending && !now.Before(r.ExpiresAt) {
+		s.expireRequest(ctx, r.ID)
+		expired, _ := s.Store.Request(ctx, r.ID)
+		return expired, ErrNotPending
+	}
 	var (
-		after   Request
-		grant   *Grant
-		expired bool
-		events  []AuditEvent
+		after  Request
+		grant  *Grant
+		events []AuditEvent
 	)
 	err = s.Store.UpdateRequest(ctx, in.RequestID, func(r Request) (RequestChange, error) {
-		after, grant, expired, events = r, nil, false, nil
-		if r.Status != StatusPending {
+		after, grant, events = r, nil, nil
+		if r.Status != StatusPending || !now.Before(r.ExpiresAt) {
 			return RequestChange{}, ErrNotPending
-		}
-		if !now.Before(r.ExpiresAt) {
-			expired = true
-			r.Status, r.DecidedAt = StatusExpired, now
-			after = r
-			events = []AuditEvent{{At: now, Actor: SystemActor, Action: ActionRequestExpired,
-				Principal: r.Requester, RequestID: r.ID, Reason: "not decided in time", Source: SourceSystem}}
-			return RequestChange{Request: r, Events: events}, nil
 		}
 		if r.decidedBy(in.Approver) {
 			return RequestChange{}, ErrAlreadyDecided
@@ -289,9 +288,6 @@ func (s *Service) Decide(ctx context.Context, in DecisionInput) (Request, error)
 			}
 		}
 	})
-	if expired {
-		return after, ErrNotPending
-	}
 	return after, nil
 }
 
@@ -342,7 +338,17 @@ func (s *Service) refresh(ctx context.Context, id string) {
 	defer mu.Unlock()
 	r, err := s.Store.Request(ctx, id)
 	if err == nil && r.Message.TS != "" {
-		err = s.Notifier.UpdateRequest(ctx, r)
+		var g *Grant
+		if r.GrantID != "" {
+			found, gErr := s.Grants.Grant(ctx, r.GrantID)
+			if gErr != nil {
+				err = gErr
+			}
+			g = &found
+		}
+		if err == nil {
+			err = s.Notifier.UpdateRequest(ctx, r, g)
+		}
 	}
 	if err != nil {
 		s.Log.Error("updating approval message failed", "request_id", id, "err", err)

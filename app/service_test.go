@@ -32,7 +32,7 @@ func (r *recorder) PostRequest(_ context.Context, req app.Request) (app.MessageR
 	r.posted = append(r.posted, req)
 	return app.MessageRef{Channel: "C0APPROVALS", TS: "1.000" + req.ID}, nil
 }
-func (r *recorder) UpdateRequest(context.Context, app.Request) error { return nil }
+func (r *recorder) UpdateRequest(context.Context, app.Request, *app.Grant) error { return nil }
 func (r *recorder) NotifyRequester(_ context.Context, req app.Request, _ *app.Grant) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -20,9 +20,11 @@ type GrantStore interface {
 	Grants(ctx context.Context, ids []string) ([]Grant, error)
 	// Grant returns one grant, or ErrNotFound.
 	Grant(ctx context.Context, id string) (Grant, error)
-	// RevokeGrant marks an active grant revoked and records the event, in one conditional
-	// write; a grant no longer active is ErrNotPending.
-	RevokeGrant(ctx context.Context, id string, e AuditEvent) error
+	// EndGrant moves an active grant to status (revoked or expired), recording who ended it,
+	// why, and the event, in one conditional write; a grant no longer active is ErrNotPending.
+	EndGrant(ctx context.Context, id string, status GrantStatus, e AuditEvent) error
+	// ExpiredGrants returns up to limit grants still active whose time is up at now.
+	ExpiredGrants(ctx context.Context, now time.Time, limit int) ([]Grant, error)
 }
 
 // ErrNoActiveGrant: the principal holds no active grant for a role a token asks for.
@@ -178,13 +180,26 @@ func (s *Service) RevokeGrant(ctx context.Context, grantID, user, reason, source
 	}
 	event := AuditEvent{At: now, Actor: user, Action: ActionGrantRevoked, Principal: g.Principal, RequestID: g.RequestID,
 		GrantID: g.ID, Reason: reason, Source: source}
-	if err := s.Grants.RevokeGrant(ctx, g.ID, event); err != nil {
+	if err := s.Grants.EndGrant(ctx, g.ID, GrantRevoked, event); err != nil {
 		return g, err
 	}
 	s.recorded(event)
 	s.Log.Info("grant revoked", "grant_id", g.ID, "by", user, "reason", reason)
-	g.Status = GrantRevoked
+	g.Status, g.EndedBy, g.EndReason = GrantRevoked, user, reason
+	s.inBackground(func(ctx context.Context) { s.grantEnded(ctx, g) })
 	return g, nil
+}
+
+// grantEnded redraws the approval message of a grant that ended and tells its holder.
+func (s *Service) grantEnded(ctx context.Context, g Grant) {
+	s.refresh(ctx, g.RequestID)
+	r, err := s.Store.Request(ctx, g.RequestID)
+	if err == nil {
+		err = s.Notifier.NotifyRequester(ctx, r, &g)
+	}
+	if err != nil {
+		s.Log.Error("telling the holder about the grant's end failed", "grant_id", g.ID, "err", err)
+	}
 }
 
 // mayRevoke: the holder, an approver of the grant's role, or an admin.

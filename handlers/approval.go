@@ -23,8 +23,8 @@ const (
 
 // approvalMessage renders a request as its approvers see it in the channel: who asks for
 // what and why, the decisions so far, and while pending the Approve and Deny buttons.
-func approvalMessage(r app.Request, role app.Role) (text string, blocks []slack.Block) {
-	outcome := outcomeLine(r)
+func approvalMessage(r app.Request, role app.Role, g *app.Grant) (text string, blocks []slack.Block) {
+	outcome := outcomeLine(r, g)
 	text = fmt.Sprintf("Access request %s: %s asks for %s for %s. %s", r.ID, principalName(r.Requester), r.Role,
 		app.FormatDuration(r.Duration), outcome)
 	blocks = []slack.Block{
@@ -63,12 +63,15 @@ func decisionLine(d app.Decision) string {
 	return clipText(line, maxSectionText)
 }
 
-// outcomeLine names where a request stands, in the words people search for.
-func outcomeLine(r app.Request) string {
+// outcomeLine names where a request (and its grant) stands, in the words people search for.
+func outcomeLine(r app.Request, g *app.Grant) string {
 	switch r.Status {
 	case app.StatusApproved:
-		return fmt.Sprintf("*Approved* by %s. Grant `%s` is active until %s.", mentions(r.Approvers()), r.GrantID,
-			slackDate(r.DecidedAt.Add(r.Duration)))
+		approved := fmt.Sprintf("*Approved* by %s. ", mentions(r.Approvers()))
+		if g == nil || g.Status == app.GrantActive {
+			return approved + fmt.Sprintf("Grant `%s` is active until %s.", r.GrantID, slackDate(r.DecidedAt.Add(r.Duration)))
+		}
+		return approved + grantEndLine(*g)
 	case app.StatusDenied:
 		d := r.Decisions[len(r.Decisions)-1]
 		return fmt.Sprintf("*Denied* by %s: %s", mention(d.Approver), clipText(escape(d.Comment), 1000))
@@ -80,8 +83,23 @@ func outcomeLine(r app.Request) string {
 	return fmt.Sprintf("Waiting for approval (%d of %d). Open until %s.", len(r.Approvers()), r.ApprovalsRequired, slackDate(r.ExpiresAt))
 }
 
-// requesterMessage is the DM telling a requester how their request ended.
-func requesterMessage(r app.Request) string {
+// grantEndLine says how a grant ended: **Revoked** by whom and why, or **Expired**.
+func grantEndLine(g app.Grant) string {
+	if g.Status == app.GrantRevoked {
+		return fmt.Sprintf("Grant `%s` *Revoked* by %s: %s", g.ID, mention(g.EndedBy), clipText(escape(g.EndReason), 1000))
+	}
+	return fmt.Sprintf("Grant `%s` *Expired* at %s.", g.ID, slackDate(g.ExpiresAt))
+}
+
+// requesterMessage is the DM telling a requester how their request, or its grant, ended.
+func requesterMessage(r app.Request, g *app.Grant) string {
+	if g != nil && g.Status != app.GrantActive {
+		word := "*Expired*"
+		if g.Status == app.GrantRevoked {
+			word = "*Revoked*"
+		}
+		return fmt.Sprintf("%s: your access to *%s* has ended. %s", word, g.Role, grantEndLine(*g))
+	}
 	what := fmt.Sprintf("your request `%s` for *%s* (%s)", r.ID, r.Role, app.FormatDuration(r.Duration))
 	switch r.Status {
 	case app.StatusApproved:

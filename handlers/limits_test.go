@@ -30,14 +30,14 @@ func TestLargestSurfacesFitSlackLimits(t *testing.T) {
 
 	for name, req := range map[string]app.Request{"pending": r, "denied": denied, "approved": approved} {
 		t.Run("approval message "+name, func(t *testing.T) {
-			text, blocks := approvalMessage(req, role)
+			text, blocks := approvalMessage(req, role, nil)
 			raw, _ := json.Marshal(blocks)
 			if vs := slackfake.ValidateMessage(text, raw); len(vs) > 0 {
 				t.Errorf("Slack would reject it: %v", vs)
 			}
 		})
 		t.Run("DM "+name, func(t *testing.T) {
-			if vs := slackfake.ValidateMessage(requesterMessage(req), nil); len(vs) > 0 {
+			if vs := slackfake.ValidateMessage(requesterMessage(req, nil), nil); len(vs) > 0 {
 				t.Errorf("Slack would reject it: %v", vs)
 			}
 		})

@@ -31,7 +31,7 @@ func (n *Notifier) PostRequest(ctx context.Context, r app.Request) (app.MessageR
 	if !ok {
 		return app.MessageRef{}, app.ErrUnknownRole
 	}
-	text, blocks := approvalMessage(r, role)
+	text, blocks := approvalMessage(r, role, nil)
 	var channel, ts string
 	err := retry(ctx, func() (err error) {
 		channel, ts, err = n.api.PostMessageContext(ctx, n.policy.ChannelFor(role), slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...))
@@ -44,9 +44,9 @@ func (n *Notifier) PostRequest(ctx context.Context, r app.Request) (app.MessageR
 }
 
 // UpdateRequest redraws the approval message in place.
-func (n *Notifier) UpdateRequest(ctx context.Context, r app.Request) error {
+func (n *Notifier) UpdateRequest(ctx context.Context, r app.Request, g *app.Grant) error {
 	role, _ := n.policy.Role(r.Role)
-	text, blocks := approvalMessage(r, role)
+	text, blocks := approvalMessage(r, role, g)
 	err := retry(ctx, func() error {
 		_, _, _, err := n.api.UpdateMessageContext(ctx, r.Message.Channel, r.Message.TS, slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...))
 		return err
@@ -57,12 +57,13 @@ func (n *Notifier) UpdateRequest(ctx context.Context, r app.Request) error {
 	return nil
 }
 
-// NotifyRequester DMs a person how their request ended. Services learn it from the token endpoint.
-func (n *Notifier) NotifyRequester(ctx context.Context, r app.Request, _ *app.Grant) error {
+// NotifyRequester DMs a person how their request, or later its grant, ended. Services
+// learn it from the token endpoint.
+func (n *Notifier) NotifyRequester(ctx context.Context, r app.Request, g *app.Grant) error {
 	if r.Requester.Kind != app.PrincipalUser {
 		return nil
 	}
-	text := requesterMessage(r)
+	text := requesterMessage(r, g)
 	err := retry(ctx, func() error {
 		_, _, err := n.api.PostMessageContext(ctx, r.Requester.ID, slack.MsgOptionText(text, false))
 		return err

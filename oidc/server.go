@@ -41,14 +41,16 @@ type Metrics interface {
 type Deps struct {
 	Service   Service
 	Tokens    TokenStore
+	Browser   BrowserStore
 	Keys      *Keyring
 	Directory Directory
 }
 
-// NewHandler returns the OpenID Provider's HTTP handler: discovery, JWKS, token, device
-// authorization, userinfo, introspection, revocation and end session.
+// NewHandler returns the OpenID Provider's HTTP handler: discovery, JWKS, authorize and the
+// sign-in page, token, device authorization, userinfo, introspection, revocation and end
+// session.
 func NewHandler(cfg Config, d Deps) (http.Handler, error) {
-	storage := &Storage{cfg: cfg, svc: d.Service, tokens: d.Tokens, keys: d.Keys, people: d.Directory, clients: map[string]*Client{}}
+	storage := &Storage{cfg: cfg, svc: d.Service, tokens: d.Tokens, keys: d.Keys, people: d.Directory, browser: d.Browser, clients: map[string]*Client{}}
 	for _, c := range cfg.Clients {
 		storage.clients[c.ID] = newClient(c, cfg.IDTokenTTL)
 	}
@@ -72,16 +74,20 @@ func NewHandler(cfg Config, d Deps) (http.Handler, error) {
 		return nil, err
 	}
 	s := &server{LegacyServer: op.NewLegacyServer(provider, *op.DefaultEndpoints), cfg: cfg, storage: storage, svc: d.Service}
-	return op.RegisterLegacyServer(s, func(w http.ResponseWriter, r *http.Request) {
-		http.Error(w, "browser sign-in is not available in this version", http.StatusNotFound)
-	}, op.WithServerCORSOptions(&cors.Options{
+	pages := &signin{cfg: cfg, svc: d.Service, browser: d.Browser, secure: strings.HasPrefix(cfg.Issuer, "https://")}
+	callback := pages.guard(http.HandlerFunc(op.AuthorizeCallbackHandler(provider)))
+	opHandler := op.RegisterLegacyServer(s, callback.ServeHTTP, op.WithServerCORSOptions(&cors.Options{
 		// Token, JWKS and discovery may be called from browsers, but never with cookies:
 		// the library's default (any origin, with credentials) is not acceptable.
 		AllowedOrigins:   []string{"*"},
 		AllowCredentials: false,
 		AllowedMethods:   []string{http.MethodGet, http.MethodHead, http.MethodPost},
 		AllowedHeaders:   []string{"Authorization", "Content-Type", "Accept"},
-	}), op.WithFallbackLogger(cfg.Log)), nil
+	}), op.WithFallbackLogger(cfg.Log))
+	mux := http.NewServeMux()
+	pages.routes(mux, callback)
+	mux.Handle("/", opHandler)
+	return mux, nil
 }
 
 // server takes over the parts of the device flow the library gets wrong for us: it does
@@ -111,7 +117,7 @@ func (s *server) DeviceAuthorization(ctx context.Context, r *op.ClientRequest[oi
 	}
 	deviceCode := randomToken(32)
 	login, err := s.svc.StartLogin(ctx, app.LoginStart{
-		ClientID: client.GetID(), Scopes: r.Data.Scopes, DeviceCode: deviceCode, Lifetime: s.cfg.LoginTTL,
+		ClientID: client.GetID(), Scopes: r.Data.Scopes, Secret: deviceCode, Lifetime: s.cfg.LoginTTL,
 		Service: client.cfg.Service, Duration: r.Form.Get("duration"), Reason: r.Form.Get("reason"),
 	})
 	var input *app.InputError
@@ -142,7 +148,7 @@ func (s *server) DeviceToken(ctx context.Context, r *op.ClientRequest[oidc.Devic
 	if !ok || !client.allows(oidc.GrantTypeDeviceCode) {
 		return nil, oidc.ErrUnauthorizedClient().WithDescription("this client may not use the device flow")
 	}
-	outcome, err := s.svc.PollDeviceLogin(ctx, client.GetID(), r.Data.DeviceCode, s.cfg.PollInterval)
+	outcome, err := s.svc.PollLogin(ctx, client.GetID(), r.Data.DeviceCode, s.cfg.PollInterval)
 	switch {
 	case errors.Is(err, app.ErrLoginPending):
 		return nil, oidc.ErrAuthorizationPending().WithDescription("%s", outcome.Reason)

@@ -20,9 +20,10 @@ import (
 // Service is what the provider needs from the app.
 type Service interface {
 	StartLogin(ctx context.Context, in app.LoginStart) (app.Login, error)
-	PollDeviceLogin(ctx context.Context, clientID, deviceCode string, interval time.Duration) (app.LoginOutcome, error)
+	PollLogin(ctx context.Context, clientID, secret string, interval time.Duration) (app.LoginOutcome, error)
 	GrantsForToken(ctx context.Context, p app.Principal, roles []string) ([]app.Grant, error)
 	GrantsStillActive(ctx context.Context, ids []string) (bool, error)
+	Login(ctx context.Context, id string) (app.Login, error)
 }
 
 // TokenStore records issued tokens and client sessions.
@@ -48,6 +49,7 @@ type Storage struct {
 	tokens  TokenStore
 	keys    *Keyring
 	people  Directory
+	browser BrowserStore
 	clients map[string]*Client
 }
 
@@ -116,12 +118,18 @@ func grantsClaim(grants []app.Grant) []map[string]any {
 	return claim
 }
 
-func asTokenRequest(req op.TokenRequest) (*tokenRequest, error) {
-	r, ok := req.(*tokenRequest)
-	if !ok {
-		return nil, oidc.ErrUnsupportedGrantType().WithDescription("this grant is not supported")
+// asTokenRequest finds the token request behind what the library passes around: one of
+// ours, or a browser sign-in redeemed by its code.
+func asTokenRequest(req any) (*tokenRequest, error) {
+	switch r := req.(type) {
+	case *tokenRequest:
+		return r, nil
+	case *authRequest:
+		if r.token != nil {
+			return r.token, nil
+		}
 	}
-	return r, nil
+	return nil, oidc.ErrUnsupportedGrantType().WithDescription("this grant is not supported")
 }
 
 // CreateAccessToken records a new access token. Its expiry never passes the earliest end
@@ -323,9 +331,9 @@ func (s *Storage) GetPrivateClaimsFromScopes(context.Context, string, string, []
 
 // SetUserinfoFromRequest fills an ID token: who (name and email from Slack) and the roles.
 func (s *Storage) SetUserinfoFromRequest(ctx context.Context, info *oidc.UserInfo, req op.IDTokenRequest, _ []string) error {
-	r, ok := req.(*tokenRequest)
-	if !ok {
-		return oidc.ErrServerError().WithDescription("unexpected token request")
+	r, err := asTokenRequest(req)
+	if err != nil {
+		return err
 	}
 	return s.setUserinfo(ctx, info, r.subject, r.roles())
 }
@@ -370,7 +378,7 @@ func (s *Storage) SetUserinfoFromToken(ctx context.Context, info *oidc.UserInfo,
 func (s *Storage) GetClientByClientID(_ context.Context, id string) (op.Client, error) {
 	c, ok := s.clients[id]
 	if !ok {
-		return nil, fmt.Errorf("unknown client %q", clip(id))
+		return nil, oidc.ErrInvalidClient().WithDescription("unknown client %q", clip(id))
 	}
 	return c, nil
 }
@@ -423,33 +431,6 @@ func (s *Storage) KeySet(ctx context.Context) ([]op.Key, error) { return s.keys.
 
 // Health reports whether the database answers.
 func (s *Storage) Health(ctx context.Context) error { return s.tokens.Ping(ctx) }
-
-// errNoBrowserFlow answers the browser flow's storage methods until it exists.
-var errNoBrowserFlow = oidc.ErrInvalidRequest().WithDescription("browser sign-in is not available in this version; use the device flow")
-
-// CreateAuthRequest is part of the browser flow, which this version does not offer.
-func (s *Storage) CreateAuthRequest(context.Context, *oidc.AuthRequest, string) (op.AuthRequest, error) {
-	return nil, errNoBrowserFlow
-}
-
-// AuthRequestByID is part of the browser flow, which this version does not offer.
-func (s *Storage) AuthRequestByID(context.Context, string) (op.AuthRequest, error) {
-	return nil, errNoBrowserFlow
-}
-
-// AuthRequestByCode is part of the browser flow, which this version does not offer.
-func (s *Storage) AuthRequestByCode(context.Context, string) (op.AuthRequest, error) {
-	return nil, errNoBrowserFlow
-}
-
-// SaveAuthCode is part of the browser flow, which this version does not offer.
-func (s *Storage) SaveAuthCode(context.Context, string, string) error { return errNoBrowserFlow }
-
-// DeleteAuthRequest is part of the browser flow, which this version does not offer.
-func (s *Storage) DeleteAuthRequest(context.Context, string) error { return errNoBrowserFlow }
-
-// TerminateSession: Gatehouse keeps no browser session yet, so there is nothing to end.
-func (s *Storage) TerminateSession(context.Context, string, string) error { return nil }
 
 // GetKeyByIDAndClientID: JWT client assertions are not accepted.
 func (s *Storage) GetKeyByIDAndClientID(context.Context, string, string) (*jose.JSONWebKey, error) {

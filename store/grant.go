@@ -18,8 +18,10 @@ type grantRow struct {
 	Role          string   `gorm:"index:grant_holder"`
 	ApprovedBy    []string `gorm:"serializer:json"`
 	CreatedAt     time.Time
-	ExpiresAt     time.Time `gorm:"index"`
-	Status        string
+	ExpiresAt     time.Time `gorm:"index:grant_expiry"`
+	Status        string    `gorm:"index:grant_expiry"`
+	EndedBy       string
+	EndReason     string
 	Request       *requestRow `gorm:"constraint:OnDelete:RESTRICT"`
 }
 
@@ -29,6 +31,7 @@ func grantFromApp(g app.Grant) *grantRow {
 	return &grantRow{
 		ID: g.ID, RequestID: g.RequestID, PrincipalKind: string(g.Principal.Kind), PrincipalID: g.Principal.ID,
 		Role: g.Role, ApprovedBy: g.ApprovedBy, CreatedAt: g.CreatedAt.UTC(), ExpiresAt: g.ExpiresAt.UTC(), Status: string(g.Status),
+		EndedBy: g.EndedBy, EndReason: g.EndReason,
 	}
 }
 
@@ -36,6 +39,7 @@ func (row grantRow) toApp() app.Grant {
 	return app.Grant{
 		ID: row.ID, RequestID: row.RequestID, Principal: app.Principal{Kind: app.PrincipalKind(row.PrincipalKind), ID: row.PrincipalID},
 		Role: row.Role, ApprovedBy: row.ApprovedBy, CreatedAt: row.CreatedAt, ExpiresAt: row.ExpiresAt, Status: app.GrantStatus(row.Status),
+		EndedBy: row.EndedBy, EndReason: row.EndReason,
 	}
 }
 
@@ -87,11 +91,12 @@ func grantsToApp(rows []grantRow) []app.Grant {
 	return grants
 }
 
-// RevokeGrant implements app.GrantStore: active → revoked, with its audit event, or
-// app.ErrNotPending when the grant is no longer active.
-func (s *Store) RevokeGrant(ctx context.Context, id string, e app.AuditEvent) error {
+// EndGrant implements app.GrantStore: active → revoked or expired, with who, why and the
+// audit event, or app.ErrNotPending when the grant is no longer active.
+func (s *Store) EndGrant(ctx context.Context, id string, status app.GrantStatus, e app.AuditEvent) error {
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		res := tx.Model(&grantRow{}).Where("id = ? AND status = ?", id, string(app.GrantActive)).Update("status", string(app.GrantRevoked))
+		res := tx.Model(&grantRow{}).Where("id = ? AND status = ?", id, string(app.GrantActive)).
+			Updates(map[string]any{"status": string(status), "ended_by": e.Actor, "end_reason": e.Reason})
 		if res.Error != nil {
 			return res.Error
 		}
@@ -101,7 +106,19 @@ func (s *Store) RevokeGrant(ctx context.Context, id string, e app.AuditEvent) er
 		return appendEvents(tx, []app.AuditEvent{e})
 	})
 	if err != nil {
-		return fmt.Errorf("store: revoke grant %s: %w", id, err)
+		return fmt.Errorf("store: end grant %s: %w", id, err)
 	}
 	return nil
+}
+
+// ExpiredGrants returns up to limit active grants whose time is up, oldest first. The
+// (status, expires_at) index keeps this proportional to the grants that expired.
+func (s *Store) ExpiredGrants(ctx context.Context, now time.Time, limit int) ([]app.Grant, error) {
+	var rows []grantRow
+	err := s.db.WithContext(ctx).Where("status = ? AND expires_at <= ?", string(app.GrantActive), now.UTC()).
+		Order("expires_at").Limit(limit).Find(&rows).Error
+	if err != nil {
+		return nil, fmt.Errorf("store: expired grants: %w", err)
+	}
+	return grantsToApp(rows), nil
 }

@@ -12,28 +12,28 @@ import (
 )
 
 type loginRow struct {
-	ID             string `gorm:"primaryKey"`
-	ClientID       string
-	Scopes         []string `gorm:"serializer:json"`
-	Roles          []string `gorm:"serializer:json"`
-	UserCode       string   `gorm:"uniqueIndex;not null"`
-	DeviceCodeHash string   `gorm:"index"`
-	SubjectKind    string
-	Subject        string
-	Status         string
-	RequestIDs     []string `gorm:"serializer:json"`
-	DenyReason     string
-	CreatedAt      time.Time
-	ExpiresAt      time.Time `gorm:"index"`
-	LastPolledAt   time.Time
-	Version        int
+	ID           string `gorm:"primaryKey"`
+	ClientID     string
+	Scopes       []string `gorm:"serializer:json"`
+	Roles        []string `gorm:"serializer:json"`
+	UserCode     string   `gorm:"uniqueIndex;not null"`
+	SecretHash   string   `gorm:"index"`
+	SubjectKind  string
+	Subject      string
+	Status       string
+	RequestIDs   []string `gorm:"serializer:json"`
+	DenyReason   string
+	CreatedAt    time.Time
+	ExpiresAt    time.Time `gorm:"index"`
+	LastPolledAt time.Time
+	Version      int
 }
 
 func (loginRow) TableName() string { return "logins" }
 
 func loginFromApp(l app.Login) loginRow {
 	return loginRow{
-		ID: l.ID, ClientID: l.ClientID, Scopes: l.Scopes, Roles: l.Roles, UserCode: l.UserCode, DeviceCodeHash: l.DeviceCodeHash,
+		ID: l.ID, ClientID: l.ClientID, Scopes: l.Scopes, Roles: l.Roles, UserCode: l.UserCode, SecretHash: l.SecretHash,
 		SubjectKind: string(l.Subject.Kind), Subject: l.Subject.ID, Status: string(l.Status), RequestIDs: l.RequestIDs, DenyReason: l.DenyReason,
 		CreatedAt: l.CreatedAt.UTC(), ExpiresAt: l.ExpiresAt.UTC(), LastPolledAt: l.LastPolledAt.UTC(),
 	}
@@ -41,7 +41,7 @@ func loginFromApp(l app.Login) loginRow {
 
 func (row loginRow) toApp() app.Login {
 	return app.Login{
-		ID: row.ID, ClientID: row.ClientID, Scopes: row.Scopes, Roles: row.Roles, UserCode: row.UserCode, DeviceCodeHash: row.DeviceCodeHash,
+		ID: row.ID, ClientID: row.ClientID, Scopes: row.Scopes, Roles: row.Roles, UserCode: row.UserCode, SecretHash: row.SecretHash,
 		Subject: app.Principal{Kind: app.PrincipalKind(row.SubjectKind), ID: row.Subject}, Status: app.LoginStatus(row.Status), RequestIDs: row.RequestIDs, DenyReason: row.DenyReason,
 		CreatedAt: row.CreatedAt, ExpiresAt: row.ExpiresAt, LastPolledAt: row.LastPolledAt,
 	}
@@ -66,12 +66,12 @@ func (s *Store) LoginByUserCode(ctx context.Context, code string) (app.Login, er
 	return s.findLogin(ctx, "user_code = ?", code)
 }
 
-// LoginByDeviceCode returns the login whose device code hashes to hash.
-func (s *Store) LoginByDeviceCode(ctx context.Context, hash string) (app.Login, error) {
+// LoginBySecret returns the login whose secret (device code or browser cookie) hashes to hash.
+func (s *Store) LoginBySecret(ctx context.Context, hash string) (app.Login, error) {
 	if hash == "" {
 		return app.Login{}, fmt.Errorf("store: login: %w", app.ErrNotFound)
 	}
-	return s.findLogin(ctx, "device_code_hash = ?", hash)
+	return s.findLogin(ctx, "secret_hash = ?", hash)
 }
 
 func (s *Store) findLogin(ctx context.Context, query string, arg string) (app.Login, error) {

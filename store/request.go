@@ -18,10 +18,10 @@ type requestRow struct {
 	Role              string
 	Duration          time.Duration
 	Reason            string
-	Status            string `gorm:"index"`
+	Status            string `gorm:"index:request_expiry"`
 	ApprovalsRequired int
 	CreatedAt         time.Time
-	ExpiresAt         time.Time
+	ExpiresAt         time.Time `gorm:"index:request_expiry"`
 	DecidedAt         *time.Time
 	MessageChannel    string
 	MessageTS         string
@@ -162,4 +162,16 @@ func writeChange(tx *gorm.DB, version int, change app.RequestChange) error {
 		}
 	}
 	return appendEvents(tx, change.Events)
+}
+
+// ExpiredRequests returns the IDs of up to limit pending requests whose time is up, oldest
+// first, through the (status, expires_at) index.
+func (s *Store) ExpiredRequests(ctx context.Context, now time.Time, limit int) ([]string, error) {
+	var ids []string
+	err := s.db.WithContext(ctx).Model(&requestRow{}).Where("status = ? AND expires_at <= ?", string(app.StatusPending), now.UTC()).
+		Order("expires_at").Limit(limit).Pluck("id", &ids).Error
+	if err != nil {
+		return nil, fmt.Errorf("store: expired requests: %w", err)
+	}
+	return ids, nil
 }

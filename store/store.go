@@ -63,7 +63,10 @@ func Open(path string) (*Store, error) {
 }
 
 func (s *Store) migrate() error {
-	return s.db.AutoMigrate(&requestRow{}, &decisionRow{}, &grantRow{}, &auditEventRow{}, &loginRow{}, &accessTokenRow{}, &refreshTokenRow{}, &sessionRow{}, &signingKeyRow{})
+	if err := s.db.AutoMigrate(&requestRow{}, &decisionRow{}, &grantRow{}, &auditEventRow{}, &loginRow{}, &accessTokenRow{}, &refreshTokenRow{}, &sessionRow{}, &authRequestRow{}, &browserSessionRow{}, &signingKeyRow{}); err != nil {
+		return err
+	}
+	return migrateAuditChain(s.db)
 }
 
 // Close closes the database.

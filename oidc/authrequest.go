@@ -1,0 +1,179 @@
+package oidc
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/zitadel/oidc/v3/pkg/oidc"
+	"github.com/zitadel/oidc/v3/pkg/op"
+
+	"github.com/gatehouse/gatehouse/app"
+)
+
+// BrowserStore keeps browser sign-ins and sessions.
+type BrowserStore interface {
+	CreateAuthRequest(ctx context.Context, a app.AuthRequest) error
+	AuthRequest(ctx context.Context, id string) (app.AuthRequest, error)
+	AttachLogin(ctx context.Context, id, loginID string) error
+	CompleteAuthRequest(ctx context.Context, id, subject string, at time.Time) error
+	SaveAuthCode(ctx context.Context, id, codeHash string, expiresAt time.Time) error
+	RedeemAuthCode(ctx context.Context, codeHash string, now time.Time) (app.AuthRequest, error)
+	DeleteAuthRequest(ctx context.Context, id string) error
+	CreateBrowserSession(ctx context.Context, b app.BrowserSession) error
+	BrowserSession(ctx context.Context, hash string, now time.Time) (app.BrowserSession, error)
+	EndBrowserSessions(ctx context.Context, subject string) error
+}
+
+// authCodeTTL is how long an authorization code can be exchanged: the relying party does
+// it right after the redirect.
+const authCodeTTL = time.Minute
+
+// authRequest is a browser sign-in as the library sees it. When redeemed by its code it
+// also carries the token request, with the grants looked up at that moment.
+type authRequest struct {
+	app.AuthRequest
+	token *tokenRequest
+}
+
+var _ op.AuthRequest = (*authRequest)(nil)
+
+func (a *authRequest) GetID() string          { return a.ID }
+func (a *authRequest) GetACR() string         { return "" }
+func (a *authRequest) GetAMR() []string       { return []string{"slack"} }
+func (a *authRequest) GetAuthTime() time.Time { return a.AuthTime }
+func (a *authRequest) GetClientID() string    { return a.ClientID }
+func (a *authRequest) GetNonce() string       { return a.Nonce }
+func (a *authRequest) GetRedirectURI() string { return a.RedirectURI }
+func (a *authRequest) GetScopes() []string    { return a.Scopes }
+func (a *authRequest) GetState() string       { return a.State }
+func (a *authRequest) GetSubject() string     { return a.Subject }
+func (a *authRequest) Done() bool             { return a.AuthRequest.Done }
+func (a *authRequest) GetResponseType() oidc.ResponseType {
+	return oidc.ResponseTypeCode
+}
+func (a *authRequest) GetResponseMode() oidc.ResponseMode { return oidc.ResponseMode(a.ResponseMode) }
+
+// GetAudience is the client plus the roles' audiences, once redeemed.
+func (a *authRequest) GetAudience() []string {
+	if a.token != nil {
+		return a.token.audience
+	}
+	return []string{a.ClientID}
+}
+
+func (a *authRequest) GetCodeChallenge() *oidc.CodeChallenge {
+	if a.CodeChallenge == "" {
+		return nil
+	}
+	return &oidc.CodeChallenge{Challenge: a.CodeChallenge, Method: oidc.CodeChallengeMethod(a.CodeChallengeMethod)}
+}
+
+// CreateAuthRequest records a browser sign-in started at /authorize. state is required (it
+// is the client's CSRF protection), a public client must use PKCE (S256), and a role scope
+// naming no role in the policy is invalid_scope.
+func (s *Storage) CreateAuthRequest(ctx context.Context, req *oidc.AuthRequest, _ string) (op.AuthRequest, error) {
+	c, ok := s.clients[req.ClientID]
+	if !ok {
+		return nil, oidc.ErrInvalidClient()
+	}
+	if req.State == "" {
+		return nil, oidc.ErrInvalidRequest().WithDescription("state is required")
+	}
+	if c.cfg.Public && (req.CodeChallenge == "" || req.CodeChallengeMethod != oidc.CodeChallengeMethodS256) {
+		return nil, oidc.ErrInvalidRequest().WithDescription("public clients must use PKCE with S256")
+	}
+	if _, err := s.cfg.Policy.RolesOfScopes(req.Scopes); err != nil {
+		return nil, oidc.ErrInvalidScope().WithDescription("%s", inputMessage(err))
+	}
+	now := s.cfg.Now()
+	a := app.AuthRequest{
+		ID: randomToken(18), ClientID: req.ClientID, RedirectURI: req.RedirectURI, Scopes: req.Scopes, State: req.State,
+		Nonce: req.Nonce, CodeChallenge: req.CodeChallenge, CodeChallengeMethod: string(req.CodeChallengeMethod),
+		ResponseMode: string(req.ResponseMode), Prompt: req.Prompt, CreatedAt: now, ExpiresAt: now.Add(s.cfg.LoginTTL),
+	}
+	if err := s.browser.CreateAuthRequest(ctx, a); err != nil {
+		return nil, err
+	}
+	return &authRequest{AuthRequest: a}, nil
+}
+
+// AuthRequestByID returns an unexpired sign-in.
+func (s *Storage) AuthRequestByID(ctx context.Context, id string) (op.AuthRequest, error) {
+	a, err := s.browser.AuthRequest(ctx, id)
+	if err != nil {
+		return nil, oidc.ErrInvalidRequest().WithDescription("unknown or expired sign-in")
+	}
+	if !s.cfg.Now().Before(a.ExpiresAt) {
+		return nil, oidc.ErrInvalidRequest().WithDescription("the sign-in expired")
+	}
+	return &authRequest{AuthRequest: a}, nil
+}
+
+// SaveAuthCode records the code issued for a done sign-in (hashed, short-lived).
+func (s *Storage) SaveAuthCode(ctx context.Context, id, code string) error {
+	return s.browser.SaveAuthCode(ctx, id, app.HashSecret(code), s.cfg.Now().Add(authCodeTTL))
+}
+
+// AuthRequestByCode redeems an authorization code, once, and looks up the grants behind
+// the roles asked at that moment: a token is never minted for a role without one.
+func (s *Storage) AuthRequestByCode(ctx context.Context, code string) (op.AuthRequest, error) {
+	a, err := s.browser.RedeemAuthCode(ctx, app.HashSecret(code), s.cfg.Now())
+	if err != nil {
+		return nil, oidc.ErrInvalidGrant().WithDescription("unknown, expired or already used code")
+	}
+	roles, _ := s.cfg.Policy.RolesOfScopes(a.Scopes)
+	grants, err := s.svc.GrantsForToken(ctx, app.User(a.Subject), roles)
+	if errors.Is(err, app.ErrNoActiveGrant) {
+		return nil, oidc.ErrInvalidGrant().WithDescription("%s", err.Error())
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &authRequest{AuthRequest: a, token: &tokenRequest{
+		subject: a.Subject, clientID: a.ClientID, scopes: a.Scopes, audience: s.cfg.Policy.Audience(a.ClientID, roles),
+		authTime: a.AuthTime, grants: grants,
+	}}, nil
+}
+
+// DeleteAuthRequest forgets a sign-in once its tokens are issued.
+func (s *Storage) DeleteAuthRequest(ctx context.Context, id string) error {
+	return s.browser.DeleteAuthRequest(ctx, id)
+}
+
+// TerminateSession signs the user's browsers out (RP-initiated logout).
+func (s *Storage) TerminateSession(ctx context.Context, userID, _ string) error {
+	return s.browser.EndBrowserSessions(ctx, userID)
+}
+
+// inputMessage returns the words of an *app.InputError.
+func inputMessage(err error) string {
+	var input *app.InputError
+	if !errors.As(err, &input) {
+		return err.Error()
+	}
+	msgs := make([]string, len(input.Problems))
+	for i, p := range input.Problems {
+		msgs[i] = p.Message
+	}
+	return strings.Join(msgs, " ")
+}
+
+// errorRedirect is where a sign-in that ends without tokens sends the browser: back to the
+// client with the error and its state.
+func errorRedirect(a app.AuthRequest, code, description string) string {
+	u, err := url.Parse(a.RedirectURI) // checked against the client's registered URIs at /authorize
+	if err != nil {
+		return "/"
+	}
+	q := u.Query()
+	q.Set("error", code)
+	q.Set("error_description", description)
+	if a.State != "" {
+		q.Set("state", a.State)
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
+}

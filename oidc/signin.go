@@ -1,0 +1,271 @@
+package oidc
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"html/template"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/zitadel/oidc/v3/pkg/oidc"
+
+	"github.com/gatehouse/gatehouse/app"
+)
+
+//go:embed web
+var web embed.FS
+
+var pages = template.Must(template.ParseFS(web, "web/*.html"))
+
+// signin serves the browser side of the code flow: the page that shows the code to type
+// in Slack, its status endpoint, and the guard in front of the library's callback.
+type signin struct {
+	cfg     Config
+	svc     Service
+	browser BrowserStore
+	secure  bool // cookies only over https
+}
+
+const (
+	signinCookiePrefix = "gatehouse_signin_" // + auth request ID: binds a sign-in to its browser
+	sessionCookie      = "gatehouse_session" // a browser signed in earlier
+	callbackPath       = "/authorize/callback"
+)
+
+// securityHeaders: no framing, no third-party anything, no referrer leaking the code.
+func securityHeaders(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-store")
+}
+
+func (s *signin) routes(mux *http.ServeMux, callback http.Handler) {
+	mux.HandleFunc("GET /signin", s.page)
+	mux.HandleFunc("GET /signin/status", s.status)
+	for _, asset := range []string{"signin.js", "signin.css"} {
+		mux.HandleFunc("GET /"+asset, func(w http.ResponseWriter, r *http.Request) {
+			securityHeaders(w)
+			http.ServeFileFS(w, r, web, "web/"+asset)
+		})
+	}
+	mux.Handle("GET "+callbackPath, s.guard(callback))
+}
+
+// message renders a page that only says something.
+func message(w http.ResponseWriter, status int, title, text string) {
+	securityHeaders(w)
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	pages.ExecuteTemplate(w, "message.html", map[string]string{"Title": title, "Text": text})
+}
+
+// load returns the unexpired sign-in named by the id parameter.
+func (s *signin) load(r *http.Request) (app.AuthRequest, bool) {
+	a, err := s.browser.AuthRequest(r.Context(), r.URL.Query().Get("id"))
+	return a, err == nil && s.cfg.Now().Before(a.ExpiresAt)
+}
+
+// page shows the sign-in: the code to type in Slack. A browser with a session for a user
+// who already holds every role asked goes straight on (unless prompt=login); prompt=none
+// without one goes back with login_required.
+func (s *signin) page(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	a, ok := s.load(r)
+	if !ok {
+		message(w, http.StatusBadRequest, "This sign-in has expired", "Go back to the application and sign in again.")
+		return
+	}
+	if a.Done {
+		http.Redirect(w, r, callbackPath+"?id="+a.ID, http.StatusFound)
+		return
+	}
+	roles, _ := s.cfg.Policy.RolesOfScopes(a.Scopes)
+	if !slices.Contains(a.Prompt, oidc.PromptLogin) {
+		if subject, ok := s.session(r, roles); ok {
+			if err := s.browser.CompleteAuthRequest(ctx, a.ID, subject, s.cfg.Now()); err != nil && !errors.Is(err, app.ErrConflict) {
+				message(w, http.StatusInternalServerError, "Something went wrong", "Please try again.")
+				return
+			}
+			http.Redirect(w, r, callbackPath+"?id="+a.ID, http.StatusFound)
+			return
+		}
+	}
+	if slices.Contains(a.Prompt, oidc.PromptNone) {
+		http.Redirect(w, r, errorRedirect(a, "login_required", "no Gatehouse session in this browser"), http.StatusFound)
+		return
+	}
+	login, ok := s.login(w, r, a)
+	if !ok {
+		return
+	}
+	view := struct {
+		ID, Client, Code, Status string
+		Roles                    []app.Role
+	}{ID: a.ID, Client: a.ClientID, Code: login.UserCode, Status: "Waiting for you in Slack…"}
+	for _, name := range roles {
+		role, _ := s.cfg.Policy.Role(name)
+		view.Roles = append(view.Roles, role)
+	}
+	securityHeaders(w)
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	pages.ExecuteTemplate(w, "signin.html", view)
+}
+
+// login returns the login showing this sign-in's code: a new one bound to this browser by
+// a cookie, or the existing one if this is the browser it is bound to.
+func (s *signin) login(w http.ResponseWriter, r *http.Request, a app.AuthRequest) (app.Login, bool) {
+	ctx := r.Context()
+	if a.LoginID != "" {
+		l, err := s.svc.Login(ctx, a.LoginID)
+		if err != nil || !s.boundHere(r, a.ID, l) {
+			message(w, http.StatusForbidden, "This sign-in belongs to another browser",
+				"Go back to the application and sign in again from this browser.")
+			return app.Login{}, false
+		}
+		return l, true
+	}
+	secret := randomToken(32)
+	l, err := s.svc.StartLogin(ctx, app.LoginStart{ClientID: a.ClientID, Scopes: a.Scopes, Secret: secret, Lifetime: a.ExpiresAt.Sub(s.cfg.Now())})
+	if err == nil {
+		err = s.browser.AttachLogin(ctx, a.ID, l.ID)
+	}
+	if err != nil {
+		s.cfg.Log.Error("starting browser sign-in failed", "auth_request", a.ID, "err", err)
+		message(w, http.StatusInternalServerError, "Something went wrong", "Go back to the application and sign in again.")
+		return app.Login{}, false
+	}
+	http.SetCookie(w, &http.Cookie{Name: signinCookiePrefix + a.ID, Value: secret, Path: "/", MaxAge: int(a.ExpiresAt.Sub(s.cfg.Now()).Seconds()),
+		HttpOnly: true, Secure: s.secure, SameSite: http.SameSiteLaxMode})
+	return l, true
+}
+
+// boundHere reports whether this browser holds the cookie the login is bound to.
+func (s *signin) boundHere(r *http.Request, id string, l app.Login) bool {
+	c, err := r.Cookie(signinCookiePrefix + id)
+	return err == nil && app.HashSecret(c.Value) == l.SecretHash
+}
+
+// session returns the user this browser is signed in as, if that user holds an active
+// grant for every role asked.
+func (s *signin) session(r *http.Request, roles []string) (string, bool) {
+	c, err := r.Cookie(sessionCookie)
+	if err != nil {
+		return "", false
+	}
+	sess, err := s.browser.BrowserSession(r.Context(), app.HashSecret(c.Value), s.cfg.Now())
+	if err != nil {
+		return "", false
+	}
+	if _, err := s.svc.GrantsForToken(r.Context(), app.User(sess.Subject), roles); err != nil {
+		return "", false
+	}
+	return sess.Subject, true
+}
+
+// signinStatus is what the page learns each time it asks.
+type signinStatus struct {
+	Status  string `json:"status"` // pending, approved, denied
+	Message string `json:"message"`
+	Next    string `json:"next,omitempty"` // where the page goes now
+}
+
+// status tells the page where its sign-in stands; once it is confirmed in Slack and
+// approved, the sign-in is done and the page goes on to the callback.
+func (s *signin) status(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	securityHeaders(w)
+	answer := func(code int, st signinStatus) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		json.NewEncoder(w).Encode(st)
+	}
+	a, ok := s.load(r)
+	if !ok {
+		answer(http.StatusNotFound, signinStatus{Status: "denied", Message: "This sign-in has expired. Go back to the application and sign in again."})
+		return
+	}
+	l, err := s.svc.Login(ctx, a.LoginID)
+	if err != nil || !s.boundHere(r, a.ID, l) {
+		answer(http.StatusForbidden, signinStatus{Status: "denied", Message: "This sign-in belongs to another browser."})
+		return
+	}
+	if a.Done {
+		answer(http.StatusOK, signinStatus{Status: "approved", Message: "Approved", Next: callbackPath + "?id=" + a.ID})
+		return
+	}
+	c, _ := r.Cookie(signinCookiePrefix + a.ID)
+	outcome, err := s.svc.PollLogin(ctx, a.ClientID, c.Value, 0)
+	switch {
+	case err == nil:
+		if err := s.finish(ctx, w, a, outcome.Login.Subject.ID); err != nil {
+			s.cfg.Log.Error("finishing browser sign-in failed", "auth_request", a.ID, "err", err)
+			answer(http.StatusInternalServerError, signinStatus{Status: "pending", Message: "Something went wrong; retrying…"})
+			return
+		}
+		answer(http.StatusOK, signinStatus{Status: "approved", Message: "Approved", Next: callbackPath + "?id=" + a.ID})
+	case errors.Is(err, app.ErrLoginPending):
+		answer(http.StatusOK, signinStatus{Status: "pending", Message: sentence(outcome.Reason)})
+	case errors.Is(err, app.ErrLoginDenied), errors.Is(err, app.ErrLoginExpired):
+		answer(http.StatusOK, signinStatus{Status: "denied", Message: "Denied: " + outcome.Reason, Next: errorRedirect(a, "access_denied", outcome.Reason)})
+	default:
+		s.cfg.Log.Error("browser sign-in status failed", "auth_request", a.ID, "err", err)
+		answer(http.StatusInternalServerError, signinStatus{Status: "pending", Message: "Something went wrong; retrying…"})
+	}
+}
+
+// finish marks the sign-in done and remembers the browser as signed in as subject.
+func (s *signin) finish(ctx context.Context, w http.ResponseWriter, a app.AuthRequest, subject string) error {
+	now := s.cfg.Now()
+	if err := s.browser.CompleteAuthRequest(ctx, a.ID, subject, now); err != nil {
+		return err
+	}
+	secret := randomToken(32)
+	err := s.browser.CreateBrowserSession(ctx, app.BrowserSession{Hash: app.HashSecret(secret), Subject: subject, ExpiresAt: now.Add(s.cfg.LoginTTL)})
+	if err != nil {
+		return err
+	}
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: secret, Path: "/", MaxAge: int(s.cfg.LoginTTL.Seconds()),
+		HttpOnly: true, Secure: s.secure, SameSite: http.SameSiteLaxMode})
+	return nil
+}
+
+// guard lets only the browser a sign-in is bound to reach the library's callback, which
+// issues the authorization code: a sign-in confirmed in Slack cannot be finished from
+// another browser.
+func (s *signin) guard(callback http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a, ok := s.load(r)
+		if !ok {
+			message(w, http.StatusBadRequest, "This sign-in has expired", "Go back to the application and sign in again.")
+			return
+		}
+		var bound bool
+		if a.LoginID != "" {
+			l, err := s.svc.Login(r.Context(), a.LoginID)
+			bound = err == nil && s.boundHere(r, a.ID, l)
+		} else if c, err := r.Cookie(sessionCookie); err == nil {
+			sess, err := s.browser.BrowserSession(r.Context(), app.HashSecret(c.Value), s.cfg.Now())
+			bound = err == nil && sess.Subject == a.Subject
+		}
+		if !bound {
+			message(w, http.StatusForbidden, "This sign-in belongs to another browser",
+				"Go back to the application and sign in again from this browser.")
+			return
+		}
+		callback.ServeHTTP(w, r)
+	})
+}
+
+// sentence capitalises a status for the page.
+func sentence(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:] + "…"
+}
