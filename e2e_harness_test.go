@@ -45,6 +45,13 @@ roles:
     description: Deploy to production
     approvers: [U01, U02, U03, U04, U05, U06]
     max_duration: 1h
+  - name: breakglass-db
+    description: Emergency admin on the production database, reviewed afterwards
+    break_glass: true
+    break_glass_users: [U0ONCALL]
+    approvers: [U0BOB]
+    default_duration: 30m
+    max_duration: 1h
 clients:
   - id: gatehouse-cli
     public: true
@@ -86,6 +93,7 @@ type gatehouse struct {
 type gatehouseOptions struct {
 	algorithm string // tokens.signing_algorithm
 	clients   string // YAML list items appended to clients:
+	roles     string // YAML list items appended to roles:
 }
 
 // signedWith has tokens signed by a key of the given algorithm.
@@ -96,6 +104,11 @@ func signedWith(algorithm string) func(*gatehouseOptions) {
 // withClients adds clients (YAML list items, indented like the test config's) to the config.
 func withClients(yaml string) func(*gatehouseOptions) {
 	return func(o *gatehouseOptions) { o.clients += yaml }
+}
+
+// withRoles adds roles (YAML list items, indented like the test config's) to the config.
+func withRoles(yaml string) func(*gatehouseOptions) {
+	return func(o *gatehouseOptions) { o.roles += yaml }
 }
 
 // startGatehouse runs the real serve command against a new fake Slack and a temp database.
@@ -115,7 +128,8 @@ func startGatehouse(t testing.TB, options ...func(*gatehouseOptions)) *gatehouse
 		t.Fatal(err)
 	}
 	g := &gatehouse{t: t, slack: fake, clock: &testClock{}, config: config, logs: &testLog{t: t}, addr: ln.Addr().String(), listener: ln}
-	yaml := strings.NewReplacer("DATABASE", filepath.Join(dir, "gatehouse.db"), "ISSUER", g.issuer(), "ALGORITHM", opts.algorithm).Replace(testConfig) + opts.clients
+	yaml := strings.NewReplacer("DATABASE", filepath.Join(dir, "gatehouse.db"), "ISSUER", g.issuer(), "ALGORITHM", opts.algorithm,
+		"\nclients:\n", "\n"+opts.roles+"clients:\n").Replace(testConfig) + opts.clients
 	if err := os.WriteFile(config, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,7 @@ func TestBadSlashTextGetsClearAnswerAndFilesNothing(t *testing.T) {
 	tests := []struct {
 		name, text, want string
 	}{
-		{"unknown role", "prod-db-root 1h x", `There is no role called "prod-db-root". Roles: prod-db-admin, k8s-prod-exec, deploy.`},
+		{"unknown role", "prod-db-root 1h x", `There is no role called "prod-db-root". Roles: prod-db-admin, k8s-prod-exec, deploy, breakglass-db.`},
 		{"mention instead of role", "<@U0BOB|bob> 1h x", `There is no role called "<@U0BOB|bob>"`},
 		{"zero", "prod-db-admin 0h x", "The duration must be positive."},
 		{"negative", "prod-db-admin -1h x", "The duration must be positive."},
@@ -25,7 +25,9 @@ func TestBadSlashTextGetsClearAnswerAndFilesNothing(t *testing.T) {
 		{"bidi override", "prod-db-admin 1h approve \u202eevil", "invisible or control character (U+202E)"},
 		{"zero-width space", "prod-db-admin 1h a\u200bb", "invisible or control character (U+200B)"},
 		{"every problem at once", "prod-db-admin 0h \u202e", "The duration must be positive. The text contains"},
-		{"sub-command not yet here", "list", "not available in this version"},
+		{"login without a code", "login", "Usage: `/access login CODE`"},
+		{"revoke without an ID", "revoke", "Usage: `/access revoke GRANT_ID [reason]`"},
+		{"revoke of nothing", "revoke grt_nope", "Nothing with that ID was found"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -5,6 +5,7 @@
 //	gatehouse check-config --config FILE  validate a policy file, listing every problem
 //	gatehouse token --issuer URL --role R get an access token (device flow)
 //	gatehouse keys rotate --config FILE   make a new signing key the active one
+//	gatehouse audit export|verify --config FILE  export the audit trail or check its hash chain
 package main
 
 import (
@@ -79,10 +80,10 @@ type Service struct {
 }
 
 const usage = `usage:
-  gatehouse serve --config FILE          run Gatehouse until SIGINT/SIGTERM
-  gatehouse check-config --config FILE   validate a config file and list every problem
-  gatehouse token --issuer URL --role R  get an access token with the device flow
-  gatehouse keys rotate --config FILE    make a new signing key the active one
+  gatehouse serve --config FILE                run Gatehouse until SIGINT/SIGTERM
+  gatehouse check-config --config FILE         validate a config file and list every problem
+  gatehouse token --issuer URL --role R        get an access token with the device flow
+  gatehouse keys rotate --config FILE          make a new signing key the active one
   gatehouse audit export|verify --config FILE  export the audit trail, or check nobody altered it
 The config file may also be given as GATEHOUSE_CONFIG. Run a command with -h for its flags.`
 
@@ -208,19 +209,20 @@ func (m *Main) serve(ctx context.Context, cfg *Config) error {
 	metrics := newMetrics()
 	api := slack.New(env.botToken, slack.OptionAppLevelToken(env.appToken), slack.OptionAPIURL(env.apiURL),
 		slack.OptionHTTPClient(handlers.NewHTTPClient(metrics)))
+	homes := handlers.NewHomes(api, m.Now, log)
 	svc := app.NewService(app.Deps{
 		Policy:   cfg.Policy,
 		Store:    db,
 		Grants:   db,
 		Logins:   db,
-		Notifier: handlers.NewNotifier(api, cfg.Policy, log),
+		Notifier: handlers.NewNotifier(api, cfg.Policy, homes, log),
 		Groups:   handlers.NewGroupCache(api, groupCacheTTL, m.Now),
 		Metrics:  metrics,
 		Now:      m.Now,
 		Log:      log,
 	})
 	defer svc.Wait()
-	bot := handlers.NewBot(api, svc, cfg.Policy, metrics, log)
+	bot := handlers.NewBot(api, svc, cfg.Policy, homes, metrics, log)
 
 	provider, err := oidc.NewHandler(oidc.Config{
 		Issuer: cfg.Issuer, Policy: cfg.Policy, Clients: secrets,

@@ -42,6 +42,9 @@ type appManifest struct {
 		} `yaml:"scopes"`
 	} `yaml:"oauth_config"`
 	Settings struct {
+		EventSubscriptions struct {
+			BotEvents []string `yaml:"bot_events"`
+		} `yaml:"event_subscriptions"`
 		Interactivity struct {
 			IsEnabled bool `yaml:"is_enabled"`
 		} `yaml:"interactivity"`
@@ -86,6 +89,8 @@ func TestManifest(t *testing.T) {
 	check(m.Settings.SocketModeEnabled, "settings.socket_mode_enabled must be true")
 	check(m.Settings.Interactivity.IsEnabled, "settings.interactivity.is_enabled must be true")
 	check(m.Features.AppHome.MessagesTabEnabled, "app_home.messages_tab_enabled must be true: requesters get DMs")
+	check(m.Features.AppHome.HomeTabEnabled && slices.Equal(m.Settings.EventSubscriptions.BotEvents, []string{"app_home_opened"}),
+		"the Home tab needs home_tab_enabled and the app_home_opened bot event")
 
 	var commands []string
 	for _, c := range m.Features.SlashCommands {

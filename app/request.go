@@ -61,6 +61,9 @@ type Request struct {
 	Message           MessageRef
 	Decisions         []Decision // in the order they were made
 	GrantID           string     // set once approved
+	RemindAt          time.Time  // when to remind undecided approvers; zero when none is due (any more)
+	EscalateAt        time.Time  // when to escalate to the role's escalate_to; zero when none is due (any more)
+	Escalated         bool       // the role's escalate_to may decide it too
 }
 
 // Approvers returns the IDs of those who approved, in order.
@@ -110,6 +113,13 @@ type Grant struct {
 	Status     GrantStatus
 	EndedBy    string // who revoked it (SystemActor when it expired)
 	EndReason  string
+
+	// Break-glass: the holder took it without approval (ApprovedBy is empty); it needs
+	// review by an approver of the role until one acknowledges it.
+	BreakGlass  bool
+	NeedsReview bool
+	ReviewedBy  string    // the approver who reviewed it
+	ReviewedAt  time.Time // zero until reviewed
 }
 
 // AuditEvent is an append-only record of one state change.
@@ -136,6 +146,8 @@ const (
 	ActionRequestDenied    = "request.denied"
 	ActionRequestExpired   = "request.expired"
 	ActionRequestCancelled = "request.cancelled"
+	ActionRequestReminded  = "request.reminded"
+	ActionRequestEscalated = "request.escalated"
 	ActionDecisionApprove  = "decision.approve"
 	ActionDecisionDeny     = "decision.deny"
 	ActionGrantCreated     = "grant.created"

@@ -25,6 +25,12 @@ type RequestStore interface {
 	UpdateRequest(ctx context.Context, id string, update func(Request) (RequestChange, error)) error
 	// ExpiredRequests returns the IDs of up to limit pending requests whose time is up at now.
 	ExpiredRequests(ctx context.Context, now time.Time, limit int) ([]string, error)
+	// PendingRequests returns up to limit pending requests, newest first.
+	PendingRequests(ctx context.Context, limit int) ([]Request, error)
+	// DueRequests returns the IDs of up to limit pending requests whose reminder or escalation
+	// is due at now (RemindAt or EscalateAt set and not after now), read through an index so
+	// the cost follows what is due.
+	DueRequests(ctx context.Context, now time.Time, limit int) ([]string, error)
 }
 
 // RequestChange is what UpdateRequest writes atomically.
@@ -50,6 +56,17 @@ type Notifier interface {
 	// NotifyRequester tells the requester how their request ended (grant is nil unless
 	// approved) or, when the grant is no longer active, how the grant ended.
 	NotifyRequester(ctx context.Context, r Request, grant *Grant) error
+	// RefreshHomes redraws the App Home of those users who look at it, with their overview.
+	RefreshHomes(ctx context.Context, users []string, overview func(user string) (Overview, error)) error
+	// RemindApprovers reminds the approvers (user and user-group IDs) who have not decided the
+	// pending request r, in the thread of its approval message.
+	RemindApprovers(ctx context.Context, r Request, approvers []string) error
+	// AnnounceEscalation tells the approvers (user and user-group IDs) that r was escalated to,
+	// in the thread of its approval message, that they may now decide it.
+	AnnounceEscalation(ctx context.Context, r Request, approvers []string) error
+	// PostBreakGlass shows the role's approvers, loudly, that r's requester took grant g
+	// without approval, with a way to review it, and says where.
+	PostBreakGlass(ctx context.Context, r Request, g Grant) (MessageRef, error)
 }
 
 // Deps are what a Service needs.
@@ -108,11 +125,16 @@ func (s *Service) CheckRequest(in RequestInput) error {
 }
 
 // RequestAccess files a request for requester and shows it to the approvers in the
-// background. Invalid input returns an *InputError and files nothing.
+// background. For a break-glass role, a user in its break_glass_users gets the grant at
+// once instead: the request comes back approved, with its GrantID (see breakGlass); anyone
+// else files a normal request. Invalid input returns an *InputError and files nothing.
 func (s *Service) RequestAccess(ctx context.Context, requester Principal, in RequestInput, source string) (Request, error) {
 	role, duration, reason, err := s.Policy.checkRequest(in)
 	if err != nil {
 		return Request{}, err
+	}
+	if requester.Kind == PrincipalUser && s.mayBreakGlass(ctx, role, requester.ID) {
+		return s.breakGlass(ctx, requester.ID, role, duration, reason, source)
 	}
 	now := s.Now()
 	r := Request{
@@ -126,6 +148,7 @@ func (s *Service) RequestAccess(ctx context.Context, requester Principal, in Req
 		CreatedAt:         now,
 		ExpiresAt:         now.Add(role.RequestTTL),
 	}
+	r.RemindAt, r.EscalateAt = role.followUps(now)
 	event := AuditEvent{At: now, Actor: requester.ID, Action: ActionRequestCreated, Principal: requester,
 		RequestID: r.ID, Reason: reason, Source: source}
 	if err := s.Store.CreateRequest(ctx, r, event); err != nil {
@@ -147,6 +170,7 @@ func (s *Service) post(ctx context.Context, r Request) {
 			return RequestChange{Request: cur}, nil
 		})
 		if err == nil {
+			s.refreshHomes(ctx, r)
 			return
 		}
 	}
@@ -183,7 +207,7 @@ type DecisionInput struct {
 }
 
 // CheckApprover returns the request if user may decide it now: it is pending, user is one of
-// its role's approvers, and not its requester. Use it before showing a decision form;
+// its approvers (the role's, and its escalate_to once escalated), and not its requester. Use it before showing a decision form;
 // Decide checks again.
 func (s *Service) CheckApprover(ctx context.Context, requestID, user string) (Request, error) {
 	r, err := s.Store.Request(ctx, requestID)
@@ -220,8 +244,8 @@ func (s *Service) Decide(ctx context.Context, in DecisionInput) (Request, error)
 	if err != nil {
 		return Request{}, err
 	}
-	// Who may decide never changes for a request, so it is checked before the write,
-	// keeping group look-ups out of the database transaction.
+	// Who may decide a request only grows (escalation adds approvers, never removes any), so it
+	// is checked before the write, keeping group look-ups out of the database transaction.
 	if err := s.mayDecide(ctx, r, in.Approver); err != nil {
 		return r, err
 	}
@@ -291,7 +315,8 @@ func (s *Service) Decide(ctx context.Context, in DecisionInput) (Request, error)
 	return after, nil
 }
 
-// mayDecide checks that user may approve or deny r under the current policy.
+// mayDecide checks that user may approve or deny r under the current policy: the role's
+// approvers, and its escalate_to once r was escalated.
 func (s *Service) mayDecide(ctx context.Context, r Request, user string) error {
 	if r.Requester.Kind == PrincipalUser && r.Requester.ID == user {
 		return ErrSelfApproval
@@ -300,7 +325,7 @@ func (s *Service) mayDecide(ctx context.Context, r Request, user string) error {
 	if !ok {
 		return ErrUnknownRole
 	}
-	if !s.isApprover(ctx, role, user) {
+	if !s.isAmong(ctx, requestApprovers(r, role), user) {
 		return ErrNotApprover
 	}
 	return nil
@@ -309,10 +334,16 @@ func (s *Service) mayDecide(ctx context.Context, r Request, user string) error {
 // isApprover reports whether user is one of the role's approvers, directly or through a
 // user group. A group that cannot be looked up counts as not containing the user.
 func (s *Service) isApprover(ctx context.Context, role Role, user string) bool {
-	if slices.Contains(role.Approvers, user) {
+	return s.isAmong(ctx, role.Approvers, user)
+}
+
+// isAmong reports whether user is one of ids (user and user-group IDs), directly or through a
+// user group. A group that cannot be looked up counts as not containing the user.
+func (s *Service) isAmong(ctx context.Context, ids []string, user string) bool {
+	if slices.Contains(ids, user) {
 		return true
 	}
-	for _, id := range role.Approvers {
+	for _, id := range ids {
 		if !groupIDPattern.MatchString(id) {
 			continue
 		}
@@ -352,6 +383,9 @@ func (s *Service) refresh(ctx context.Context, id string) {
 	}
 	if err != nil {
 		s.Log.Error("updating approval message failed", "request_id", id, "err", err)
+	}
+	if r.ID != "" {
+		s.refreshHomes(ctx, r)
 	}
 }
 

@@ -21,6 +21,8 @@ type recorder struct {
 	posted  []app.Request
 	told    []app.Request
 	postErr error
+	thread  []string    // thread replies: "remind U0BOB,S0DBA" or "escalate U0LEAD"
+	alarms  []app.Grant // break-glass notices posted
 }
 
 func (r *recorder) PostRequest(_ context.Context, req app.Request) (app.MessageRef, error) {
@@ -33,6 +35,27 @@ func (r *recorder) PostRequest(_ context.Context, req app.Request) (app.MessageR
 	return app.MessageRef{Channel: "C0APPROVALS", TS: "1.000" + req.ID}, nil
 }
 func (r *recorder) UpdateRequest(context.Context, app.Request, *app.Grant) error { return nil }
+func (r *recorder) PostBreakGlass(_ context.Context, req app.Request, g app.Grant) (app.MessageRef, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.alarms = append(r.alarms, g)
+	return app.MessageRef{Channel: "C0APPROVALS", TS: "1.000" + req.ID}, nil
+}
+func (r *recorder) RemindApprovers(_ context.Context, _ app.Request, approvers []string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.thread = append(r.thread, "remind "+strings.Join(approvers, ","))
+	return nil
+}
+func (r *recorder) AnnounceEscalation(_ context.Context, _ app.Request, approvers []string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.thread = append(r.thread, "escalate "+strings.Join(approvers, ","))
+	return nil
+}
+func (r *recorder) RefreshHomes(context.Context, []string, func(string) (app.Overview, error)) error {
+	return nil
+}
 func (r *recorder) NotifyRequester(_ context.Context, req app.Request, _ *app.Grant) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()

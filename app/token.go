@@ -25,6 +25,7 @@ type GrantStore interface {
 	EndGrant(ctx context.Context, id string, status GrantStatus, e AuditEvent) error
 	// ExpiredGrants returns up to limit grants still active whose time is up at now.
 	ExpiredGrants(ctx context.Context, now time.Time, limit int) ([]Grant, error)
+	BreakGlassStore
 }
 
 // ErrNoActiveGrant: the principal holds no active grant for a role a token asks for.

@@ -22,8 +22,12 @@ const (
 )
 
 // approvalMessage renders a request as its approvers see it in the channel: who asks for
-// what and why, the decisions so far, and while pending the Approve and Deny buttons.
+// what and why, the decisions so far, whom it was escalated to, and while pending the
+// Approve and Deny buttons. A break-glass grant's request is drawn as its notice instead.
 func approvalMessage(r app.Request, role app.Role, g *app.Grant) (text string, blocks []slack.Block) {
+	if g != nil && g.BreakGlass {
+		return breakGlassMessage(r, role, *g)
+	}
 	outcome := outcomeLine(r, g)
 	text = fmt.Sprintf("Access request %s: %s asks for %s for %s. %s", r.ID, principalName(r.Requester), r.Role,
 		app.FormatDuration(r.Duration), outcome)
@@ -40,6 +44,9 @@ func approvalMessage(r app.Request, role app.Role, g *app.Grant) (text string, b
 	}
 	for _, d := range r.Decisions {
 		blocks = append(blocks, slack.NewContextBlock("", markdown(decisionLine(d))))
+	}
+	if r.Escalated {
+		blocks = append(blocks, slack.NewContextBlock("", markdown(escalationLine(role))))
 	}
 	blocks = append(blocks, slack.NewSectionBlock(markdown(outcome), nil, nil))
 	if r.Status == app.StatusPending {
@@ -61,6 +68,36 @@ func decisionLine(d app.Decision) string {
 		line += ": " + escape(d.Comment)
 	}
 	return clipText(line, maxSectionText)
+}
+
+// escalationLine says that a request was escalated, and to whom its role escalates.
+func escalationLine(role app.Role) string {
+	if len(role.EscalateTo) == 0 {
+		return ":arrow_double_up: *Escalated*: it was not decided in time."
+	}
+	return clipText(":arrow_double_up: *Escalated* to "+mentions(role.EscalateTo)+": not decided in time, so they may decide it too.", maxSectionText)
+}
+
+// reminderMessage is the thread reply reminding approvers who have not decided a request.
+func reminderMessage(r app.Request, approvers []string) string {
+	return clipText(fmt.Sprintf("Reminder: %s — this request is still waiting for %s. Open until %s.",
+		mentions(approvers), approvalsToGo(r), slackDate(r.ExpiresAt)), maxMessageText)
+}
+
+// escalationMessage is the thread reply telling the approvers a request was escalated to.
+func escalationMessage(r app.Request, approvers []string) string {
+	return clipText(fmt.Sprintf("Escalated to %s: this request was not decided in time and is still waiting for %s. "+
+		"You may now approve or deny it with the buttons on the request. Open until %s.",
+		mentions(approvers), approvalsToGo(r), slackDate(r.ExpiresAt)), maxMessageText)
+}
+
+// approvalsToGo says how many more approvals a pending request needs: "1 more approval".
+func approvalsToGo(r app.Request) string {
+	n := max(r.ApprovalsRequired-len(r.Approvers()), 1)
+	if n == 1 {
+		return "1 more approval"
+	}
+	return fmt.Sprintf("%d more approvals", n)
 }
 
 // outcomeLine names where a request (and its grant) stands, in the words people search for.
@@ -93,6 +130,9 @@ func grantEndLine(g app.Grant) string {
 
 // requesterMessage is the DM telling a requester how their request, or its grant, ended.
 func requesterMessage(r app.Request, g *app.Grant) string {
+	if g != nil && g.BreakGlass && g.Status == app.GrantActive {
+		return breakGlassDM(r, *g)
+	}
 	if g != nil && g.Status != app.GrantActive {
 		word := "*Expired*"
 		if g.Status == app.GrantRevoked {
@@ -125,7 +165,7 @@ func (b *Bot) onDecisionButton(ctx context.Context, cb slack.InteractionCallback
 	}
 	r, err := b.svc.CheckApprover(ctx, action.Value, cb.User.ID)
 	if err != nil {
-		b.reply(ctx, cb.ResponseURL, userMessage(err))
+		b.refuse(ctx, cb, userMessage(err))
 		return
 	}
 	view := decisionModal(r, action.ActionID == actionApprove)
@@ -133,6 +173,19 @@ func (b *Bot) onDecisionButton(ctx context.Context, cb slack.InteractionCallback
 	if err != nil {
 		b.log.Error("slack: opening decision modal failed", "request_id", r.ID, "err", err)
 		b.reply(ctx, cb.ResponseURL, "Slack did not let me open the form in time. Please click again.")
+	}
+}
+
+// refuse answers a click privately: in the channel as an ephemeral message, on the Home
+// tab (which has no response URL) in a small modal.
+func (b *Bot) refuse(ctx context.Context, cb slack.InteractionCallback, text string) {
+	if cb.ResponseURL != "" {
+		b.reply(ctx, cb.ResponseURL, text)
+		return
+	}
+	view := outcomeView("Gatehouse", text).View
+	if _, err := b.api.OpenViewContext(ctx, cb.TriggerID, *view); err != nil {
+		b.log.Error("slack: opening refusal failed", "user", cb.User.ID, "err", err)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/slack-go/slack"
+	"github.com/slack-go/slack/slackevents"
 	"github.com/slack-go/slack/socketmode"
 
 	"github.com/gatehouse/gatehouse/app"
@@ -29,6 +30,8 @@ type Service interface {
 	FindLogin(ctx context.Context, user, code string) (app.PendingLogin, error)
 	ConfirmLogin(ctx context.Context, in app.LoginConfirmation) (app.Login, []app.Request, error)
 	RevokeGrant(ctx context.Context, grantID, user, reason, source string) (app.Grant, error)
+	ReviewGrant(ctx context.Context, grantID, user, source string) (app.Grant, error)
+	Overview(ctx context.Context, user string) (app.Overview, error)
 }
 
 // Bot runs the Socket Mode connection and answers every envelope.
@@ -36,6 +39,7 @@ type Bot struct {
 	api       *slack.Client
 	socket    *socketmode.Client
 	metrics   Metrics
+	homes     *Homes
 	svc       Service
 	policy    app.Policy
 	log       *slog.Logger
@@ -53,9 +57,10 @@ type Bot struct {
 var maxConcurrentHandlers = 4 * runtime.GOMAXPROCS(0)
 
 // NewBot returns a bot using api, which must carry the app-level token.
-func NewBot(api *slack.Client, svc Service, policy app.Policy, metrics Metrics, log *slog.Logger) *Bot {
+func NewBot(api *slack.Client, svc Service, policy app.Policy, homes *Homes, metrics Metrics, log *slog.Logger) *Bot {
 	return &Bot{
 		api:     api,
+		homes:   homes,
 		metrics: metrics,
 		socket:  socketmode.New(api),
 		svc:     svc,
@@ -136,6 +141,10 @@ func (b *Bot) dispatch(ctx context.Context, evt socketmode.Event) {
 			ackFirst = false
 		}
 		work = b.onInteractionFunc(data)
+	case slackevents.EventsAPIEvent:
+		if opened, ok := data.InnerEvent.Data.(*slackevents.AppHomeOpenedEvent); ok {
+			work = func(ctx context.Context) any { b.onHomeOpened(ctx, data.TeamID, opened); return nil }
+		}
 	}
 	if ackFirst {
 		b.ack(req, nil, received)

@@ -27,8 +27,10 @@ const helpText = "*Gatehouse: just-in-time access, approved by people*\n" +
 	"• `/access` opens a form to ask for a role.\n" +
 	"• `/access <role> <duration> <reason…>` asks straight away, e.g. `/access prod-db-admin 2h incident 4123`. " +
 	"Durations use Go syntax: `30m`, `2h`, `1h30m`. Leave out the duration or the reason and the form opens with what you typed.\n" +
+	"• Break-glass roles: if you are on the role's break-glass list, asking gives you the access at once; the approvers are alerted and review it afterwards.\n" +
 	"• `/access login CODE` confirms a sign-in your client (for example `gatehouse token`) started; it shows the code.\n" +
 	"• `/access revoke GRANT_ID [reason]` ends a grant early, and every token that carries it.\n" +
+	"• `/access list` shows your grants, your pending requests and the requests waiting on you (also in the Home tab).\n" +
 	"• `/access help` shows this.\n" +
 	"Approvers get Approve and Deny buttons in the approvals channel; you get a DM with the outcome."
 
@@ -58,7 +60,7 @@ func (b *Bot) onCommand(ctx context.Context, cmd slack.SlashCommand) {
 	case "revoke":
 		b.onRevoke(ctx, cmd, rest)
 	case "list":
-		b.reply(ctx, cmd.ResponseURL, fmt.Sprintf("`/access %s` is not available in this version of Gatehouse yet. Try `/access help`.", strings.ToLower(word)))
+		b.onList(ctx, cmd)
 	default:
 		duration, reason := cutWord(rest)
 		b.requestFromText(ctx, cmd, app.RequestInput{Role: word, Duration: duration, Reason: reason})
@@ -94,8 +96,12 @@ func (b *Bot) requestFromText(ctx context.Context, cmd slack.SlashCommand, in ap
 // filedText confirms a filed request to its requester.
 func (b *Bot) filedText(r app.Request) string {
 	role, _ := b.policy.Role(r.Role)
-	return fmt.Sprintf("Request `%s` for *%s* (%s) is waiting for approval in <#%s>. You'll get a DM when it is decided.",
+	text := fmt.Sprintf("Request `%s` for *%s* (%s) is waiting for approval in <#%s>. You'll get a DM when it is decided.",
 		r.ID, r.Role, app.FormatDuration(r.Duration), b.policy.ChannelFor(role))
+	if role.BreakGlass {
+		return breakGlassFiledText(r, b.policy.ChannelFor(role), text)
+	}
+	return text
 }
 
 // cutWord splits off the first word of s; the rest keeps its inner spacing.
@@ -233,7 +239,7 @@ func (b *Bot) onRequestSubmit(ctx context.Context, cb slack.InteractionCallback)
 		}
 		return fieldErrors(input)
 	}
-	return outcomeView("Access requested", b.filedText(r))
+	return outcomeView(filedTitle(r), b.filedText(r))
 }
 
 // onInteractionFunc returns the work for a button click, a form change or a submission.
@@ -254,6 +260,8 @@ func (b *Bot) onInteractionFunc(cb slack.InteractionCallback) func(context.Conte
 				switch action.ActionID {
 				case actionApprove, actionDeny:
 					b.onDecisionButton(ctx, cb, action)
+				case actionReview:
+					b.onReviewButton(ctx, cb, action)
 				case actionRole:
 					b.onRolePicked(ctx, cb, action)
 				}

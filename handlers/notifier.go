@@ -13,6 +13,7 @@ import (
 // Notifier is the Slack implementation of app.Notifier: approval messages in channels and
 // DMs to requesters.
 type Notifier struct {
+	*Homes
 	api    *slack.Client
 	policy app.Policy
 	log    *slog.Logger
@@ -20,9 +21,9 @@ type Notifier struct {
 
 var _ app.Notifier = (*Notifier)(nil)
 
-// NewNotifier returns a Notifier posting with api.
-func NewNotifier(api *slack.Client, policy app.Policy, log *slog.Logger) *Notifier {
-	return &Notifier{api: api, policy: policy, log: log}
+// NewNotifier returns a Notifier posting with api and redrawing App Homes with homes.
+func NewNotifier(api *slack.Client, policy app.Policy, homes *Homes, log *slog.Logger) *Notifier {
+	return &Notifier{Homes: homes, api: api, policy: policy, log: log}
 }
 
 // PostRequest posts the approval message to the role's channel.
@@ -72,4 +73,30 @@ func (n *Notifier) NotifyRequester(ctx context.Context, r app.Request, g *app.Gr
 		return fmt.Errorf("slack: DM %s about %s: %w", r.Requester.ID, r.ID, err)
 	}
 	return nil
+}
+
+// RemindApprovers replies in the approval message's thread, mentioning the approvers who
+// have not decided yet.
+func (n *Notifier) RemindApprovers(ctx context.Context, r app.Request, approvers []string) error {
+	if err := n.replyInThread(ctx, r, reminderMessage(r, approvers)); err != nil {
+		return fmt.Errorf("slack: remind approvers of %s: %w", r.ID, err)
+	}
+	return nil
+}
+
+// AnnounceEscalation replies in the approval message's thread, mentioning the approvers the
+// request was escalated to.
+func (n *Notifier) AnnounceEscalation(ctx context.Context, r app.Request, approvers []string) error {
+	if err := n.replyInThread(ctx, r, escalationMessage(r, approvers)); err != nil {
+		return fmt.Errorf("slack: announce escalation of %s: %w", r.ID, err)
+	}
+	return nil
+}
+
+// replyInThread posts text as a reply to the request's approval message.
+func (n *Notifier) replyInThread(ctx context.Context, r app.Request, text string) error {
+	return retry(ctx, func() error {
+		_, _, err := n.api.PostMessageContext(ctx, r.Message.Channel, slack.MsgOptionText(text, false), slack.MsgOptionTS(r.Message.TS))
+		return err
+	})
 }

@@ -41,6 +41,12 @@ func userMessage(err error) string {
 		return "Nothing with that ID was found. Nothing was changed."
 	case errors.Is(err, app.ErrNotAllowed):
 		return "Only the grant's holder, an approver of its role or a Gatehouse admin can revoke it. Nothing was changed."
+	case errors.Is(err, app.ErrSelfReview):
+		return "You can't review your own break-glass access; another approver of the role must. Nothing was changed."
+	case errors.Is(err, app.ErrNotReviewer):
+		return "Only an approver of this role can review a break-glass use. Nothing was changed."
+	case errors.Is(err, app.ErrAlreadyReviewed):
+		return "This break-glass use has already been reviewed. Nothing was changed."
 	case errors.Is(err, app.ErrTooManyAttempts):
 		return "Too many wrong codes. Wait a few minutes, then type the code your client shows."
 	case errors.Is(err, app.ErrLoginExpired):

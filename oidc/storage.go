@@ -114,6 +114,9 @@ func grantsClaim(grants []app.Grant) []map[string]any {
 	claim := make([]map[string]any, len(grants))
 	for i, g := range grants {
 		claim[i] = map[string]any{"id": g.ID, "role": g.Role, "request_id": g.RequestID, "approved_by": g.ApprovedBy, "expires_at": g.ExpiresAt.Unix()}
+		if g.BreakGlass {
+			claim[i]["break_glass"] = true // taken without approval; approved_by is empty
+		}
 	}
 	return claim
 }

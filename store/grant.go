@@ -22,25 +22,38 @@ type grantRow struct {
 	Status        string    `gorm:"index:grant_expiry"`
 	EndedBy       string
 	EndReason     string
+	BreakGlass    bool   `gorm:"not null;default:false"`
+	NeedsReview   bool   `gorm:"not null;default:false"` // cleared by the one conditional write of a review
+	ReviewedBy    string `gorm:"not null;default:''"`
+	ReviewedAt    *time.Time
 	Request       *requestRow `gorm:"constraint:OnDelete:RESTRICT"`
 }
 
 func (grantRow) TableName() string { return "grants" }
 
 func grantFromApp(g app.Grant) *grantRow {
-	return &grantRow{
+	row := &grantRow{
 		ID: g.ID, RequestID: g.RequestID, PrincipalKind: string(g.Principal.Kind), PrincipalID: g.Principal.ID,
 		Role: g.Role, ApprovedBy: g.ApprovedBy, CreatedAt: g.CreatedAt.UTC(), ExpiresAt: g.ExpiresAt.UTC(), Status: string(g.Status),
-		EndedBy: g.EndedBy, EndReason: g.EndReason,
+		EndedBy: g.EndedBy, EndReason: g.EndReason, BreakGlass: g.BreakGlass, NeedsReview: g.NeedsReview, ReviewedBy: g.ReviewedBy,
 	}
+	if !g.ReviewedAt.IsZero() {
+		t := g.ReviewedAt.UTC()
+		row.ReviewedAt = &t
+	}
+	return row
 }
 
 func (row grantRow) toApp() app.Grant {
-	return app.Grant{
+	g := app.Grant{
 		ID: row.ID, RequestID: row.RequestID, Principal: app.Principal{Kind: app.PrincipalKind(row.PrincipalKind), ID: row.PrincipalID},
 		Role: row.Role, ApprovedBy: row.ApprovedBy, CreatedAt: row.CreatedAt, ExpiresAt: row.ExpiresAt, Status: app.GrantStatus(row.Status),
-		EndedBy: row.EndedBy, EndReason: row.EndReason,
+		EndedBy: row.EndedBy, EndReason: row.EndReason, BreakGlass: row.BreakGlass, NeedsReview: row.NeedsReview, ReviewedBy: row.ReviewedBy,
 	}
+	if row.ReviewedAt != nil {
+		g.ReviewedAt = *row.ReviewedAt
+	}
+	return g
 }
 
 // Grant returns the grant with the given ID.

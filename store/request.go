@@ -18,7 +18,7 @@ type requestRow struct {
 	Role              string
 	Duration          time.Duration
 	Reason            string
-	Status            string `gorm:"index:request_expiry"`
+	Status            string `gorm:"index:request_expiry;index:request_remind;index:request_escalate"`
 	ApprovalsRequired int
 	CreatedAt         time.Time
 	ExpiresAt         time.Time `gorm:"index:request_expiry"`
@@ -26,6 +26,9 @@ type requestRow struct {
 	MessageChannel    string
 	MessageTS         string
 	GrantID           string
+	RemindAt          *time.Time    `gorm:"index:request_remind"`   // NULL when no reminder is due (any more)
+	EscalateAt        *time.Time    `gorm:"index:request_escalate"` // NULL when no escalation is due (any more)
+	Escalated         bool          `gorm:"not null;default:false"`
 	Version           int           // bumped by every write; the condition of every update
 	Decisions         []decisionRow `gorm:"foreignKey:RequestID"`
 }
@@ -54,7 +57,17 @@ func requestFromApp(r app.Request) requestRow {
 		t := r.DecidedAt.UTC()
 		row.DecidedAt = &t
 	}
+	row.RemindAt, row.EscalateAt, row.Escalated = nullTime(r.RemindAt), nullTime(r.EscalateAt), r.Escalated
 	return row
+}
+
+// nullTime stores a zero time as NULL, so that range queries on the column skip it.
+func nullTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.UTC()
+	return &t
 }
 
 func (row requestRow) toApp() app.Request {
@@ -67,6 +80,13 @@ func (row requestRow) toApp() app.Request {
 	if row.DecidedAt != nil {
 		r.DecidedAt = *row.DecidedAt
 	}
+	if row.RemindAt != nil {
+		r.RemindAt = *row.RemindAt
+	}
+	if row.EscalateAt != nil {
+		r.EscalateAt = *row.EscalateAt
+	}
+	r.Escalated = row.Escalated
 	for _, d := range row.Decisions {
 		r.Decisions = append(r.Decisions, app.Decision{Approver: d.Approver, Approve: d.Approve, Comment: d.Comment, At: d.At})
 	}
@@ -142,6 +162,9 @@ func writeChange(tx *gorm.DB, version int, change app.RequestChange) error {
 		"message_channel": row.MessageChannel,
 		"message_ts":      row.MessageTS,
 		"grant_id":        row.GrantID,
+		"remind_at":       row.RemindAt,
+		"escalate_at":     row.EscalateAt,
+		"escalated":       row.Escalated,
 		"version":         version + 1,
 	})
 	if res.Error != nil {
@@ -172,6 +195,36 @@ func (s *Store) ExpiredRequests(ctx context.Context, now time.Time, limit int) (
 		Order("expires_at").Limit(limit).Pluck("id", &ids).Error
 	if err != nil {
 		return nil, fmt.Errorf("store: expired requests: %w", err)
+	}
+	return ids, nil
+}
+
+// PendingRequests returns up to limit pending requests with their decisions, newest first.
+func (s *Store) PendingRequests(ctx context.Context, limit int) ([]app.Request, error) {
+	var rows []requestRow
+	err := s.db.WithContext(ctx).Preload("Decisions", func(db *gorm.DB) *gorm.DB { return db.Order("id") }).
+		Where("status = ?", string(app.StatusPending)).Order("created_at DESC").Limit(limit).Find(&rows).Error
+	if err != nil {
+		return nil, fmt.Errorf("store: pending requests: %w", err)
+	}
+	requests := make([]app.Request, len(rows))
+	for i, row := range rows {
+		requests[i] = row.toApp()
+	}
+	return requests, nil
+}
+
+// DueRequests returns the IDs of up to limit pending requests whose reminder or escalation is
+// due at now, oldest first, through the (status, remind_at) and (status, escalate_at) indexes.
+func (s *Store) DueRequests(ctx context.Context, now time.Time, limit int) ([]string, error) {
+	var ids []string
+	now = now.UTC()
+	err := s.db.WithContext(ctx).Model(&requestRow{}).
+		Where("status = ? AND remind_at <= ?", string(app.StatusPending), now).
+		Or("status = ? AND escalate_at <= ?", string(app.StatusPending), now).
+		Order("created_at").Limit(limit).Pluck("id", &ids).Error
+	if err != nil {
+		return nil, fmt.Errorf("store: due requests: %w", err)
 	}
 	return ids, nil
 }

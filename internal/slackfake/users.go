@@ -559,3 +559,39 @@ func sortedKeys(m map[string]bool) []string {
 	slices.Sort(out)
 	return out
 }
+
+// ClickHomeButton clicks, as user, the button with that label in the block with that
+// block_id of their App Home tab (block_actions with a view container and no response_url,
+// as Slack sends), and waits for the ack.
+func (s *Server) ClickHomeButton(user, blockID, label string) (Ack, error) {
+	s.mu.Lock()
+	h := s.homes[user]
+	if h == nil {
+		s.mu.Unlock()
+		return Ack{}, fmt.Errorf("slackfake: ClickHomeButton: no Home tab published for %s", user)
+	}
+	var blocks []any
+	for _, b := range listOf(h.def["blocks"]) {
+		if m, ok := b.(map[string]any); ok && m["block_id"] == blockID {
+			blocks = append(blocks, b)
+		}
+	}
+	b, err := buttonByLabel(blocks, label)
+	if err != nil {
+		s.mu.Unlock()
+		return Ack{}, fmt.Errorf("slackfake: ClickHomeButton: block %q: %w", blockID, err)
+	}
+	raw := marshal(s.viewAction(user, h, buttonAction(b, s.nextTS())))
+	s.mu.Unlock()
+	return s.deliver(envelope{Type: "interactive", Payload: raw})
+}
+
+// OpenHome sends user's app_home_opened event for the Home tab, as Slack does when they
+// open the app, and waits for the ack.
+func (s *Server) OpenHome(user string) (Ack, error) {
+	return s.SendRaw("events_api", map[string]any{
+		"token": "fake-verification-token", "team_id": TeamID, "api_app_id": AppID, "type": "event_callback",
+		"event_id": "Ev" + randomHex(5), "event_time": 1700000000,
+		"event": map[string]any{"type": "app_home_opened", "user": user, "channel": "D" + user[1:], "tab": "home", "event_ts": s.nextTS()},
+	})
+}

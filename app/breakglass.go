@@ -1,0 +1,178 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// BreakGlassStore records break-glass grants and their reviews.
+type BreakGlassStore interface {
+	// CreateBreakGlass stores a request that is approved from the start, its grant and their
+	// audit events, in one transaction.
+	CreateBreakGlass(ctx context.Context, r Request, g Grant, events []AuditEvent) error
+	// ReviewGrant marks a grant that needs review as reviewed by e.Actor at e.At and appends
+	// e, in one conditional write (only while the grant needs review); a grant that does not
+	// need review (any more) is ErrAlreadyReviewed.
+	ReviewGrant(ctx context.Context, id string, e AuditEvent) error
+}
+
+// Break-glass errors.
+var (
+	// ErrAlreadyReviewed: the break-glass grant was already reviewed.
+	ErrAlreadyReviewed = errors.New("break-glass grant already reviewed")
+	// ErrSelfReview: the holder of a break-glass grant tried to review it.
+	ErrSelfReview = errors.New("the holder cannot review their own break-glass grant")
+	// ErrNotReviewer: the user is not among the approvers of the break-glass grant's role.
+	ErrNotReviewer = errors.New("not an approver who may review this break-glass grant")
+)
+
+// ActionGrantReviewed is the audit action of an approver acknowledging a break-glass grant.
+const ActionGrantReviewed = "grant.reviewed"
+
+// mayBreakGlass reports whether user may take role at once, without approval: the role is
+// break-glass and user is in its break_glass_users, directly or through a user group.
+func (s *Service) mayBreakGlass(ctx context.Context, role Role, user string) bool {
+	return role.BreakGlass && s.listed(ctx, role.BreakGlassUsers, user)
+}
+
+// listed reports whether user is one of ids or a member of a user group among them. A group
+// that cannot be looked up counts as not containing the user.
+func (s *Service) listed(ctx context.Context, ids []string, user string) bool {
+	if slices.Contains(ids, user) {
+		return true
+	}
+	for _, id := range ids {
+		if !groupIDPattern.MatchString(id) {
+			continue
+		}
+		members, err := s.Groups.GroupMembers(ctx, id)
+		if err != nil {
+			s.Log.Error("looking up break-glass group failed", "group", id, "err", err)
+			continue
+		}
+		if slices.Contains(members, user) {
+			return true
+		}
+	}
+	return false
+}
+
+// breakGlass gives user the role at once for duration: one transaction stores the request,
+// approved from the start with no decisions, and its grant, active from now and flagged as
+// needing review. In the background the role's channel gets the break-glass notice (with
+// the Reviewed button) and the user a DM. The input was checked by the caller.
+func (s *Service) breakGlass(ctx context.Context, user string, role Role, duration time.Duration, reason, source string) (Request, error) {
+	now := s.Now()
+	requester := User(user)
+	r := Request{
+		ID:        newID("req"),
+		Requester: requester,
+		Role:      role.Name,
+		Duration:  duration,
+		Reason:    reason,
+		Status:    StatusApproved,
+		CreatedAt: now,
+		ExpiresAt: now, // never pending
+		DecidedAt: now,
+	}
+	g := Grant{
+		ID: newID("grt"), RequestID: r.ID, Principal: requester, Role: role.Name, ApprovedBy: []string{},
+		CreatedAt: now, ExpiresAt: now.Add(duration), Status: GrantActive, BreakGlass: true, NeedsReview: true,
+	}
+	r.GrantID = g.ID
+	how := "break-glass by " + user
+	events := []AuditEvent{
+		{At: now, Actor: user, Action: ActionRequestCreated, Principal: requester, RequestID: r.ID, Reason: reason, Source: source},
+		{At: now, Actor: user, Action: ActionRequestApproved, Principal: requester, RequestID: r.ID, GrantID: g.ID, Reason: how, Source: source},
+		{At: now, Actor: user, Action: ActionGrantCreated, Principal: requester, RequestID: r.ID, GrantID: g.ID,
+			Reason: how + "; needs review", Source: source},
+	}
+	if err := s.Grants.CreateBreakGlass(ctx, r, g, events); err != nil {
+		return Request{}, fmt.Errorf("break glass: %w", err)
+	}
+	s.recorded(events...)
+	s.Log.Warn("break-glass access taken", "request_id", r.ID, "grant_id", g.ID, "role", r.Role, "user", user, "duration", duration)
+	s.inBackground(func(ctx context.Context) {
+		s.announceBreakGlass(ctx, r, g)
+		if err := s.Notifier.NotifyRequester(ctx, r, &g); err != nil {
+			s.Log.Error("telling requester failed", "request_id", r.ID, "err", err)
+		}
+	})
+	return r, nil
+}
+
+// announceBreakGlass posts the break-glass notice and remembers where. The grant stands
+// whether or not the notice could be posted: it still needs review. If the grant changed
+// before the notice was stored (revoked, reviewed), the notice is redrawn.
+func (s *Service) announceBreakGlass(ctx context.Context, r Request, g Grant) {
+	ref, err := s.Notifier.PostBreakGlass(ctx, r, g)
+	if err == nil {
+		err = s.Store.UpdateRequest(ctx, r.ID, func(cur Request) (RequestChange, error) {
+			cur.Message = ref
+			return RequestChange{Request: cur}, nil
+		})
+	}
+	if err != nil {
+		s.Log.Error("posting break-glass notice failed; the grant stands and needs review", "request_id", r.ID, "grant_id", g.ID, "err", err)
+		return
+	}
+	if now, err := s.Grants.Grant(ctx, g.ID); err == nil && (now.Status != g.Status || now.NeedsReview != g.NeedsReview) {
+		s.refresh(ctx, r.ID)
+	}
+}
+
+// ReviewGrant records that user, an approver of the role, reviewed a break-glass grant:
+// who and when are kept on the grant, with one conditional write and a grant.reviewed
+// event, and the notice is redrawn. The holder never reviews their own use. A grant may be
+// reviewed after it ended. Errors: ErrNotFound (no such break-glass grant), ErrSelfReview,
+// ErrNotReviewer, ErrUnknownRole, ErrAlreadyReviewed (with the grant as reviewed). Nothing
+// changes on error.
+func (s *Service) ReviewGrant(ctx context.Context, grantID, user, source string) (Grant, error) {
+	g, err := s.Grants.Grant(ctx, grantID)
+	if err != nil {
+		return Grant{}, err
+	}
+	if !g.BreakGlass {
+		return Grant{}, ErrNotFound
+	}
+	if err := s.mayReview(ctx, g, user); err != nil {
+		return g, err
+	}
+	if !g.NeedsReview {
+		return g, ErrAlreadyReviewed
+	}
+	now := s.Now()
+	event := AuditEvent{At: now, Actor: user, Action: ActionGrantReviewed, Principal: g.Principal, RequestID: g.RequestID,
+		GrantID: g.ID, Reason: "break-glass use reviewed", Source: source}
+	if err := s.Grants.ReviewGrant(ctx, g.ID, event); err != nil {
+		if errors.Is(err, ErrAlreadyReviewed) {
+			if cur, gErr := s.Grants.Grant(ctx, g.ID); gErr == nil {
+				g = cur
+			}
+		}
+		return g, err
+	}
+	s.recorded(event)
+	s.Log.Info("break-glass grant reviewed", "grant_id", g.ID, "by", user)
+	g.NeedsReview, g.ReviewedBy, g.ReviewedAt = false, user, now
+	s.inBackground(func(ctx context.Context) { s.refresh(ctx, g.RequestID) })
+	return g, nil
+}
+
+// mayReview: an approver of the grant's role, as for deciding a request, but not its holder.
+func (s *Service) mayReview(ctx context.Context, g Grant, user string) error {
+	if g.Principal == User(user) {
+		return ErrSelfReview
+	}
+	role, ok := s.Policy.Role(g.Role)
+	if !ok {
+		return ErrUnknownRole
+	}
+	if !s.isApprover(ctx, role, user) {
+		return ErrNotReviewer
+	}
+	return nil
+}

@@ -1,0 +1,51 @@
+package store
+
+import (
+	"context"
+	"fmt"
+
+	"gorm.io/gorm"
+
+	"github.com/gatehouse/gatehouse/app"
+)
+
+var _ app.BreakGlassStore = (*Store)(nil)
+
+// CreateBreakGlass implements app.BreakGlassStore: the request, approved from the start,
+// its grant and their audit events, in one transaction.
+func (s *Store) CreateBreakGlass(ctx context.Context, r app.Request, g app.Grant, events []app.AuditEvent) error {
+	row := requestFromApp(r)
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Omit("Decisions").Create(&row).Error; err != nil {
+			return err
+		}
+		if err := tx.Create(grantFromApp(g)).Error; err != nil {
+			return err
+		}
+		return appendEvents(tx, events)
+	})
+	if err != nil {
+		return fmt.Errorf("store: create break-glass request %s: %w", r.ID, translate(err))
+	}
+	return nil
+}
+
+// ReviewGrant implements app.BreakGlassStore: needs review → reviewed by e.Actor at e.At,
+// with the event, or app.ErrAlreadyReviewed when the grant does not need review.
+func (s *Store) ReviewGrant(ctx context.Context, id string, e app.AuditEvent) error {
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		res := tx.Model(&grantRow{}).Where("id = ? AND needs_review = ?", id, true).
+			Updates(map[string]any{"needs_review": false, "reviewed_by": e.Actor, "reviewed_at": e.At.UTC()})
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected != 1 {
+			return app.ErrAlreadyReviewed
+		}
+		return appendEvents(tx, []app.AuditEvent{e})
+	})
+	if err != nil {
+		return fmt.Errorf("store: review grant %s: %w", id, err)
+	}
+	return nil
+}
