@@ -119,7 +119,7 @@ func (s *Service) announceBreakGlass(ctx context.Context, r Request, g Grant) {
 		s.Log.Error("posting break-glass notice failed; the grant stands and needs review", "request_id", r.ID, "grant_id", g.ID, "err", err)
 		return
 	}
-	if now, err := s.Grants.Grant(ctx, g.ID); err == nil && (now.Status != g.Status || now.NeedsReview != g.NeedsReview) {
+	if cur, err := s.Grants.Grant(ctx, g.ID); err == nil && (cur.Status != g.Status || cur.NeedsReview != g.NeedsReview) {
 		s.refresh(ctx, r.ID)
 	}
 }

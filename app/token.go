@@ -94,24 +94,24 @@ func (s *Service) GrantsForToken(ctx context.Context, p Principal, roles []strin
 	return grants, nil
 }
 
-// GrantsStillActive reports whether every grant is still active now: tokens carrying a
-// revoked or expired grant stop being valid.
-func (s *Service) GrantsStillActive(ctx context.Context, ids []string) (bool, error) {
+// GrantsStillActive returns the grants with the given IDs and reports whether every one is
+// still active now: tokens carrying a revoked or expired grant stop being valid.
+func (s *Service) GrantsStillActive(ctx context.Context, ids []string) ([]Grant, bool, error) {
 	if len(ids) == 0 {
-		return true, nil
+		return nil, true, nil
 	}
 	grants, err := s.Grants.Grants(ctx, ids)
 	if err != nil {
-		return false, err
+		return nil, false, err
 	}
 	now := s.Now()
 	for _, id := range ids {
 		i := slices.IndexFunc(grants, func(g Grant) bool { return g.ID == id })
 		if i < 0 || grants[i].Status != GrantActive || !now.Before(grants[i].ExpiresAt) {
-			return false, nil
+			return grants, false, nil
 		}
 	}
-	return true, nil
+	return grants, true, nil
 }
 
 // TokenExpiry is when an access token minted now with ttl must expire: never after the

@@ -22,7 +22,7 @@ type Service interface {
 	StartLogin(ctx context.Context, in app.LoginStart) (app.Login, error)
 	PollLogin(ctx context.Context, clientID, secret string, interval time.Duration) (app.LoginOutcome, error)
 	GrantsForToken(ctx context.Context, p app.Principal, roles []string) ([]app.Grant, error)
-	GrantsStillActive(ctx context.Context, ids []string) (bool, error)
+	GrantsStillActive(ctx context.Context, ids []string) ([]app.Grant, bool, error)
 	Login(ctx context.Context, id string) (app.Login, error)
 }
 
@@ -33,7 +33,6 @@ type TokenStore interface {
 	RevokeAccessToken(ctx context.Context, id string) error
 	RefreshToken(ctx context.Context, hash string) (app.RefreshToken, error)
 	RevokeSession(ctx context.Context, id string, at time.Time) error
-	Grants(ctx context.Context, ids []string) ([]app.Grant, error)
 	Ping(ctx context.Context) error
 }
 
@@ -276,40 +275,37 @@ func (s *Storage) RevokeToken(ctx context.Context, tokenOrID, _, clientID string
 	return nil
 }
 
-// activeToken returns an access token's record if it is still good: not revoked (itself
-// or its session), not expired, and every grant it carries still active.
-func (s *Storage) activeToken(ctx context.Context, id, subject string) (app.IssuedToken, error) {
+// activeToken returns an access token's record, its grants and their roles, if it is still
+// good: not revoked (itself or its session), not expired, and every grant it carries still
+// active.
+func (s *Storage) activeToken(ctx context.Context, id, subject string) (app.IssuedToken, []app.Grant, []string, error) {
 	t, err := s.tokens.AccessToken(ctx, id)
 	if err != nil {
-		return app.IssuedToken{}, err
+		return app.IssuedToken{}, nil, nil, err
 	}
 	if t.Revoked || t.Subject != subject || !s.cfg.Now().Before(t.ExpiresAt) {
-		return app.IssuedToken{}, errors.New("token revoked or expired")
+		return app.IssuedToken{}, nil, nil, errors.New("token revoked or expired")
 	}
-	ok, err := s.svc.GrantsStillActive(ctx, t.GrantIDs)
+	grants, ok, err := s.svc.GrantsStillActive(ctx, t.GrantIDs)
 	if err != nil {
-		return app.IssuedToken{}, err
+		return app.IssuedToken{}, nil, nil, err
 	}
 	if !ok {
-		return app.IssuedToken{}, errors.New("a grant behind the token ended")
+		return app.IssuedToken{}, nil, nil, errors.New("a grant behind the token ended")
 	}
-	return t, nil
+	roles := make([]string, len(grants))
+	for i, g := range grants {
+		roles[i] = g.Role
+	}
+	return t, grants, roles, nil
 }
 
 // SetIntrospectionFromToken answers introspection: active only while activeToken says so,
 // with the roles and grants the token carries.
 func (s *Storage) SetIntrospectionFromToken(ctx context.Context, resp *oidc.IntrospectionResponse, tokenID, subject, _ string) error {
-	t, err := s.activeToken(ctx, tokenID, subject)
+	t, grants, roles, err := s.activeToken(ctx, tokenID, subject)
 	if err != nil {
 		return err
-	}
-	grants, err := s.tokens.Grants(ctx, t.GrantIDs)
-	if err != nil {
-		return err
-	}
-	roles := make([]string, len(grants))
-	for i, g := range grants {
-		roles[i] = g.Role
 	}
 	resp.Subject, resp.ClientID, resp.Scope, resp.TokenType = t.Subject, t.ClientID, t.Scopes, oidc.BearerToken
 	resp.Expiration = oidc.FromTime(t.ExpiresAt)
@@ -362,17 +358,9 @@ func (s *Storage) SetUserinfoFromScopes(context.Context, *oidc.UserInfo, string,
 
 // SetUserinfoFromToken answers the userinfo endpoint for a still-active access token.
 func (s *Storage) SetUserinfoFromToken(ctx context.Context, info *oidc.UserInfo, tokenID, subject, _ string) error {
-	t, err := s.activeToken(ctx, tokenID, subject)
+	t, _, roles, err := s.activeToken(ctx, tokenID, subject)
 	if err != nil {
 		return err
-	}
-	grants, err := s.tokens.Grants(ctx, t.GrantIDs)
-	if err != nil {
-		return err
-	}
-	roles := make([]string, len(grants))
-	for i, g := range grants {
-		roles[i] = g.Role
 	}
 	return s.setUserinfo(ctx, info, t.Subject, roles)
 }
