@@ -639,10 +639,11 @@ func (m *metrics) handler() http.Handler {
 // EventsRecorded counts requests and decisions from their audit events.
 func (m *metrics) EventsRecorded(events []app.AuditEvent) {
 	for _, e := range events {
-		if outcome, ok := strings.CutPrefix(e.Action, "request."); ok {
-			m.requests.WithLabelValues(outcome).Inc()
-		} else if outcome, ok := strings.CutPrefix(e.Action, "decision."); ok {
-			m.decisions.WithLabelValues(outcome).Inc()
+		switch e.Action {
+		case app.ActionRequestCreated, app.ActionRequestApproved, app.ActionRequestDenied, app.ActionRequestExpired, app.ActionRequestCancelled:
+			m.requests.WithLabelValues(strings.TrimPrefix(e.Action, "request.")).Inc()
+		case app.ActionDecisionApprove, app.ActionDecisionDeny:
+			m.decisions.WithLabelValues(strings.TrimPrefix(e.Action, "decision.")).Inc()
 		}
 	}
 }

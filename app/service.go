@@ -165,12 +165,19 @@ func (s *Service) RequestAccess(ctx context.Context, requester Principal, in Req
 func (s *Service) post(ctx context.Context, r Request) {
 	ref, err := s.Notifier.PostRequest(ctx, r)
 	if err == nil {
+		var moved bool
 		err = s.Store.UpdateRequest(ctx, r.ID, func(cur Request) (RequestChange, error) {
+			// Someone may have decided from the Home tab before the message existed.
+			moved = len(cur.Decisions) > 0 || cur.Status != StatusPending
 			cur.Message = ref
 			return RequestChange{Request: cur}, nil
 		})
 		if err == nil {
-			s.refreshHomes(ctx, r)
+			if moved {
+				s.refresh(ctx, r.ID)
+			} else {
+				s.refreshHomes(ctx, r)
+			}
 			return
 		}
 	}
