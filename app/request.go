@@ -64,6 +64,7 @@ type Request struct {
 	RemindAt          time.Time  // when to remind undecided approvers; zero when none is due (any more)
 	EscalateAt        time.Time  // when to escalate to the role's escalate_to; zero when none is due (any more)
 	Escalated         bool       // the role's escalate_to may decide it too
+	ExtendsGrantID    string     // set for an extension: approving it moves that grant's end out
 }
 
 // Approvers returns the IDs of those who approved, in order.
@@ -113,6 +114,7 @@ type Grant struct {
 	Status     GrantStatus
 	EndedBy    string // who revoked it (SystemActor when it expired)
 	EndReason  string
+	Extensions int // approved extensions so far
 
 	// Break-glass: the holder took it without approval (ApprovedBy is empty); it needs
 	// review by an approver of the role until one acknowledges it.
@@ -152,6 +154,7 @@ const (
 	ActionDecisionDeny     = "decision.deny"
 	ActionGrantCreated     = "grant.created"
 	ActionGrantExpired     = "grant.expired"
+	ActionGrantExtended    = "grant.extended"
 )
 
 // Event sources.

@@ -35,10 +35,20 @@ type RequestStore interface {
 
 // RequestChange is what UpdateRequest writes atomically.
 type RequestChange struct {
-	Request  Request      // the request's new state
-	Decision *Decision    // a decision to add, if any
-	Grant    *Grant       // a grant to create, if any
-	Events   []AuditEvent // audit events to append
+	Request   Request         // the request's new state
+	Decision  *Decision       // a decision to add, if any
+	Grant     *Grant          // a grant to create, if any
+	Extension *GrantExtension // an extension to apply to an active grant, if any
+	Events    []AuditEvent    // audit events to append
+}
+
+// GrantExtension moves an active grant's end out. It applies only if the grant is still
+// active and has had exactly Extensions extensions (the conditional write); otherwise the
+// change is ErrNotPending.
+type GrantExtension struct {
+	GrantID    string
+	Extensions int
+	ExpiresAt  time.Time
 }
 
 // GroupResolver lists the members of a Slack user group.
@@ -136,8 +146,13 @@ func (s *Service) RequestAccess(ctx context.Context, requester Principal, in Req
 	if requester.Kind == PrincipalUser && s.mayBreakGlass(ctx, role, requester.ID) {
 		return s.breakGlass(ctx, requester.ID, role, duration, reason, source)
 	}
+	return s.file(ctx, s.newRequest(requester, role, duration, reason), role, source)
+}
+
+// newRequest is a pending request filed now.
+func (s *Service) newRequest(requester Principal, role Role, duration time.Duration, reason string) Request {
 	now := s.Now()
-	r := Request{
+	return Request{
 		ID:                newID("req"),
 		Requester:         requester,
 		Role:              role.Name,
@@ -148,14 +163,19 @@ func (s *Service) RequestAccess(ctx context.Context, requester Principal, in Req
 		CreatedAt:         now,
 		ExpiresAt:         now.Add(role.RequestTTL),
 	}
-	r.RemindAt, r.EscalateAt = role.followUps(now)
-	event := AuditEvent{At: now, Actor: requester.ID, Action: ActionRequestCreated, Principal: requester,
-		RequestID: r.ID, Reason: reason, Source: source}
+}
+
+// file stores a new request and shows it to its approvers in the background.
+func (s *Service) file(ctx context.Context, r Request, role Role, source string) (Request, error) {
+	r.RemindAt, r.EscalateAt = role.followUps(r.CreatedAt)
+	event := AuditEvent{At: r.CreatedAt, Actor: r.Requester.ID, Action: ActionRequestCreated, Principal: r.Requester,
+		RequestID: r.ID, GrantID: r.ExtendsGrantID, Reason: r.Reason, Source: source}
 	if err := s.Store.CreateRequest(ctx, r, event); err != nil {
 		return Request{}, fmt.Errorf("file request: %w", err)
 	}
 	s.recorded(event)
-	s.Log.Info("request filed", "request_id", r.ID, "role", r.Role, "requester", requester.ID, "duration", duration)
+	s.Log.Info("request filed", "request_id", r.ID, "role", r.Role, "requester", r.Requester.ID, "duration", r.Duration,
+		"extends", r.ExtendsGrantID)
 	s.inBackground(func(ctx context.Context) { s.post(ctx, r) })
 	return r, nil
 }
@@ -256,6 +276,12 @@ func (s *Service) Decide(ctx context.Context, in DecisionInput) (Request, error)
 	if err := s.mayDecide(ctx, r, in.Approver); err != nil {
 		return r, err
 	}
+	var extended Grant
+	if r.ExtendsGrantID != "" {
+		if extended, err = s.Grants.Grant(ctx, r.ExtendsGrantID); err != nil {
+			return r, err
+		}
+	}
 	now := s.Now()
 	if r.Status == StatusPending && !now.Before(r.ExpiresAt) {
 		s.expireRequest(ctx, r.ID)
@@ -289,6 +315,18 @@ func (s *Service) Decide(ctx context.Context, in DecisionInput) (Request, error)
 			r.Status, r.DecidedAt = StatusDenied, now
 			change.Events = append(change.Events, AuditEvent{At: now, Actor: in.Approver, Action: ActionRequestDenied,
 				Principal: r.Requester, RequestID: r.ID, Reason: comment, Source: in.Source})
+		case len(r.Approvers()) >= r.ApprovalsRequired && r.ExtendsGrantID != "":
+			role, _ := s.Policy.Role(r.Role)
+			g := extended
+			g.ExpiresAt, g.Extensions = role.extensionEnd(extended, r.Duration, now), extended.Extensions+1
+			grant = &g
+			r.Status, r.DecidedAt, r.GrantID = StatusApproved, now, g.ID
+			change.Extension = &GrantExtension{GrantID: g.ID, Extensions: extended.Extensions, ExpiresAt: g.ExpiresAt}
+			change.Events = append(change.Events,
+				AuditEvent{At: now, Actor: in.Approver, Action: ActionRequestApproved, Principal: r.Requester,
+					RequestID: r.ID, GrantID: g.ID, Source: in.Source},
+				AuditEvent{At: now, Actor: in.Approver, Action: ActionGrantExtended, Principal: r.Requester,
+					RequestID: r.ID, GrantID: g.ID, Reason: "until " + g.ExpiresAt.UTC().Format(time.RFC3339), Source: in.Source})
 		case len(r.Approvers()) >= r.ApprovalsRequired:
 			grant = &Grant{
 				ID: newID("grt"), RequestID: r.ID, Principal: r.Requester, Role: r.Role,
@@ -313,6 +351,9 @@ func (s *Service) Decide(ctx context.Context, in DecisionInput) (Request, error)
 	s.Log.Info("decision recorded", "request_id", after.ID, "approver", in.Approver, "approve", in.Approve, "status", after.Status)
 	s.inBackground(func(ctx context.Context) {
 		s.refresh(ctx, after.ID)
+		if after.ExtendsGrantID != "" && grant != nil {
+			s.refresh(ctx, grant.RequestID) // the extended grant's own message shows its new end
+		}
 		if after.Status != StatusPending {
 			if err := s.Notifier.NotifyRequester(ctx, after, grant); err != nil {
 				s.Log.Error("telling requester failed", "request_id", after.ID, "err", err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/slack-go/slack"
 
@@ -31,8 +32,12 @@ func approvalMessage(r app.Request, role app.Role, g *app.Grant) (text string, b
 	outcome := outcomeLine(r, g)
 	text = fmt.Sprintf("Access request %s: %s asks for %s for %s. %s", r.ID, principalName(r.Requester), r.Role,
 		app.FormatDuration(r.Duration), outcome)
+	header := "Access request: " + r.Role
+	if r.ExtendsGrantID != "" {
+		header = "Extension request: " + r.Role
+	}
 	blocks = []slack.Block{
-		slack.NewHeaderBlock(plain(clipText("Access request: "+r.Role, 150))),
+		slack.NewHeaderBlock(plain(clipText(header, 150))),
 		slack.NewSectionBlock(nil, []*slack.TextBlockObject{
 			markdown("*Requester*\n" + principalName(r.Requester)),
 			markdown("*Role*\n" + r.Role + "\n" + clipText(escape(role.Description), 500)),
@@ -41,6 +46,10 @@ func approvalMessage(r app.Request, role app.Role, g *app.Grant) (text string, b
 			markdown("*Request ID*\n`" + r.ID + "`"),
 		}, nil),
 		slack.NewSectionBlock(markdown("*Reason*\n"+quote(r.Reason)), nil, nil),
+	}
+	if r.ExtendsGrantID != "" {
+		blocks = append(blocks, slack.NewContextBlock("", markdown(fmt.Sprintf(
+			"Extends grant `%s`: approving moves its end out by %s.", r.ExtendsGrantID, app.FormatDuration(r.Duration)))))
 	}
 	for _, d := range r.Decisions {
 		blocks = append(blocks, slack.NewContextBlock("", markdown(decisionLine(d))))
@@ -106,7 +115,7 @@ func outcomeLine(r app.Request, g *app.Grant) string {
 	case app.StatusApproved:
 		approved := fmt.Sprintf("*Approved* by %s. ", mentions(r.Approvers()))
 		if g == nil || g.Status == app.GrantActive {
-			return approved + fmt.Sprintf("Grant `%s` is active until %s.", r.GrantID, slackDate(r.DecidedAt.Add(r.Duration)))
+			return approved + fmt.Sprintf("Grant `%s` is active until %s.", r.GrantID, slackDate(grantEnd(r, g)))
 		}
 		return approved + grantEndLine(*g)
 	case app.StatusDenied:
@@ -118,6 +127,15 @@ func outcomeLine(r app.Request, g *app.Grant) string {
 		return "*Cancelled*."
 	}
 	return fmt.Sprintf("Waiting for approval (%d of %d). Open until %s.", len(r.Approvers()), r.ApprovalsRequired, slackDate(r.ExpiresAt))
+}
+
+// grantEnd is when an approved request's grant ends: the grant's own end when known (it
+// moves with extensions), else the requested duration from approval.
+func grantEnd(r app.Request, g *app.Grant) time.Time {
+	if g != nil {
+		return g.ExpiresAt
+	}
+	return r.DecidedAt.Add(r.Duration)
 }
 
 // grantEndLine says how a grant ended: **Revoked** by whom and why, or **Expired**.
@@ -141,10 +159,13 @@ func requesterMessage(r app.Request, g *app.Grant) string {
 		return fmt.Sprintf("%s: your access to *%s* has ended. %s", word, g.Role, grantEndLine(*g))
 	}
 	what := fmt.Sprintf("your request `%s` for *%s* (%s)", r.ID, r.Role, app.FormatDuration(r.Duration))
+	if r.ExtendsGrantID != "" {
+		what = fmt.Sprintf("your request `%s` to extend *%s* by %s", r.ID, r.Role, app.FormatDuration(r.Duration))
+	}
 	switch r.Status {
 	case app.StatusApproved:
 		return fmt.Sprintf("*Approved*: %s was approved by %s. Grant `%s` is active until %s.", what,
-			mentions(r.Approvers()), r.GrantID, slackDate(r.DecidedAt.Add(r.Duration)))
+			mentions(r.Approvers()), r.GrantID, slackDate(grantEnd(r, g)))
 	case app.StatusDenied:
 		d := r.Decisions[len(r.Decisions)-1]
 		return fmt.Sprintf("*Denied*: %s was denied by %s: %s", what, mention(d.Approver), clipText(escape(d.Comment), 1000))

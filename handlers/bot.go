@@ -32,6 +32,8 @@ type Service interface {
 	RevokeGrant(ctx context.Context, grantID, user, reason, source string) (app.Grant, error)
 	ReviewGrant(ctx context.Context, grantID, user, source string) (app.Grant, error)
 	Overview(ctx context.Context, user string) (app.Overview, error)
+	CheckExtend(ctx context.Context, grantID, user string) (app.Grant, app.Role, error)
+	ExtendGrant(ctx context.Context, grantID, user string, in app.RequestInput, source string) (app.Request, error)
 }
 
 // Bot runs the Socket Mode connection and answers every envelope.
@@ -263,10 +265,18 @@ func retry(ctx context.Context, call func() error) error {
 
 // reply answers the person who used a slash command or clicked a message button, privately.
 func (b *Bot) reply(ctx context.Context, responseURL, text string) {
+	b.replyBlocks(ctx, responseURL, text, nil)
+}
+
+// replyBlocks is reply with blocks (buttons); text is the fallback.
+func (b *Bot) replyBlocks(ctx context.Context, responseURL, text string, blocks []slack.Block) {
 	if responseURL == "" {
 		return
 	}
 	msg := &slack.WebhookMessage{ResponseType: slack.ResponseTypeEphemeral, Text: clipText(text, maxMessageText)}
+	if len(blocks) > 0 {
+		msg.Blocks = &slack.Blocks{BlockSet: blocks}
+	}
 	err := retry(ctx, func() error { return slack.PostWebhookContext(ctx, responseURL, msg) })
 	if err != nil {
 		b.log.Error("slack: reply failed", "err", err)

@@ -254,6 +254,8 @@ func (b *Bot) onInteractionFunc(cb slack.InteractionCallback) func(context.Conte
 				return b.onDecisionSubmit(ctx, cb)
 			case callbackLogin:
 				return b.onLoginSubmit(ctx, cb)
+			case callbackExtend:
+				return b.onExtendSubmit(ctx, cb)
 			}
 		case slack.InteractionTypeBlockActions:
 			for _, action := range cb.ActionCallback.BlockActions {
@@ -264,6 +266,8 @@ func (b *Bot) onInteractionFunc(cb slack.InteractionCallback) func(context.Conte
 					b.onReviewButton(ctx, cb, action)
 				case actionRole:
 					b.onRolePicked(ctx, cb, action)
+				case actionExtend:
+					b.onExtendButton(ctx, cb, action)
 				}
 			}
 		}

@@ -76,9 +76,11 @@ func homeBlocks(o app.Overview, now time.Time) []slack.Block {
 	blocks := []slack.Block{
 		slack.NewHeaderBlock(plain("Gatehouse")),
 		slack.NewSectionBlock(markdown(clipText(overviewMine(o, now), maxSectionText)), nil, nil),
-		slack.NewDividerBlock(),
-		slack.NewSectionBlock(markdown(fmt.Sprintf("*Waiting on you* (%d)", len(o.Waiting))), nil, nil),
 	}
+	blocks = append(blocks, extendBlocks(o.Grants)...)
+	blocks = append(blocks,
+		slack.NewDividerBlock(),
+		slack.NewSectionBlock(markdown(fmt.Sprintf("*Waiting on you* (%d)", len(o.Waiting))), nil, nil))
 	for i, r := range o.Waiting {
 		if i == maxWaitingShown {
 			blocks = append(blocks, slack.NewContextBlock("", markdown(fmt.Sprintf("…and %d more: see the approval channels.", len(o.Waiting)-i))))
@@ -170,5 +172,7 @@ func (b *Bot) onList(ctx context.Context, cmd slack.SlashCommand) {
 		b.reply(ctx, cmd.ResponseURL, userMessage(err))
 		return
 	}
-	b.reply(ctx, cmd.ResponseURL, overviewText(o, b.homes.now()))
+	text := overviewText(o, b.homes.now())
+	blocks := append([]slack.Block{slack.NewSectionBlock(markdown(text), nil, nil)}, extendBlocks(o.Grants)...)
+	b.replyBlocks(ctx, cmd.ResponseURL, text, blocks)
 }

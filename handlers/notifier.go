@@ -65,8 +65,12 @@ func (n *Notifier) NotifyRequester(ctx context.Context, r app.Request, g *app.Gr
 		return nil
 	}
 	text := requesterMessage(r, g)
+	opts := []slack.MsgOption{slack.MsgOptionText(text, false)}
+	if g != nil && g.Status == app.GrantActive && !g.BreakGlass {
+		opts = append(opts, slack.MsgOptionBlocks(append([]slack.Block{slack.NewSectionBlock(markdown(text), nil, nil)}, extendBlocks([]app.Grant{*g})...)...))
+	}
 	err := retry(ctx, func() error {
-		_, _, err := n.api.PostMessageContext(ctx, r.Requester.ID, slack.MsgOptionText(text, false))
+		_, _, err := n.api.PostMessageContext(ctx, r.Requester.ID, opts...)
 		return err
 	})
 	if err != nil {

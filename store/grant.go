@@ -22,6 +22,7 @@ type grantRow struct {
 	Status        string    `gorm:"index:grant_expiry"`
 	EndedBy       string
 	EndReason     string
+	Extensions    int    `gorm:"not null;default:0"`
 	BreakGlass    bool   `gorm:"not null;default:false"`
 	NeedsReview   bool   `gorm:"not null;default:false"` // cleared by the one conditional write of a review
 	ReviewedBy    string `gorm:"not null;default:''"`
@@ -35,7 +36,7 @@ func grantFromApp(g app.Grant) *grantRow {
 	row := &grantRow{
 		ID: g.ID, RequestID: g.RequestID, PrincipalKind: string(g.Principal.Kind), PrincipalID: g.Principal.ID,
 		Role: g.Role, ApprovedBy: g.ApprovedBy, CreatedAt: g.CreatedAt.UTC(), ExpiresAt: g.ExpiresAt.UTC(), Status: string(g.Status),
-		EndedBy: g.EndedBy, EndReason: g.EndReason, BreakGlass: g.BreakGlass, NeedsReview: g.NeedsReview, ReviewedBy: g.ReviewedBy,
+		EndedBy: g.EndedBy, EndReason: g.EndReason, Extensions: g.Extensions, BreakGlass: g.BreakGlass, NeedsReview: g.NeedsReview, ReviewedBy: g.ReviewedBy,
 	}
 	if !g.ReviewedAt.IsZero() {
 		t := g.ReviewedAt.UTC()
@@ -48,7 +49,7 @@ func (row grantRow) toApp() app.Grant {
 	g := app.Grant{
 		ID: row.ID, RequestID: row.RequestID, Principal: app.Principal{Kind: app.PrincipalKind(row.PrincipalKind), ID: row.PrincipalID},
 		Role: row.Role, ApprovedBy: row.ApprovedBy, CreatedAt: row.CreatedAt, ExpiresAt: row.ExpiresAt, Status: app.GrantStatus(row.Status),
-		EndedBy: row.EndedBy, EndReason: row.EndReason, BreakGlass: row.BreakGlass, NeedsReview: row.NeedsReview, ReviewedBy: row.ReviewedBy,
+		EndedBy: row.EndedBy, EndReason: row.EndReason, Extensions: row.Extensions, BreakGlass: row.BreakGlass, NeedsReview: row.NeedsReview, ReviewedBy: row.ReviewedBy,
 	}
 	if row.ReviewedAt != nil {
 		g.ReviewedAt = *row.ReviewedAt

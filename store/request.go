@@ -29,6 +29,7 @@ type requestRow struct {
 	RemindAt          *time.Time    `gorm:"index:request_remind"`   // NULL when no reminder is due (any more)
 	EscalateAt        *time.Time    `gorm:"index:request_escalate"` // NULL when no escalation is due (any more)
 	Escalated         bool          `gorm:"not null;default:false"`
+	ExtendsGrantID    string        `gorm:"not null;default:''"`
 	Version           int           // bumped by every write; the condition of every update
 	Decisions         []decisionRow `gorm:"foreignKey:RequestID"`
 }
@@ -51,7 +52,7 @@ func requestFromApp(r app.Request) requestRow {
 		ID: r.ID, RequesterKind: string(r.Requester.Kind), RequesterID: r.Requester.ID, Role: r.Role,
 		Duration: r.Duration, Reason: r.Reason, Status: string(r.Status), ApprovalsRequired: r.ApprovalsRequired,
 		CreatedAt: r.CreatedAt.UTC(), ExpiresAt: r.ExpiresAt.UTC(), MessageChannel: r.Message.Channel,
-		MessageTS: r.Message.TS, GrantID: r.GrantID,
+		MessageTS: r.Message.TS, GrantID: r.GrantID, ExtendsGrantID: r.ExtendsGrantID,
 	}
 	if !r.DecidedAt.IsZero() {
 		t := r.DecidedAt.UTC()
@@ -75,7 +76,7 @@ func (row requestRow) toApp() app.Request {
 		ID: row.ID, Requester: app.Principal{Kind: app.PrincipalKind(row.RequesterKind), ID: row.RequesterID},
 		Role: row.Role, Duration: row.Duration, Reason: row.Reason, Status: app.RequestStatus(row.Status),
 		ApprovalsRequired: row.ApprovalsRequired, CreatedAt: row.CreatedAt, ExpiresAt: row.ExpiresAt,
-		Message: app.MessageRef{Channel: row.MessageChannel, TS: row.MessageTS}, GrantID: row.GrantID,
+		Message: app.MessageRef{Channel: row.MessageChannel, TS: row.MessageTS}, GrantID: row.GrantID, ExtendsGrantID: row.ExtendsGrantID,
 	}
 	if row.DecidedAt != nil {
 		r.DecidedAt = *row.DecidedAt
@@ -179,7 +180,16 @@ func writeChange(tx *gorm.DB, version int, change app.RequestChange) error {
 			return translate(err)
 		}
 	}
-	if g := change.Grant; g != nil {
+	if e := change.Extension; e != nil {
+		res := tx.Model(&grantRow{}).Where("id = ? AND status = ? AND extensions = ?", e.GrantID, string(app.GrantActive), e.Extensions).
+			Updates(map[string]any{"expires_at": e.ExpiresAt.UTC(), "extensions": e.Extensions + 1})
+		if res.Error != nil {
+			return translate(res.Error)
+		}
+		if res.RowsAffected != 1 {
+			return app.ErrNotPending // the grant ended, or another extension landed first
+		}
+	} else if g := change.Grant; g != nil {
 		if err := tx.Create(grantFromApp(*g)).Error; err != nil {
 			return translate(err)
 		}
