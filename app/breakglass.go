@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 )
 
@@ -35,29 +34,7 @@ const ActionGrantReviewed = "grant.reviewed"
 // mayBreakGlass reports whether user may take role at once, without approval: the role is
 // break-glass and user is in its break_glass_users, directly or through a user group.
 func (s *Service) mayBreakGlass(ctx context.Context, role Role, user string) bool {
-	return role.BreakGlass && s.listed(ctx, role.BreakGlassUsers, user)
-}
-
-// listed reports whether user is one of ids or a member of a user group among them. A group
-// that cannot be looked up counts as not containing the user.
-func (s *Service) listed(ctx context.Context, ids []string, user string) bool {
-	if slices.Contains(ids, user) {
-		return true
-	}
-	for _, id := range ids {
-		if !groupIDPattern.MatchString(id) {
-			continue
-		}
-		members, err := s.Groups.GroupMembers(ctx, id)
-		if err != nil {
-			s.Log.Error("looking up break-glass group failed", "group", id, "err", err)
-			continue
-		}
-		if slices.Contains(members, user) {
-			return true
-		}
-	}
-	return false
+	return role.BreakGlass && s.isAmong(ctx, role.BreakGlassUsers, user)
 }
 
 // breakGlass gives user the role at once for duration: one transaction stores the request,

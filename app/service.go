@@ -397,7 +397,7 @@ func (s *Service) isAmong(ctx context.Context, ids []string, user string) bool {
 		}
 		members, err := s.Groups.GroupMembers(ctx, id)
 		if err != nil {
-			s.Log.Error("looking up approver group failed", "group", id, "err", err)
+			s.Log.Error("looking up user group failed", "group", id, "err", err)
 			continue
 		}
 		if slices.Contains(members, user) {

@@ -52,38 +52,30 @@ func (s *Store) AuthRequest(ctx context.Context, id string) (app.AuthRequest, er
 // AttachLogin links the login showing a code to the sign-in, once: a sign-in that already
 // has a login is app.ErrConflict.
 func (s *Store) AttachLogin(ctx context.Context, id, loginID string) error {
-	res := s.db.WithContext(ctx).Model(&authRequestRow{}).Where("id = ? AND login_id = ?", id, "").Update("login_id", loginID)
-	if res.Error != nil {
-		return fmt.Errorf("store: attach login: %w", res.Error)
-	}
-	if res.RowsAffected != 1 {
-		return fmt.Errorf("store: attach login: %w", app.ErrConflict)
-	}
-	return nil
+	return s.updateAuthRequest(ctx, "attach login", id, map[string]any{"login_id": ""}, map[string]any{"login_id": loginID})
 }
 
 // CompleteAuthRequest records who signed in, once.
 func (s *Store) CompleteAuthRequest(ctx context.Context, id, subject string, at time.Time) error {
-	res := s.db.WithContext(ctx).Model(&authRequestRow{}).Where("id = ? AND done = ?", id, false).
-		Updates(map[string]any{"subject": subject, "auth_time": at.UTC(), "done": true})
-	if res.Error != nil {
-		return fmt.Errorf("store: complete auth request: %w", res.Error)
-	}
-	if res.RowsAffected != 1 {
-		return fmt.Errorf("store: complete auth request: %w", app.ErrConflict)
-	}
-	return nil
+	return s.updateAuthRequest(ctx, "complete auth request", id, map[string]any{"done": false},
+		map[string]any{"subject": subject, "auth_time": at.UTC(), "done": true})
 }
 
-// SaveAuthCode stores the hash of the authorization code issued for a done sign-in.
+// SaveAuthCode stores the hash of the authorization code issued for a done sign-in, once.
 func (s *Store) SaveAuthCode(ctx context.Context, id, codeHash string, expiresAt time.Time) error {
-	res := s.db.WithContext(ctx).Model(&authRequestRow{}).Where("id = ? AND done = ? AND code_hash = ?", id, true, "").
-		Updates(map[string]any{"code_hash": codeHash, "code_expires_at": expiresAt.UTC()})
+	return s.updateAuthRequest(ctx, "save auth code", id, map[string]any{"done": true, "code_hash": ""},
+		map[string]any{"code_hash": codeHash, "code_expires_at": expiresAt.UTC()})
+}
+
+// updateAuthRequest applies updates to the sign-in only while it matches cond (one
+// conditional write); when it does not, the error is app.ErrConflict.
+func (s *Store) updateAuthRequest(ctx context.Context, what, id string, cond, updates map[string]any) error {
+	res := s.db.WithContext(ctx).Model(&authRequestRow{}).Where("id = ?", id).Where(cond).Updates(updates)
 	if res.Error != nil {
-		return fmt.Errorf("store: save auth code: %w", res.Error)
+		return fmt.Errorf("store: %s: %w", what, res.Error)
 	}
 	if res.RowsAffected != 1 {
-		return fmt.Errorf("store: save auth code: %w", app.ErrConflict)
+		return fmt.Errorf("store: %s: %w", what, app.ErrConflict)
 	}
 	return nil
 }
