@@ -209,17 +209,29 @@ func (g *gatehouse) restart() {
 	g.start()
 }
 
-// testLog sends the program's output to the test log, unless muted.
+// testLog sends the program's output to the test log, unless muted, and keeps all of it.
 type testLog struct {
 	t     testing.TB
 	muted atomic.Bool
+	mu    sync.Mutex
+	all   strings.Builder
 }
 
 func (w *testLog) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	w.all.Write(p)
+	w.mu.Unlock()
 	if !w.muted.Load() {
 		w.t.Log(strings.TrimRight(string(p), "\n"))
 	}
 	return len(p), nil
+}
+
+// String returns everything the program logged.
+func (w *testLog) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.all.String()
 }
 
 // quiet stops sending the program's logs to the test log (benchmarks drown in them).

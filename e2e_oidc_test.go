@@ -428,3 +428,43 @@ func TestTokenCommand(t *testing.T) {
 		t.Errorf("progress on stderr: %s", stderr)
 	}
 }
+
+// Logs never contain tokens or secrets, whatever the flow.
+func TestLogsHoldNoSecrets(t *testing.T) {
+	g := startGatehouse(t)
+	g.grantFor("U0ALICE", "prod-db-admin", "1h", "U0BOB", "C0DBA")
+	rp := g.client("gatehouse-cli", "openid", "offline_access", "role:prod-db-admin")
+	da := rp.start()
+	waiting := rp.wait(da)
+	g.loginInSlack("U0ALICE", da.UserCode, nil)
+	got := g.receive(waiting)
+	if got.err != nil {
+		t.Fatal(got.err)
+	}
+	_, refreshed := g.post("/oauth/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {got.tok.RefreshToken}, "client_id": {"gatehouse-cli"}})
+	g.post("/oauth/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {got.tok.RefreshToken}, "client_id": {"gatehouse-cli"}}) // a replay, logged as refused
+	req := newFormRequest(g.issuer()+"/oauth/introspect", url.Values{"token": {got.tok.AccessToken}})
+	req.SetBasicAuth("resource-server", "wrong-"+resourceServerSecret)
+	g.do(req)
+	g.svc.App.Wait()
+
+	idToken, _ := got.tok.Extra("id_token").(string)
+	var rotated struct {
+		AccessToken  string `json:"access_token"`
+		RefreshToken string `json:"refresh_token"`
+	}
+	jsonUnmarshal(t, refreshed, &rotated)
+	logs := g.logs.String()
+	for name, secret := range map[string]string{
+		"device code": da.DeviceCode, "access token": got.tok.AccessToken, "refresh token": got.tok.RefreshToken,
+		"ID token": idToken, "rotated access token": rotated.AccessToken, "rotated refresh token": rotated.RefreshToken,
+		"client secret": resourceServerSecret, "bot token": "xoxb-fake", "app token": "xapp-fake",
+	} {
+		if secret != "" && strings.Contains(logs, secret) {
+			t.Errorf("the logs contain the %s", name)
+		}
+	}
+	if !strings.Contains(logs, "login completed") {
+		t.Error("the logs are empty: the test would see nothing")
+	}
+}

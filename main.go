@@ -196,6 +196,7 @@ func (m *Main) serve(ctx context.Context, cfg *Config) error {
 		return fmt.Errorf("cannot start:\n%s", strings.Join(problems, "\n"))
 	}
 	log := slog.New(slog.NewTextHandler(m.Stderr, nil))
+	slog.SetDefault(log) // the OpenID library logs through the default logger
 	db, err := store.Open(cfg.Database)
 	if err != nil {
 		return err

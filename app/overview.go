@@ -48,14 +48,14 @@ func (s *Service) Overview(ctx context.Context, user string) (Overview, error) {
 }
 
 // concerned returns the Slack users whose overview a change to r may change: the requester
-// and the role's approvers (group members included).
+// and those who may decide it (group members included).
 func (s *Service) concerned(ctx context.Context, r Request) []string {
 	var users []string
 	if r.Requester.Kind == PrincipalUser {
 		users = append(users, r.Requester.ID)
 	}
 	role, _ := s.Policy.Role(r.Role)
-	for _, id := range role.Approvers {
+	for _, id := range requestApprovers(r, role) {
 		if !groupIDPattern.MatchString(id) {
 			users = append(users, id)
 			continue
