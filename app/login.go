@@ -106,10 +106,16 @@ func (s *Service) StartLogin(ctx context.Context, in LoginStart) (Login, error) 
 			inputs = append(inputs, input)
 		}
 	}
+	// A service's requests are filed first, so the login is bound with them in one write:
+	// a poll never sees it bound without its requests.
+	filed, err := s.fileRequests(ctx, service, inputs, SourceOIDC)
+	if err != nil {
+		return Login{}, err
+	}
 	now := s.Now()
 	l := Login{
 		ID: newID("lgn"), ClientID: in.ClientID, Scopes: in.Scopes, Roles: roles, SecretHash: HashSecret(in.Secret),
-		Status: LoginPending, CreatedAt: now, ExpiresAt: now.Add(in.Lifetime),
+		Status: LoginPending, CreatedAt: now, ExpiresAt: now.Add(in.Lifetime), RequestIDs: requestIDs(filed),
 	}
 	if in.Service {
 		l.Status, l.Subject = LoginBound, service
@@ -122,34 +128,44 @@ func (s *Service) StartLogin(ctx context.Context, in LoginStart) (Login, error) 
 		}
 	}
 	if err != nil {
+		s.cancelRequests(ctx, filed, "the sign-in it was filed for could not start")
 		return Login{}, fmt.Errorf("start login: %w", err)
 	}
-	if len(inputs) > 0 {
-		l, _, err = s.fileLoginRequests(ctx, l, service, inputs, SourceOIDC)
-	}
-	return l, err
+	return l, nil
 }
 
-// fileLoginRequests files a request per input for the login's subject and links them to
-// the login; if one cannot be filed the login is denied, so its client stops waiting.
-func (s *Service) fileLoginRequests(ctx context.Context, l Login, p Principal, inputs []RequestInput, source string) (Login, []Request, error) {
+// fileRequests files a request per input for p; if one cannot be filed, those already
+// filed are cancelled and nothing is left waiting.
+func (s *Service) fileRequests(ctx context.Context, p Principal, inputs []RequestInput, source string) ([]Request, error) {
 	var filed []Request
 	for _, input := range inputs {
 		r, err := s.RequestAccess(ctx, p, input, source)
 		if err != nil {
-			s.denyLogin(ctx, l.ID, "a request could not be filed")
-			return Login{}, nil, err
+			s.cancelRequests(ctx, filed, "another request of the same sign-in could not be filed")
+			return nil, err
 		}
 		filed = append(filed, r)
 	}
-	err := s.Logins.UpdateLogin(ctx, l.ID, func(cur Login) (Login, error) {
-		for _, r := range filed {
-			cur.RequestIDs = append(cur.RequestIDs, r.ID)
+	return filed, nil
+}
+
+// cancelRequests cancels requests filed for a sign-in that did not go ahead.
+func (s *Service) cancelRequests(ctx context.Context, requests []Request, reason string) {
+	for _, r := range requests {
+		if _, err := s.cancelRequest(ctx, r.ID, reason); err != nil && !errors.Is(err, ErrNotPending) {
+			s.Log.Error("cancelling request failed", "request_id", r.ID, "err", err)
+			continue
 		}
-		l = cur
-		return cur, nil
-	})
-	return l, filed, err
+		s.inBackground(func(ctx context.Context) { s.refresh(ctx, r.ID) })
+	}
+}
+
+func requestIDs(requests []Request) []string {
+	ids := make([]string, len(requests))
+	for i, r := range requests {
+		ids[i] = r.ID
+	}
+	return ids
 }
 
 // HashSecret returns the hex SHA-256 of a high-entropy secret (device codes, refresh
@@ -303,6 +319,19 @@ func (s *Service) ConfirmLogin(ctx context.Context, in LoginConfirmation) (Login
 		}
 	}
 	now := s.Now()
+	if l.Status != LoginPending {
+		return Login{}, nil, ErrLoginUsed
+	}
+	if !now.Before(l.ExpiresAt) {
+		return Login{}, nil, ErrLoginExpired
+	}
+	// The requests are filed first and the login bound with them in one conditional write,
+	// so a poll never sees it bound without them; if the binding loses (someone else bound
+	// it, or it expired meanwhile), the requests are cancelled.
+	filed, err := s.fileRequests(ctx, User(in.User), inputs, in.Source)
+	if err != nil {
+		return Login{}, nil, err
+	}
 	err = s.Logins.UpdateLogin(ctx, in.LoginID, func(cur Login) (Login, error) {
 		if cur.Status != LoginPending {
 			return cur, ErrLoginUsed
@@ -310,31 +339,16 @@ func (s *Service) ConfirmLogin(ctx context.Context, in LoginConfirmation) (Login
 		if !now.Before(cur.ExpiresAt) {
 			return cur, ErrLoginExpired
 		}
-		cur.Status, cur.Subject = LoginBound, User(in.User)
+		cur.Status, cur.Subject, cur.RequestIDs = LoginBound, User(in.User), requestIDs(filed)
 		l = cur
 		return cur, nil
 	})
 	if err != nil {
+		s.cancelRequests(ctx, filed, "the sign-in it was filed for was already used or expired")
 		return Login{}, nil, err
-	}
-	var filed []Request
-	if len(inputs) > 0 {
-		if l, filed, err = s.fileLoginRequests(ctx, l, User(in.User), inputs, in.Source); err != nil {
-			return Login{}, nil, err
-		}
 	}
 	s.Log.Info("login confirmed", "login_id", l.ID, "user", in.User, "client_id", l.ClientID, "requests", len(filed))
 	return l, filed, nil
-}
-
-func (s *Service) denyLogin(ctx context.Context, id, reason string) {
-	err := s.Logins.UpdateLogin(ctx, id, func(cur Login) (Login, error) {
-		cur.Status, cur.DenyReason = LoginDenied, reason
-		return cur, nil
-	})
-	if err != nil {
-		s.Log.Error("denying login failed", "login_id", id, "err", err)
-	}
 }
 
 // LoginOutcome says what a waiting client gets now.
@@ -383,7 +397,7 @@ func (s *Service) PollLogin(ctx context.Context, clientID, secret string, interv
 			return cur, ErrSlowDown
 		}
 		cur.LastPolledAt = now
-		if cur.Status == l.Status {
+		if cur.Status == l.Status && len(cur.RequestIDs) == len(l.RequestIDs) {
 			switch verdict {
 			case nil:
 				cur.Status = LoginIssued

@@ -202,10 +202,28 @@ func (s *Service) post(ctx context.Context, r Request) {
 		}
 	}
 	s.Log.Error("posting request to approvers failed; cancelling it", "request_id", r.ID, "err", err)
+	cancelled, err := s.cancelRequest(ctx, r.ID, "it could not be posted to the approvers")
+	if err != nil {
+		s.Log.Error("cancelling unposted request failed", "request_id", r.ID, "err", err)
+		return
+	}
+	if ref.TS != "" { // posted, but where could not be stored: take its buttons away
+		cancelled.Message = ref
+		if err := s.Notifier.UpdateRequest(ctx, cancelled, nil); err != nil {
+			s.Log.Error("updating approval message failed", "request_id", r.ID, "err", err)
+		}
+	}
+	if err := s.Notifier.NotifyRequester(ctx, cancelled, nil); err != nil {
+		s.Log.Error("telling requester failed", "request_id", r.ID, "err", err)
+	}
+}
+
+// cancelRequest ends a pending request without a decision, with one conditional write and
+// its audit event; a request no longer pending is ErrNotPending.
+func (s *Service) cancelRequest(ctx context.Context, id, reason string) (Request, error) {
 	now := s.Now()
-	reason := "it could not be posted to the approvers"
 	var cancelled RequestChange
-	err = s.Store.UpdateRequest(ctx, r.ID, func(cur Request) (RequestChange, error) {
+	err := s.Store.UpdateRequest(ctx, id, func(cur Request) (RequestChange, error) {
 		if cur.Status != StatusPending {
 			return RequestChange{}, ErrNotPending
 		}
@@ -215,13 +233,10 @@ func (s *Service) post(ctx context.Context, r Request) {
 		return cancelled, nil
 	})
 	if err != nil {
-		s.Log.Error("cancelling unposted request failed", "request_id", r.ID, "err", err)
-		return
+		return Request{}, err
 	}
 	s.recorded(cancelled.Events...)
-	if err := s.Notifier.NotifyRequester(ctx, cancelled.Request, nil); err != nil {
-		s.Log.Error("telling requester failed", "request_id", r.ID, "err", err)
-	}
+	return cancelled.Request, nil
 }
 
 // DecisionInput is an approver's approve or deny as submitted.
