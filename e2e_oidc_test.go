@@ -316,6 +316,9 @@ func TestBadClientsAndScopes(t *testing.T) {
 	}{
 		{"unknown client", "/device_authorization", url.Values{"client_id": {"nope"}, "scope": {"openid"}}, [2]string{}, 400, "invalid_client"},
 		{"role not in policy", "/device_authorization", url.Values{"client_id": {"gatehouse-cli"}, "scope": {"openid role:root"}}, [2]string{}, 400, "invalid_scope"},
+		{"scope nobody offers", "/device_authorization", url.Values{"client_id": {"gatehouse-cli"}, "scope": {"openid prod:write"}}, [2]string{}, 400, "invalid_scope"},
+		{"client credentials with a scope nobody offers", "/oauth/token", url.Values{"grant_type": {"client_credentials"}, "scope": {"prod:write"}},
+			[2]string{"ci-deployer", serviceSecret("ci-deployer")}, 400, "invalid_scope"},
 		{"client without device flow", "/device_authorization", url.Values{"scope": {"openid"}}, [2]string{"resource-server", resourceServerSecret}, 400, "unauthorized_client"},
 		{"wrong client secret", "/device_authorization", url.Values{"scope": {"openid"}}, [2]string{"resource-server", "wrong"}, 400, "invalid_client"},
 		{"introspection with wrong secret", "/oauth/introspect", url.Values{"token": {"x"}}, [2]string{"resource-server", "wrong"}, 400, "unauthorized_client"},

@@ -271,3 +271,21 @@ func TestBrowserSignInRefusals(t *testing.T) {
 		})
 	}
 }
+
+func TestBrowserRoleNotAllowedForClientIsRefused(t *testing.T) {
+	g := startGatehouse(t, withClients(`
+  - id: narrow
+    public: true
+    redirect_uris: [`+webappRedirect+`]
+    grant_types: [authorization_code]
+    roles: [deploy]
+`))
+	w := g.webSignIn("openid", "role:prod-db-admin")
+	w.oauth.ClientID = "narrow"
+	b := g.httpBrowser()
+	_, loc, body := b.get(w.authorizeURL())
+	back, _ := url.Parse(loc)
+	if back.Query().Get("error") != "invalid_scope" || back.Query().Get("state") != w.state {
+		t.Errorf("a role the client may not ask for: %s %s", loc, body)
+	}
+}

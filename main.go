@@ -545,6 +545,9 @@ func (c *Config) check() []string {
 			add("tokens.%s must be positive", name)
 		}
 	}
+	if d := c.Tokens.DevicePollInterval; d < time.Second || d%time.Second != 0 {
+		add("tokens.device_poll_interval %s must be whole seconds, at least 1s: clients are told it in seconds", d)
+	}
 	if a := c.Tokens.SigningAlgorithm; a != oidc.AlgRS256 && a != oidc.AlgES256 {
 		add("tokens.signing_algorithm %q must be RS256 or ES256", a)
 	}

@@ -6,15 +6,12 @@ import (
 	"time"
 )
 
-// extensionEnd is when g ends if an extension by d is approved now: d more from its current
-// end (or from now, if that is later), but — once the role's max_extensions are used up —
-// never past max_duration from the grant's first approval.
-func (r Role) extensionEnd(g Grant, d time.Duration, now time.Time) time.Time {
-	from := g.ExpiresAt
-	if now.After(from) {
-		from = now
-	}
-	end := from.Add(d)
+// extensionEnd is when g ends if an extension by d is approved: d more than its
+// current end, but — once the role's max_extensions are used up — never past max_duration
+// from the grant's first approval. (A grant that already ended is not extended at all: the
+// write that applies an extension requires it to be still running.)
+func (r Role) extensionEnd(g Grant, d time.Duration) time.Time {
+	end := g.ExpiresAt.Add(d)
 	if limit := g.CreatedAt.Add(r.MaxDuration); g.Extensions >= r.MaxExtensions && end.After(limit) {
 		end = limit
 	}
@@ -54,7 +51,7 @@ func (s *Service) ExtendGrant(ctx context.Context, grantID, user string, in Requ
 	if err != nil {
 		return Request{}, err
 	}
-	if !role.extensionEnd(g, duration, s.Now()).After(g.ExpiresAt) {
+	if !role.extensionEnd(g, duration).After(g.ExpiresAt) {
 		return Request{}, &InputError{Problems: []FieldProblem{{Field: FieldDuration, Message: fmt.Sprintf(
 			"This grant already ends at the latest %s allows: %s from its first approval.", role.Name, FormatDuration(role.MaxDuration))}}}
 	}

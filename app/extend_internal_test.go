@@ -12,22 +12,20 @@ func TestExtensionEnd(t *testing.T) {
 		name          string
 		maxExtensions int
 		extensions    int
-		now           time.Time
 		by            time.Duration
 		want          time.Time
 	}{
-		{"within max_duration", 0, 0, t0.Add(30 * time.Minute), 2 * time.Hour, t0.Add(3 * time.Hour)},
-		{"capped at max_duration from first approval", 0, 0, t0.Add(30 * time.Minute), 5 * time.Hour, t0.Add(4 * time.Hour)},
-		{"from now when the grant already ended", 0, 0, t0.Add(2 * time.Hour), time.Hour, t0.Add(3 * time.Hour)},
-		{"max_extensions lets it go beyond", 2, 1, t0.Add(30 * time.Minute), 5 * time.Hour, t0.Add(6 * time.Hour)},
-		{"max_extensions used up", 2, 2, t0.Add(30 * time.Minute), 5 * time.Hour, t0.Add(4 * time.Hour)},
+		{"within max_duration", 0, 0, 2 * time.Hour, t0.Add(3 * time.Hour)},
+		{"capped at max_duration from first approval", 0, 0, 5 * time.Hour, t0.Add(4 * time.Hour)},
+		{"max_extensions lets it go beyond", 2, 1, 5 * time.Hour, t0.Add(6 * time.Hour)},
+		{"max_extensions used up", 2, 2, 5 * time.Hour, t0.Add(4 * time.Hour)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			role := Role{MaxDuration: 4 * time.Hour, MaxExtensions: tt.maxExtensions}
 			g := grant
 			g.Extensions = tt.extensions
-			if got := role.extensionEnd(g, tt.by, tt.now); !got.Equal(tt.want) {
+			if got := role.extensionEnd(g, tt.by); !got.Equal(tt.want) {
 				t.Errorf("extensionEnd = %s, want %s", got, tt.want)
 			}
 		})

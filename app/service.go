@@ -333,7 +333,7 @@ func (s *Service) Decide(ctx context.Context, in DecisionInput) (Request, error)
 		case len(r.Approvers()) >= r.ApprovalsRequired && r.ExtendsGrantID != "":
 			role, _ := s.Policy.Role(r.Role)
 			g := extended
-			g.ExpiresAt, g.Extensions = role.extensionEnd(extended, r.Duration, now), extended.Extensions+1
+			g.ExpiresAt, g.Extensions = role.extensionEnd(extended, r.Duration), extended.Extensions+1
 			grant = &g
 			r.Status, r.DecidedAt, r.GrantID = StatusApproved, now, g.ID
 			change.Extension = &GrantExtension{GrantID: g.ID, Extensions: extended.Extensions, ExpiresAt: g.ExpiresAt}

@@ -31,14 +31,21 @@ type GrantStore interface {
 // ErrNoActiveGrant: the principal holds no active grant for a role a token asks for.
 var ErrNoActiveGrant = fmt.Errorf("no active grant for the role")
 
+// StandardScopes are the scopes besides role: ones that a token may carry.
+var StandardScopes = []string{"openid", "profile", "email", "offline_access"}
+
 // RolesOfScopes returns the roles named by role: scopes, checking each against the policy.
-// An unknown role is an *InputError on FieldRole.
+// An unknown role, or a scope that is neither standard nor a role, is an *InputError on
+// FieldRole: a token never carries a scope nobody vetted.
 func (p Policy) RolesOfScopes(scopes []string) ([]string, error) {
 	var roles []string
 	var bad InputError
 	for _, s := range scopes {
 		name, ok := strings.CutPrefix(s, RoleScopePrefix)
 		if !ok {
+			if s != "" && !slices.Contains(StandardScopes, s) {
+				bad.add(FieldRole, fmt.Sprintf("The scope %q is not offered: use %s or role:<role>.", clip(s, 40), strings.Join(StandardScopes, ", ")))
+			}
 			continue
 		}
 		if _, known := p.Role(name); !known {
@@ -168,6 +175,10 @@ const ActionGrantRevoked = "grant.revoked"
 // role and an admin may revoke it. Errors: ErrNotFound, ErrNotAllowed, ErrNotPending (the
 // grant already ended).
 func (s *Service) RevokeGrant(ctx context.Context, grantID, user, reason, source string) (Grant, error) {
+	reason, problem := checkText(reason, true)
+	if problem != "" {
+		return Grant{}, &InputError{Problems: []FieldProblem{{Field: FieldReason, Message: problem}}}
+	}
 	g, err := s.Grants.Grant(ctx, grantID)
 	if err != nil {
 		return Grant{}, err

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -65,14 +66,15 @@ func loginModal(p app.PendingLogin) slack.ModalViewRequest {
 	}
 }
 
-// commonDurations offers the durations every one of the roles allows, with the shortest
-// default preselected.
+// commonDurations offers the durations every one of the roles allows — the choices of the
+// role with the shortest max_duration — with the shortest default preselected.
 func commonDurations(roles []app.Role) ([]time.Duration, time.Duration) {
-	choices := roles[0].DurationChoices()
-	def := roles[0].DefaultDuration
-	for _, r := range roles[1:] {
-		choices = slices.DeleteFunc(choices, func(d time.Duration) bool { return d > r.MaxDuration })
-		def = min(def, r.DefaultDuration)
+	shortest := slices.MinFunc(roles, func(a, b app.Role) int { return cmp.Compare(a.MaxDuration, b.MaxDuration) })
+	def := slices.MinFunc(roles, func(a, b app.Role) int { return cmp.Compare(a.DefaultDuration, b.DefaultDuration) }).DefaultDuration
+	choices := shortest.DurationChoices()
+	if !slices.Contains(choices, def) {
+		choices = append(choices, def)
+		slices.Sort(choices)
 	}
 	return choices, def
 }

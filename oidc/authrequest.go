@@ -85,14 +85,20 @@ func (s *Storage) CreateAuthRequest(ctx context.Context, req *oidc.AuthRequest, 
 	if c.cfg.Public && (req.CodeChallenge == "" || req.CodeChallengeMethod != oidc.CodeChallengeMethodS256) {
 		return nil, oidc.ErrInvalidRequest().WithDescription("public clients must use PKCE with S256")
 	}
-	if _, err := s.cfg.Policy.RolesOfScopes(req.Scopes); err != nil {
+	roles, err := s.cfg.Policy.RolesOfScopes(req.Scopes)
+	if err != nil {
 		return nil, oidc.ErrInvalidScope().WithDescription("%s", inputMessage(err))
+	}
+	for _, role := range roles {
+		if !c.mayAskFor(role) {
+			return nil, oidc.ErrInvalidScope().WithDescription("client %s may not ask for role %s", c.GetID(), clip(role))
+		}
 	}
 	now := s.cfg.Now()
 	a := app.AuthRequest{
 		ID: randomToken(18), ClientID: req.ClientID, RedirectURI: req.RedirectURI, Scopes: req.Scopes, State: req.State,
 		Nonce: req.Nonce, CodeChallenge: req.CodeChallenge, CodeChallengeMethod: string(req.CodeChallengeMethod),
-		ResponseMode: string(req.ResponseMode), Prompt: req.Prompt, CreatedAt: now, ExpiresAt: now.Add(s.cfg.LoginTTL),
+		ResponseMode: string(req.ResponseMode), Prompt: req.Prompt, CreatedAt: now.UTC(), ExpiresAt: now.Add(s.cfg.LoginTTL).UTC(),
 	}
 	if err := s.browser.CreateAuthRequest(ctx, a); err != nil {
 		return nil, err

@@ -153,10 +153,10 @@ func (c *Client) RestrictAdditionalAccessTokenScopes() func([]string) []string {
 	return func(s []string) []string { return s }
 }
 
-// IsScopeAllowed allows role: scopes for the roles the client may ask for.
+// IsScopeAllowed lets role: scopes through the library's authorize checks, so that
+// CreateAuthRequest can refuse one the client may not ask for instead of dropping it silently.
 func (c *Client) IsScopeAllowed(scope string) bool {
-	role, ok := strings.CutPrefix(scope, app.RoleScopePrefix)
-	return ok && c.mayAskFor(role)
+	return strings.HasPrefix(scope, app.RoleScopePrefix)
 }
 
 // IDTokenUserinfoClaimsAssertion puts name and email in the ID token itself.

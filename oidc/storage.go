@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -340,12 +339,14 @@ func (s *Storage) SetUserinfoFromRequest(ctx context.Context, info *oidc.UserInf
 func (s *Storage) setUserinfo(ctx context.Context, info *oidc.UserInfo, subject string, roles []string) error {
 	info.Subject = subject
 	if s.principal(subject).Kind == app.PrincipalUser {
-		p, err := s.people.Profile(ctx, subject)
-		if err != nil {
-			return fmt.Errorf("profile of %s: %w", subject, err)
+		// Best effort: an approved sign-in is not lost because Slack's profile look-up failed;
+		// the token then carries no name or email.
+		if p, err := s.people.Profile(ctx, subject); err != nil {
+			s.cfg.Log.Warn("profile look-up failed; issuing the ID token without name and email", "subject", subject, "err", err)
+		} else {
+			info.Name, info.Email = p.Name, p.Email
+			info.EmailVerified = oidc.Bool(p.Email != "")
 		}
-		info.Name, info.Email = p.Name, p.Email
-		info.EmailVerified = oidc.Bool(p.Email != "")
 	}
 	info.AppendClaims("roles", roles)
 	return nil
@@ -404,6 +405,9 @@ func (s *Storage) ClientCredentialsTokenRequest(_ context.Context, clientID stri
 				"use the device flow (gatehouse token --client-id %s --client-secret-env VAR --role %s)", clip(scope), clientID, clip(role))
 		}
 	}
+	if _, err := s.cfg.Policy.RolesOfScopes(scopes); err != nil {
+		return nil, oidc.ErrInvalidScope().WithDescription("%s", inputMessage(err))
+	}
 	return &tokenRequest{subject: clientID, clientID: clientID, scopes: scopes, audience: []string{clientID}, authTime: s.cfg.Now()}, nil
 }
 
@@ -455,10 +459,10 @@ func randomToken(n int) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// clip shortens untrusted text echoed in an error.
+// clip shortens untrusted text echoed in an error, without splitting a character.
 func clip(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "…"
+	if r := []rune(s); len(r) > 64 {
+		return string(r[:64]) + "…"
 	}
 	return s
 }

@@ -109,8 +109,11 @@ func grantsToApp(rows []grantRow) []app.Grant {
 // audit event, or app.ErrNotPending when the grant is no longer active.
 func (s *Store) EndGrant(ctx context.Context, id string, status app.GrantStatus, e app.AuditEvent) error {
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		res := tx.Model(&grantRow{}).Where("id = ? AND status = ?", id, string(app.GrantActive)).
-			Updates(map[string]any{"status": string(status), "ended_by": e.Actor, "end_reason": e.Reason})
+		q := tx.Model(&grantRow{}).Where("id = ? AND status = ?", id, string(app.GrantActive))
+		if status == app.GrantExpired { // not one extended since the sweeper saw it
+			q = q.Where("expires_at <= ?", e.At.UTC())
+		}
+		res := q.Updates(map[string]any{"status": string(status), "ended_by": e.Actor, "end_reason": e.Reason})
 		if res.Error != nil {
 			return res.Error
 		}

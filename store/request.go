@@ -181,7 +181,8 @@ func writeChange(tx *gorm.DB, version int, change app.RequestChange) error {
 		}
 	}
 	if e := change.Extension; e != nil {
-		res := tx.Model(&grantRow{}).Where("id = ? AND status = ? AND extensions = ?", e.GrantID, string(app.GrantActive), e.Extensions).
+		res := tx.Model(&grantRow{}).Where("id = ? AND status = ? AND extensions = ? AND expires_at > ?",
+			e.GrantID, string(app.GrantActive), e.Extensions, change.Request.DecidedAt.UTC()).
 			Updates(map[string]any{"expires_at": e.ExpiresAt.UTC(), "extensions": e.Extensions + 1})
 		if res.Error != nil {
 			return translate(res.Error)
