@@ -269,10 +269,12 @@ func (s *Service) CheckApprover(ctx context.Context, requestID, user string) (Re
 }
 
 // Decide records an approver's decision. A deny ends the request; the approval that reaches
-// the quorum approves it and creates the grant, active from now for the requested duration.
-// It returns the request as it is afterwards. Errors: *InputError (a deny without reason, a bad
-// comment), ErrNotFound, ErrSelfApproval, ErrNotApprover, ErrAlreadyDecided, ErrNotPending (with
-// the request's current state). Nothing changes on error.
+// the quorum approves it and creates the grant, active from now for the requested duration
+// (or, for an extension, moves the grant's end out). It returns the request as it is
+// afterwards. Errors: *InputError (a deny without reason, a bad comment), ErrNotFound,
+// ErrSelfApproval, ErrNotApprover, ErrAlreadyDecided, ErrNotPending (with the request's
+// current state; a request whose time is up is expired on the way). Otherwise nothing
+// changes on error.
 func (s *Service) Decide(ctx context.Context, in DecisionInput) (Request, error) {
 	comment, problem := checkText(in.Comment, !in.Approve)
 	if problem != "" {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -105,8 +106,12 @@ func (b *Bot) Run(ctx context.Context) error {
 	}
 }
 
-// handlerTimeout bounds the work for one envelope after its ack.
-const handlerTimeout = time.Minute
+// handlerTimeout bounds the work for one envelope after its ack; submissionTimeout the work
+// for a view submission, which is answered in its ack.
+const (
+	handlerTimeout    = time.Minute
+	submissionTimeout = 2500 * time.Millisecond
+)
 
 // dispatch acknowledges envelopes that need no answer at once and hands the work to a
 // goroutine, so one slow handler never delays another envelope's ack.
@@ -159,9 +164,16 @@ func (b *Bot) dispatch(ctx context.Context, evt socketmode.Event) {
 		return
 	}
 	b.handling.Go(func() {
-		b.workers <- struct{}{}
-		defer func() { <-b.workers }()
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), handlerTimeout)
+		timeout := handlerTimeout
+		if ackFirst {
+			b.workers <- struct{}{}
+			defer func() { <-b.workers }()
+		} else {
+			// A submission's answer is its ack: it skips the queue behind commands and must
+			// be done well within Slack's 3 s.
+			timeout = submissionTimeout
+		}
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 		defer cancel()
 		answer := work(ctx)
 		if !ackFirst {
@@ -255,6 +267,9 @@ func retry(ctx context.Context, call func() error) error {
 		if !errors.As(err, &limited) || attempt == maxRetries {
 			return err
 		}
+		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < limited.RetryAfter {
+			return err // no time left to wait for Slack
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -278,6 +293,10 @@ func (b *Bot) replyBlocks(ctx context.Context, responseURL, text string, blocks 
 		msg.Blocks = &slack.Blocks{BlockSet: blocks}
 	}
 	err := retry(ctx, func() error { return slack.PostWebhookContext(ctx, responseURL, msg) })
+	var urlErr *url.Error
+	if errors.As(err, &urlErr) {
+		err = urlErr.Err // the response URL itself lets anyone post for 30 minutes: keep it out of logs
+	}
 	if err != nil {
 		b.log.Error("slack: reply failed", "err", err)
 	}

@@ -54,7 +54,7 @@ func NewHandler(cfg Config, d Deps) (http.Handler, error) {
 	for _, c := range cfg.Clients {
 		storage.clients[c.ID] = newClient(c, cfg.IDTokenTTL)
 	}
-	var cryptoKey [32]byte // unused (access tokens are JWTs), but the library wants one
+	var cryptoKey [32]byte // the library seals authorization codes with it; they live a minute, so a key per start is enough
 	rand.Read(cryptoKey[:])
 	opts := []op.Option{op.WithLogger(cfg.Log)}
 	if strings.HasPrefix(cfg.Issuer, "http://") {

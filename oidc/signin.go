@@ -201,6 +201,10 @@ func (s *signin) status(w http.ResponseWriter, r *http.Request) {
 	}
 	c, _ := r.Cookie(signinCookiePrefix + a.ID)
 	outcome, err := s.svc.PollLogin(ctx, a.ClientID, c.Value, 0)
+	if errors.Is(err, app.ErrLoginUsed) {
+		// Issued by an earlier poll whose finish failed: finish it now.
+		outcome.Login, err = s.svc.Login(ctx, a.LoginID)
+	}
 	switch {
 	case err == nil:
 		if err := s.finish(ctx, w, a, outcome.Login.Subject.ID); err != nil {
