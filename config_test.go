@@ -113,3 +113,16 @@ func TestServeNamesEveryMissingSetting(t *testing.T) {
 		}
 	}
 }
+
+func TestServeNamesConfigAndEnvironmentProblemsAtOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gatehouse.yaml")
+	os.WriteFile(path, []byte(minimalRole+"    default_duration: 2h\n    max_duration: 1h\n"), 0o600)
+	var out bytes.Buffer
+	m := &Main{Getenv: func(string) string { return "" }, Stdout: &out, Stderr: &out}
+	err := m.Run(context.Background(), []string{"serve", "--config", path})
+	for _, want := range []string{"default_duration 2h is longer than max_duration 1h", "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not name %q: %v", want, err)
+		}
+	}
+}

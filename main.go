@@ -99,6 +99,9 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	switch args[0] {
 	case "serve":
 		cfg, err := m.loadConfig(args)
+		if _, problems := m.settings(); err != nil && len(problems) > 0 {
+			return fmt.Errorf("%w\n%s", err, strings.Join(problems, "\n")) // every problem in one message
+		}
 		if err != nil {
 			return err
 		}
@@ -222,7 +225,7 @@ func (m *Main) serve(ctx context.Context, cfg *Config) error {
 		Now:      m.Now,
 		Log:      log,
 	})
-	defer svc.Wait()
+	defer svc.Shutdown(shutdownTimeout)
 	bot := handlers.NewBot(api, svc, cfg.Policy, homes, metrics, log)
 
 	provider, err := oidc.NewHandler(oidc.Config{

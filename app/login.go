@@ -51,8 +51,9 @@ type LoginStore interface {
 	Login(ctx context.Context, id string) (Login, error)
 	LoginByUserCode(ctx context.Context, code string) (Login, error)
 	LoginBySecret(ctx context.Context, hash string) (Login, error)
-	// UpdateLogin changes a login with one conditional write, like UpdateRequest.
-	UpdateLogin(ctx context.Context, id string, update func(Login) (Login, error)) error
+	// UpdateLogin changes a login with one conditional write, like UpdateRequest, appending
+	// the audit events update returns in the same transaction.
+	UpdateLogin(ctx context.Context, id string, update func(Login) (Login, []AuditEvent, error)) error
 }
 
 // Login errors, each meaning one answer to the waiting client.
@@ -332,16 +333,17 @@ func (s *Service) ConfirmLogin(ctx context.Context, in LoginConfirmation) (Login
 	if err != nil {
 		return Login{}, nil, err
 	}
-	err = s.Logins.UpdateLogin(ctx, in.LoginID, func(cur Login) (Login, error) {
+	err = s.Logins.UpdateLogin(ctx, in.LoginID, func(cur Login) (Login, []AuditEvent, error) {
 		if cur.Status != LoginPending {
-			return cur, ErrLoginUsed
+			return cur, nil, ErrLoginUsed
 		}
 		if !now.Before(cur.ExpiresAt) {
-			return cur, ErrLoginExpired
+			return cur, nil, ErrLoginExpired
 		}
 		cur.Status, cur.Subject, cur.RequestIDs = LoginBound, User(in.User), requestIDs(filed)
 		l = cur
-		return cur, nil
+		return cur, []AuditEvent{{At: now, Actor: in.User, Action: ActionLoginConfirmed, Principal: cur.Subject,
+			Reason: "sign-in of client " + cur.ClientID + " for " + strings.Join(cur.Scopes, " "), Source: in.Source}}, nil
 	})
 	if err != nil {
 		s.cancelRequests(ctx, filed, "the sign-in it was filed for was already used or expired")
@@ -384,35 +386,48 @@ func (s *Service) PollLogin(ctx context.Context, clientID, secret string, interv
 		outcome.Reason, outcome.Grants, verdict = p.reason, p.grants, p.verdict
 	}
 	now := s.Now()
-	err = s.Logins.UpdateLogin(ctx, l.ID, func(cur Login) (Login, error) {
+	var events []AuditEvent
+	err = s.Logins.UpdateLogin(ctx, l.ID, func(cur Login) (Login, []AuditEvent, error) {
+		events = nil
 		switch {
 		case cur.Status == LoginIssued:
-			return cur, ErrLoginUsed
+			return cur, nil, ErrLoginUsed
 		case cur.Status == LoginDenied:
 			outcome.Reason = cur.DenyReason
-			return cur, ErrLoginDenied
+			return cur, nil, ErrLoginDenied
 		case !now.Before(cur.ExpiresAt):
-			return cur, ErrLoginExpired
+			return cur, nil, ErrLoginExpired
 		case now.Sub(cur.LastPolledAt) < interval:
-			return cur, ErrSlowDown
+			return cur, nil, ErrSlowDown
 		}
 		cur.LastPolledAt = now
 		if cur.Status == l.Status && len(cur.RequestIDs) == len(l.RequestIDs) {
 			switch verdict {
 			case nil:
 				cur.Status = LoginIssued
+				for _, g := range outcome.Grants {
+					events = append(events, AuditEvent{At: now, Actor: cur.ClientID, Action: ActionLoginIssued, Principal: cur.Subject,
+						RequestID: g.RequestID, GrantID: g.ID, Reason: "tokens for client " + cur.ClientID, Source: SourceOIDC})
+				}
+				if len(outcome.Grants) == 0 {
+					events = append(events, AuditEvent{At: now, Actor: cur.ClientID, Action: ActionLoginIssued, Principal: cur.Subject,
+						Reason: "tokens for client " + cur.ClientID, Source: SourceOIDC})
+				}
 			case ErrLoginDenied, ErrLoginExpired:
 				cur.Status, cur.DenyReason = LoginDenied, outcome.Reason
+				events = []AuditEvent{{At: now, Actor: SystemActor, Action: ActionLoginDenied, Principal: cur.Subject,
+					Reason: outcome.Reason, Source: SourceOIDC}}
 			}
 		} else {
 			verdict = ErrLoginPending // it moved on meanwhile; the next poll will see where to
 		}
 		outcome.Login = cur
-		return cur, nil
+		return cur, events, nil
 	})
 	if err != nil {
 		return outcome, err
 	}
+	s.recorded(events...)
 	if verdict != nil {
 		return outcome, verdict
 	}

@@ -155,6 +155,9 @@ const (
 	ActionGrantCreated     = "grant.created"
 	ActionGrantExpired     = "grant.expired"
 	ActionGrantExtended    = "grant.extended"
+	ActionLoginConfirmed   = "login.confirmed" // a person confirmed a sign-in in Slack
+	ActionLoginIssued      = "login.issued"    // a client received tokens
+	ActionLoginDenied      = "login.denied"    // a sign-in ended without tokens
 )
 
 // Event sources.

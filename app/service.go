@@ -109,6 +109,8 @@ func (s *Service) recorded(events ...AuditEvent) {
 type Service struct {
 	Deps
 	background sync.WaitGroup
+	stopped    context.Context // cancelled by Shutdown once its grace period is over
+	stop       context.CancelFunc
 	refreshing [64]sync.Mutex // serialises redraws of one request's message, striped by ID
 	guesses    codeGuesses
 }
@@ -121,11 +123,26 @@ func NewService(d Deps) *Service {
 	if d.Log == nil {
 		d.Log = slog.Default()
 	}
-	return &Service{Deps: d, guesses: codeGuesses{attempts: map[string][]time.Time{}}}
+	stopped, stop := context.WithCancel(context.Background())
+	return &Service{Deps: d, guesses: codeGuesses{attempts: map[string][]time.Time{}}, stopped: stopped, stop: stop}
 }
 
 // Wait blocks until the notifications the service sent in the background are done.
 func (s *Service) Wait() { s.background.Wait() }
+
+// Shutdown waits up to grace for the background notifications, then cancels those still
+// running (a Slack retry, say) and waits for them to return.
+func (s *Service) Shutdown(grace time.Duration) {
+	done := make(chan struct{})
+	go func() { s.background.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		s.Log.Warn("cancelling notifications still running at shutdown")
+		s.stop()
+		<-done
+	}
+}
 
 // CheckRequest says whether in is a valid request, without filing anything.
 // The error is an *InputError.
@@ -460,7 +477,7 @@ const backgroundTimeout = 2 * time.Minute
 // inBackground runs f after the caller has answered, so Slack round trips never delay an ack.
 func (s *Service) inBackground(f func(ctx context.Context)) {
 	s.background.Go(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), backgroundTimeout)
+		ctx, cancel := context.WithTimeout(s.stopped, backgroundTimeout)
 		defer cancel()
 		f(ctx)
 	})

@@ -82,9 +82,10 @@ func (s *Store) findLogin(ctx context.Context, query string, arg string) (app.Lo
 	return row.toApp(), nil
 }
 
-// UpdateLogin applies update with one version-checked write, re-running it if the login
-// changed in between. An error from update is returned as is and nothing is written.
-func (s *Store) UpdateLogin(ctx context.Context, id string, update func(app.Login) (app.Login, error)) error {
+// UpdateLogin applies update with one version-checked write, with the audit events it
+// returns, re-running it if the login changed in between. An error from update is returned
+// as is and nothing is written.
+func (s *Store) UpdateLogin(ctx context.Context, id string, update func(app.Login) (app.Login, []app.AuditEvent, error)) error {
 	var err error
 	for range maxUpdateAttempts {
 		err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
@@ -92,7 +93,7 @@ func (s *Store) UpdateLogin(ctx context.Context, id string, update func(app.Logi
 			if err := tx.Take(&row, "id = ?", id).Error; err != nil {
 				return translate(err)
 			}
-			changed, err := update(row.toApp())
+			changed, events, err := update(row.toApp())
 			if err != nil {
 				return err
 			}
@@ -106,7 +107,7 @@ func (s *Store) UpdateLogin(ctx context.Context, id string, update func(app.Logi
 			if res.RowsAffected != 1 {
 				return app.ErrConflict
 			}
-			return nil
+			return appendEvents(tx, events)
 		})
 		if !errors.Is(err, app.ErrConflict) {
 			break
