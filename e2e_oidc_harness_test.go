@@ -250,3 +250,17 @@ func (w *lineWatcher) waitFor(t *testing.T, want string) string {
 }
 
 func jsonDecode(body []byte, v any) error { return json.Unmarshal(body, v) }
+
+// signIn runs the device flow for rp with user confirming in Slack, for roles user already
+// holds, and returns the tokens.
+func (rp *relyingParty) signIn(user string) *oauth2.Token {
+	rp.g.t.Helper()
+	da := rp.start()
+	waiting := rp.wait(da)
+	rp.g.loginInSlack(user, da.UserCode, nil)
+	got := rp.g.receive(waiting)
+	if got.err != nil {
+		rp.g.t.Fatal(got.err)
+	}
+	return got.tok
+}

@@ -237,22 +237,16 @@ func TestRefreshRotatesAndRechecksGrants(t *testing.T) {
 
 	t.Run("revoked grant", func(t *testing.T) {
 		rp2 := g.client("gatehouse-cli", "openid", "offline_access", "role:prod-db-admin")
-		da := rp2.start()
-		waiting := rp2.wait(da)
-		g.loginInSlack("U0ALICE", da.UserCode, nil)
-		got := g.receive(waiting)
-		if got.err != nil {
-			t.Fatal(got.err)
-		}
-		if g.introspect(got.tok.AccessToken)["active"] != true {
+		tok := rp2.signIn("U0ALICE")
+		if g.introspect(tok.AccessToken)["active"] != true {
 			t.Fatal("fresh token not active")
 		}
 		g.command("U0ALICE", "revoke "+grantID+" done early")
 		g.ephemeral("U0ALICE", "*Revoked*")
-		if got := g.introspect(got.tok.AccessToken); got["active"] != false {
+		if got := g.introspect(tok.AccessToken); got["active"] != false {
 			t.Errorf("after revoking the grant, introspection = %v", got)
 		}
-		if status, body := refresh(got.tok.RefreshToken); status != 400 || oauthError(t, body) != "invalid_grant" {
+		if status, body := refresh(tok.RefreshToken); status != 400 || oauthError(t, body) != "invalid_grant" {
 			t.Errorf("refresh after revoke: %d %s", status, body)
 		}
 	})
@@ -262,23 +256,17 @@ func TestRevokingRefreshTokenEndsTheSession(t *testing.T) {
 	g := startGatehouse(t)
 	g.grantFor("U0ALICE", "prod-db-admin", "1h", "U0BOB", "C0DBA")
 	rp := g.client("gatehouse-cli", "openid", "offline_access", "role:prod-db-admin")
-	da := rp.start()
-	waiting := rp.wait(da)
-	g.loginInSlack("U0ALICE", da.UserCode, nil)
-	got := g.receive(waiting)
-	if got.err != nil {
-		t.Fatal(got.err)
-	}
-	if status, body := g.post("/revoke", url.Values{"token": {got.tok.RefreshToken}, "client_id": {"someone-else"}}); status == 200 {
+	tok := rp.signIn("U0ALICE")
+	if status, body := g.post("/revoke", url.Values{"token": {tok.RefreshToken}, "client_id": {"someone-else"}}); status == 200 {
 		t.Errorf("an unknown client revoked the token: %s", body)
 	}
-	if status, body := g.post("/revoke", url.Values{"token": {got.tok.RefreshToken}, "token_type_hint": {"refresh_token"}, "client_id": {"gatehouse-cli"}}); status != 200 {
+	if status, body := g.post("/revoke", url.Values{"token": {tok.RefreshToken}, "token_type_hint": {"refresh_token"}, "client_id": {"gatehouse-cli"}}); status != 200 {
 		t.Fatalf("revocation: %d %s", status, body)
 	}
-	if got := g.introspect(got.tok.AccessToken); got["active"] != false {
+	if got := g.introspect(tok.AccessToken); got["active"] != false {
 		t.Errorf("access token of the revoked session: %v", got)
 	}
-	status, body := g.post("/oauth/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {got.tok.RefreshToken}, "client_id": {"gatehouse-cli"}})
+	status, body := g.post("/oauth/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}, "client_id": {"gatehouse-cli"}})
 	if status != 400 || oauthError(t, body) != "invalid_grant" {
 		t.Errorf("refresh with a revoked token: %d %s", status, body)
 	}
@@ -289,19 +277,13 @@ func TestTokenExpiryCappedByGrant(t *testing.T) {
 	g.grantFor("U0ALICE", "prod-db-admin", "1h", "U0BOB", "C0DBA")
 	g.clock.Advance(time.Hour - 30*time.Second) // the grant ends in 30 s
 	rp := g.client("gatehouse-cli", "openid", "role:prod-db-admin")
-	da := rp.start()
-	waiting := rp.wait(da)
-	g.loginInSlack("U0ALICE", da.UserCode, nil)
-	got := g.receive(waiting)
-	if got.err != nil {
-		t.Fatal(got.err)
-	}
-	claims := rp.verifyAccess(got.tok.AccessToken, "prod-db")
+	tok := rp.signIn("U0ALICE")
+	claims := rp.verifyAccess(tok.AccessToken, "prod-db")
 	if claims.Expiry != claims.Grants[0].ExpiresAt {
 		t.Errorf("exp %d, want the grant's end %d", claims.Expiry, claims.Grants[0].ExpiresAt)
 	}
-	if got.tok.ExpiresIn > 31 {
-		t.Errorf("expires_in %d, want at most 30", got.tok.ExpiresIn)
+	if tok.ExpiresIn > 31 {
+		t.Errorf("expires_in %d, want at most 30", tok.ExpiresIn)
 	}
 }
 
@@ -343,14 +325,7 @@ func TestKeyRotationKeepsOldTokensVerifiable(t *testing.T) {
 	g.grantFor("U0ALICE", "prod-db-admin", "1h", "U0BOB", "C0DBA")
 	token := func() string {
 		rp := g.client("gatehouse-cli", "openid", "role:prod-db-admin")
-		da := rp.start()
-		waiting := rp.wait(da)
-		g.loginInSlack("U0ALICE", da.UserCode, nil)
-		got := g.receive(waiting)
-		if got.err != nil {
-			t.Fatal(got.err)
-		}
-		return got.tok.AccessToken
+		return rp.signIn("U0ALICE").AccessToken
 	}
 	before := token()
 	var out strings.Builder

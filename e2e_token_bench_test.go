@@ -167,14 +167,8 @@ type session struct {
 func (g *gatehouse) session() *session {
 	g.t.Helper()
 	rp := g.client("gatehouse-cli", "openid", "offline_access", "role:prod-db-admin")
-	da := rp.start()
-	waiting := rp.wait(da)
-	g.loginInSlack("U0ALICE", da.UserCode, nil)
-	got := g.receive(waiting)
-	if got.err != nil {
-		g.t.Fatal(got.err)
-	}
-	return &session{refreshToken: got.tok.RefreshToken, access: got.tok.AccessToken}
+	tok := rp.signIn("U0ALICE")
+	return &session{refreshToken: tok.RefreshToken, access: tok.AccessToken}
 }
 
 // refresh exchanges the session's refresh token for the next one.
