@@ -85,7 +85,7 @@ func (s *Service) breakGlass(ctx context.Context, user string, role Role, durati
 // whether or not the notice could be posted: it still needs review. If the grant changed
 // before the notice was stored (revoked, reviewed), the notice is redrawn.
 func (s *Service) announceBreakGlass(ctx context.Context, r Request, g Grant) {
-	ref, err := s.Notifier.PostBreakGlass(ctx, r, g)
+	ref, err := s.Notifier.PostRequest(ctx, r, &g)
 	if err == nil {
 		err = s.Store.UpdateRequest(ctx, r.ID, func(cur Request) (RequestChange, error) {
 			cur.Message = ref

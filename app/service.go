@@ -58,8 +58,9 @@ type GroupResolver interface {
 
 // Notifier tells people about requests. Slack is one implementation.
 type Notifier interface {
-	// PostRequest shows a new request to its approvers and says where.
-	PostRequest(ctx context.Context, r Request) (MessageRef, error)
+	// PostRequest shows a new request to its approvers and says where; with a break-glass
+	// grant, it is the loud notice that r's requester took it, with a way to review it.
+	PostRequest(ctx context.Context, r Request, grant *Grant) (MessageRef, error)
 	// UpdateRequest redraws the request's approval message from its current state and, once
 	// approved, its grant's.
 	UpdateRequest(ctx context.Context, r Request, grant *Grant) error
@@ -74,9 +75,6 @@ type Notifier interface {
 	// AnnounceEscalation tells the approvers (user and user-group IDs) that r was escalated to,
 	// in the thread of its approval message, that they may now decide it.
 	AnnounceEscalation(ctx context.Context, r Request, approvers []string) error
-	// PostBreakGlass shows the role's approvers, loudly, that r's requester took grant g
-	// without approval, with a way to review it, and says where.
-	PostBreakGlass(ctx context.Context, r Request, g Grant) (MessageRef, error)
 }
 
 // Deps are what a Service needs.
@@ -200,7 +198,7 @@ func (s *Service) file(ctx context.Context, r Request, role Role, source string)
 // post shows a new request to its approvers and remembers where; if that fails, the request
 // is cancelled and the requester told why, so nobody waits on a message no one can see.
 func (s *Service) post(ctx context.Context, r Request) {
-	ref, err := s.Notifier.PostRequest(ctx, r)
+	ref, err := s.Notifier.PostRequest(ctx, r, nil)
 	if err == nil {
 		var moved bool
 		err = s.Store.UpdateRequest(ctx, r.ID, func(cur Request) (RequestChange, error) {

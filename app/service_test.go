@@ -25,9 +25,13 @@ type recorder struct {
 	alarms  []app.Grant // break-glass notices posted
 }
 
-func (r *recorder) PostRequest(_ context.Context, req app.Request) (app.MessageRef, error) {
+func (r *recorder) PostRequest(_ context.Context, req app.Request, g *app.Grant) (app.MessageRef, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if g != nil {
+		r.alarms = append(r.alarms, *g)
+		return app.MessageRef{Channel: "C0APPROVALS", TS: "1.000" + req.ID}, nil
+	}
 	if r.postErr != nil {
 		return app.MessageRef{}, r.postErr
 	}
@@ -35,12 +39,6 @@ func (r *recorder) PostRequest(_ context.Context, req app.Request) (app.MessageR
 	return app.MessageRef{Channel: "C0APPROVALS", TS: "1.000" + req.ID}, nil
 }
 func (r *recorder) UpdateRequest(context.Context, app.Request, *app.Grant) error { return nil }
-func (r *recorder) PostBreakGlass(_ context.Context, req app.Request, g app.Grant) (app.MessageRef, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.alarms = append(r.alarms, g)
-	return app.MessageRef{Channel: "C0APPROVALS", TS: "1.000" + req.ID}, nil
-}
 func (r *recorder) RemindApprovers(_ context.Context, _ app.Request, approvers []string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()

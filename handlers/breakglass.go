@@ -77,24 +77,6 @@ func filedTitle(r app.Request) string {
 	return "Access requested"
 }
 
-// PostBreakGlass posts the break-glass notice to the role's channel.
-func (n *Notifier) PostBreakGlass(ctx context.Context, r app.Request, g app.Grant) (app.MessageRef, error) {
-	role, ok := n.policy.Role(r.Role)
-	if !ok {
-		return app.MessageRef{}, app.ErrUnknownRole
-	}
-	text, blocks := breakGlassMessage(r, role, g)
-	var channel, ts string
-	err := retry(ctx, func() (err error) {
-		channel, ts, err = n.api.PostMessageContext(ctx, n.policy.ChannelFor(role), slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...))
-		return err
-	})
-	if err != nil {
-		return app.MessageRef{}, fmt.Errorf("slack: post break-glass notice %s: %w", r.ID, err)
-	}
-	return app.MessageRef{Channel: channel, TS: ts}, nil
-}
-
 // onReviewButton records a review of a break-glass grant by whoever clicked; the notice is
 // redrawn by the app. Someone who may not review is told why, privately.
 func (b *Bot) onReviewButton(ctx context.Context, cb slack.InteractionCallback, action *slack.BlockAction) {

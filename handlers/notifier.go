@@ -26,13 +26,13 @@ func NewNotifier(api *slack.Client, policy app.Policy, homes *Homes, log *slog.L
 	return &Notifier{Homes: homes, api: api, policy: policy, log: log}
 }
 
-// PostRequest posts the approval message to the role's channel.
-func (n *Notifier) PostRequest(ctx context.Context, r app.Request) (app.MessageRef, error) {
+// PostRequest posts the approval message (for a break-glass grant, its notice) to the role's channel.
+func (n *Notifier) PostRequest(ctx context.Context, r app.Request, g *app.Grant) (app.MessageRef, error) {
 	role, ok := n.policy.Role(r.Role)
 	if !ok {
 		return app.MessageRef{}, app.ErrUnknownRole
 	}
-	text, blocks := approvalMessage(r, role, nil)
+	text, blocks := approvalMessage(r, role, g)
 	var channel, ts string
 	err := retry(ctx, func() (err error) {
 		channel, ts, err = n.api.PostMessageContext(ctx, n.policy.ChannelFor(role), slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...))
