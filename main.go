@@ -273,7 +273,7 @@ func (m *Main) serve(ctx context.Context, cfg *Config) error {
 	botDone := make(chan error, 1)
 	go func() { botDone <- bot.Run(botCtx) }()
 	sweeperDone := make(chan struct{})
-	go func() { defer close(sweeperDone); m.sweep(botCtx, svc, log) }()
+	go func() { defer close(sweeperDone); m.sweep(botCtx, svc, db, log) }()
 	botStopped := false
 	select {
 	case <-ctx.Done():
@@ -298,17 +298,25 @@ func (m *Main) serve(ctx context.Context, cfg *Config) error {
 	return err
 }
 
-// sweepInterval is how often expired requests and grants are ended.
-const sweepInterval = 15 * time.Second
+// sweepInterval is how often expired requests and grants are ended; retention is how long
+// ended sign-ins and token records are kept afterwards (requests, grants and the audit
+// trail are kept for good).
+const (
+	sweepInterval = 15 * time.Second
+	retention     = 24 * time.Hour
+)
 
 // sweep ends expired requests and grants at start (catching up after downtime) and then
-// every sweepInterval until ctx ends.
-func (m *Main) sweep(ctx context.Context, svc *app.Service, log *slog.Logger) {
+// every sweepInterval until ctx ends, and purges what ended more than retention ago.
+func (m *Main) sweep(ctx context.Context, svc *app.Service, db *store.Store, log *slog.Logger) {
 	ticker := time.NewTicker(sweepInterval)
 	defer ticker.Stop()
 	for {
 		if err := svc.Sweep(ctx); err != nil && ctx.Err() == nil {
 			log.Error("sweeping expired requests and grants failed", "err", err)
+		}
+		if _, err := db.Purge(ctx, m.Now().Add(-retention)); err != nil && ctx.Err() == nil {
+			log.Error("purging ended sign-ins and tokens failed", "err", err)
 		}
 		select {
 		case <-ctx.Done():

@@ -107,9 +107,9 @@ func (s *Store) DeleteAuthRequest(ctx context.Context, id string) error {
 }
 
 type browserSessionRow struct {
-	Hash      string `gorm:"primaryKey"`
-	Subject   string `gorm:"index"`
-	ExpiresAt time.Time
+	Hash      string    `gorm:"primaryKey"`
+	Subject   string    `gorm:"index"`
+	ExpiresAt time.Time `gorm:"index"`
 }
 
 func (browserSessionRow) TableName() string { return "browser_sessions" }

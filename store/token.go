@@ -15,9 +15,9 @@ type accessTokenRow struct {
 	SessionID string `gorm:"index"`
 	ClientID  string
 	Subject   string
-	Scopes    []string `gorm:"serializer:json"`
-	GrantIDs  []string `gorm:"serializer:json"`
-	ExpiresAt time.Time
+	Scopes    []string  `gorm:"serializer:json"`
+	GrantIDs  []string  `gorm:"serializer:json"`
+	ExpiresAt time.Time `gorm:"index"`
 	Revoked   bool
 }
 
@@ -30,7 +30,7 @@ type refreshTokenRow struct {
 	Subject   string
 	Scopes    []string `gorm:"serializer:json"`
 	AuthTime  time.Time
-	ExpiresAt time.Time
+	ExpiresAt time.Time `gorm:"index"`
 	Used      bool
 }
 

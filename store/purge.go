@@ -1,0 +1,28 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Purge deletes what ended before the cutoff and nobody needs any more: sign-ins (logins
+// and browser auth requests), access-token records, refresh tokens and browser sessions.
+// Requests, grants and the audit trail are kept. It returns how many rows went.
+func (s *Store) Purge(ctx context.Context, before time.Time) (int64, error) {
+	before = before.UTC()
+	var n int64
+	for _, row := range []any{&loginRow{}, &authRequestRow{}, &accessTokenRow{}, &refreshTokenRow{}, &browserSessionRow{}} {
+		res := s.db.WithContext(ctx).Where("expires_at < ?", before).Delete(row)
+		if res.Error != nil {
+			return n, fmt.Errorf("store: purge: %w", res.Error)
+		}
+		n += res.RowsAffected
+	}
+	// A client session whose refresh tokens are all gone can no longer be used or revoked.
+	res := s.db.WithContext(ctx).Where("id NOT IN (?)", s.db.Model(&refreshTokenRow{}).Select("session_id")).Delete(&sessionRow{})
+	if res.Error != nil {
+		return n, fmt.Errorf("store: purge sessions: %w", res.Error)
+	}
+	return n + res.RowsAffected, nil
+}
