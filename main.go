@@ -352,7 +352,7 @@ func (m *Main) clientSecrets(cfg *Config) ([]oidc.ClientConfig, []string) {
 			}
 		}
 		clients = append(clients, oidc.ClientConfig{ID: c.ID, Public: c.Public, Secret: secret, SecretHash: c.SecretHash,
-			RedirectURIs: c.RedirectURIs, GrantTypes: c.GrantTypes, Service: c.Service, Roles: c.Roles})
+			RedirectURIs: c.RedirectURIs, GrantTypes: c.GrantTypes})
 	}
 	return clients, problems
 }
@@ -494,6 +494,9 @@ func ParseConfig(data []byte) (*Config, error) {
 	}
 	for _, r := range f.Roles {
 		cfg.Policy.Roles = append(cfg.Policy.Roles, app.Role(r))
+	}
+	for _, c := range f.Clients {
+		cfg.Policy.Clients = append(cfg.Policy.Clients, app.ClientPolicy{ID: c.ID, Service: c.Service, Roles: c.Roles})
 	}
 	cfg.Policy = cfg.Policy.WithDefaults()
 	cfg.applyDefaults()

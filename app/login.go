@@ -89,7 +89,7 @@ type LoginStart struct {
 // is filed for each role, with the service as requester. A role scope naming no role in the
 // policy, or a bad duration or reason, is an *InputError and starts nothing.
 func (s *Service) StartLogin(ctx context.Context, in LoginStart) (Login, error) {
-	roles, err := s.Policy.RolesOfScopes(in.Scopes)
+	roles, err := s.Policy.ClientRoles(in.ClientID, in.Scopes)
 	if err != nil {
 		return Login{}, err
 	}

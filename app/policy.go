@@ -31,11 +31,50 @@ type Role struct {
 	BreakGlassUsers   []string
 }
 
-// Policy is the set of roles and the people with powers over all of them.
+// Policy is the set of roles, the people with powers over all of them, and what each
+// OAuth client may ask for.
 type Policy struct {
 	ApprovalsChannel string   // default channel for approval messages
 	Admins           []string // may revoke any grant and see every request
 	Roles            []Role
+	Clients          []ClientPolicy
+}
+
+// ClientPolicy is what the policy says about an OAuth client.
+type ClientPolicy struct {
+	ID      string
+	Service bool     // asks for itself: tokens have its ID as subject
+	Roles   []string // the roles it may ask for; empty means any (still approved by people)
+}
+
+// Principal returns who a token's subject is: a service client, or else a Slack user.
+func (p Policy) Principal(subject string) Principal {
+	for _, c := range p.Clients {
+		if c.ID == subject && c.Service {
+			return Principal{Kind: PrincipalService, ID: subject}
+		}
+	}
+	return User(subject)
+}
+
+// ClientRoles returns the roles the scopes ask for, checking them as RolesOfScopes does and
+// that the client may ask for each: a role outside its list is an *InputError on FieldRole.
+func (p Policy) ClientRoles(clientID string, scopes []string) ([]string, error) {
+	roles, err := p.RolesOfScopes(scopes)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range p.Clients {
+		if c.ID != clientID || len(c.Roles) == 0 {
+			continue
+		}
+		for _, r := range roles {
+			if !slices.Contains(c.Roles, r) {
+				return nil, &InputError{Problems: []FieldProblem{{Field: FieldRole, Message: fmt.Sprintf("Client %s may not ask for role %s.", clip(clientID, 64), r)}}}
+			}
+		}
+	}
+	return roles, nil
 }
 
 // Subcommands are the words /access reserves; no role may be named like one of them.

@@ -96,3 +96,30 @@ func TestDurationChoices(t *testing.T) {
 		t.Errorf("choices = %v, want %s", got, want)
 	}
 }
+
+func TestClientRolesAndPrincipal(t *testing.T) {
+	p := app.Policy{ApprovalsChannel: "C0APPROVALS", Roles: []app.Role{validRole(), {Name: "deploy"}},
+		Clients: []app.ClientPolicy{{ID: "ci", Service: true, Roles: []string{"deploy"}}, {ID: "cli"}}}.WithDefaults()
+	tests := []struct {
+		client, scope string
+		want          string // substring of the problem, "" for none
+	}{
+		{"ci", "role:deploy", ""},
+		{"ci", "role:prod-db-admin", "Client ci may not ask for role prod-db-admin"},
+		{"cli", "role:prod-db-admin", ""},
+		{"cli", "role:root", `no role called "root"`},
+		{"cli", "admin:all", `scope "admin:all" is not offered`},
+	}
+	for _, tt := range tests {
+		_, err := p.ClientRoles(tt.client, []string{"openid", tt.scope})
+		if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("%s asking %s: %v, want %q", tt.client, tt.scope, err, tt.want)
+		}
+	}
+	if got := p.Principal("ci"); got.Kind != app.PrincipalService {
+		t.Errorf("ci is %+v, want a service", got)
+	}
+	if got := p.Principal("cli"); got != app.User("cli") {
+		t.Errorf("a non-service client ID as subject is %+v, want a user", got)
+	}
+}

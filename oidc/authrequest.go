@@ -85,14 +85,8 @@ func (s *Storage) CreateAuthRequest(ctx context.Context, req *oidc.AuthRequest, 
 	if c.cfg.Public && (req.CodeChallenge == "" || req.CodeChallengeMethod != oidc.CodeChallengeMethodS256) {
 		return nil, oidc.ErrInvalidRequest().WithDescription("public clients must use PKCE with S256")
 	}
-	roles, err := s.cfg.Policy.RolesOfScopes(req.Scopes)
-	if err != nil {
+	if _, err := s.cfg.Policy.ClientRoles(req.ClientID, req.Scopes); err != nil {
 		return nil, oidc.ErrInvalidScope().WithDescription("%s", inputMessage(err))
-	}
-	for _, role := range roles {
-		if !c.mayAskFor(role) {
-			return nil, oidc.ErrInvalidScope().WithDescription("client %s may not ask for role %s", c.GetID(), clip(role))
-		}
 	}
 	now := s.cfg.Now()
 	a := app.AuthRequest{

@@ -27,8 +27,6 @@ type ClientConfig struct {
 	SecretHash   string // bcrypt
 	RedirectURIs []string
 	GrantTypes   []string // authorization_code, refresh_token, device_code, client_credentials
-	Service      bool
-	Roles        []string // roles it may ask for; empty means any
 }
 
 // Client implements op.Client for a configured client.
@@ -71,11 +69,6 @@ func (c *Client) checkSecret(secret string) bool {
 	c.verified[sum] = true
 	c.mu.Unlock()
 	return true
-}
-
-// mayAskFor reports whether the client may ask for the role at all.
-func (c *Client) mayAskFor(role string) bool {
-	return len(c.cfg.Roles) == 0 || slices.Contains(c.cfg.Roles, role)
 }
 
 // allows reports whether the client registered the grant type.

@@ -110,15 +110,10 @@ func (s *server) DeviceAuthorization(ctx context.Context, r *op.ClientRequest[oi
 	if !ok || !client.allows(oidc.GrantTypeDeviceCode) {
 		return nil, oidc.ErrUnauthorizedClient().WithDescription("this client may not use the device flow")
 	}
-	for _, scope := range r.Data.Scopes {
-		if role, isRole := strings.CutPrefix(scope, app.RoleScopePrefix); isRole && !client.mayAskFor(role) {
-			return nil, oidc.ErrInvalidScope().WithDescription("client %s may not ask for role %s", client.GetID(), clip(role))
-		}
-	}
 	deviceCode := randomToken(32)
 	login, err := s.svc.StartLogin(ctx, app.LoginStart{
 		ClientID: client.GetID(), Scopes: r.Data.Scopes, Secret: deviceCode, Lifetime: s.cfg.LoginTTL,
-		Service: client.cfg.Service, Duration: r.Form.Get("duration"), Reason: r.Form.Get("reason"),
+		Service: s.cfg.Policy.Principal(client.GetID()).Kind == app.PrincipalService, Duration: r.Form.Get("duration"), Reason: r.Form.Get("reason"),
 	})
 	var input *app.InputError
 	if errors.As(err, &input) {

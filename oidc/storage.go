@@ -206,7 +206,7 @@ func (s *Storage) TokenRequestByRefreshToken(ctx context.Context, token string) 
 			r.scopes = append(r.scopes, scope)
 			continue
 		}
-		grants, err := s.svc.GrantsForToken(ctx, s.principal(t.Subject), []string{role})
+		grants, err := s.svc.GrantsForToken(ctx, s.cfg.Policy.Principal(t.Subject), []string{role})
 		if errors.Is(err, app.ErrNoActiveGrant) {
 			continue // the grant ended: the role drops out of the new token
 		}
@@ -221,14 +221,6 @@ func (s *Storage) TokenRequestByRefreshToken(ctx context.Context, token string) 
 	}
 	r.audience = s.cfg.Policy.Audience(t.ClientID, r.roles())
 	return r, nil
-}
-
-// principal returns who a subject is: a service client's ID or a Slack user.
-func (s *Storage) principal(subject string) app.Principal {
-	if c, ok := s.clients[subject]; ok && c.cfg.Service {
-		return app.Principal{Kind: app.PrincipalService, ID: subject}
-	}
-	return app.User(subject)
 }
 
 // refreshTokenPrefix marks a refresh token's ID as handed from GetRefreshTokenInfo to RevokeToken.
@@ -338,7 +330,7 @@ func (s *Storage) SetUserinfoFromRequest(ctx context.Context, info *oidc.UserInf
 
 func (s *Storage) setUserinfo(ctx context.Context, info *oidc.UserInfo, subject string, roles []string) error {
 	info.Subject = subject
-	if s.principal(subject).Kind == app.PrincipalUser {
+	if s.cfg.Policy.Principal(subject).Kind == app.PrincipalUser {
 		// Best effort: an approved sign-in is not lost because Slack's profile look-up failed;
 		// the token then carries no name or email.
 		if p, err := s.people.Profile(ctx, subject); err != nil {
@@ -390,7 +382,7 @@ func (s *Storage) ClientCredentials(_ context.Context, id, secret string) (op.Cl
 	if !ok || !c.checkSecret(secret) {
 		return nil, oidc.ErrInvalidClient().WithDescription("unknown client or wrong secret")
 	}
-	if !c.cfg.Service || !c.allows(oidc.GrantTypeClientCredentials) {
+	if s.cfg.Policy.Principal(id).Kind != app.PrincipalService || !c.allows(oidc.GrantTypeClientCredentials) {
 		return nil, oidc.ErrUnauthorizedClient().WithDescription("only service clients with the client_credentials grant may use it")
 	}
 	return c, nil
