@@ -123,13 +123,20 @@ func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request) {
 		"debug_info":      map[string]any{"host": "fake", "build_number": 1, "approximate_connection_time": 18060},
 		"connection_info": map[string]any{"app_id": AppID},
 	}
-	if err := c.write(hello); err != nil {
-		return
-	}
+	// Counted as the hello goes out (a client that has read it must find itself counted),
+	// and no envelope can be written before it: the hello holds the writer's lock.
+	data, _ := json.Marshal(hello)
+	c.wmu.Lock()
 	s.mu.Lock()
 	c.ready = true
 	s.notify()
 	s.mu.Unlock()
+	_ = c.ws.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	err = c.ws.WriteMessage(websocket.TextMessage, data)
+	c.wmu.Unlock()
+	if err != nil {
+		return
+	}
 
 	for {
 		_, data, err := ws.ReadMessage()
