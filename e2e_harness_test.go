@@ -133,6 +133,9 @@ func startGatehouse(t testing.TB, options ...func(*gatehouseOptions)) *gatehouse
 	if err := os.WriteFile(config, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// Cleanups run last-in first-out: stop (its logs still reach the test), then mute, so
+	// nothing logged later through the process-wide logger reaches a finished test.
+	t.Cleanup(func() { g.logs.muted.Store(true) })
 	g.start()
 	t.Cleanup(func() { g.stop() })
 	return g
