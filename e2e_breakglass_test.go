@@ -223,3 +223,25 @@ func forgedReview(grantID, user string) map[string]any {
 			"action_ts": "1.000001"}},
 	}
 }
+
+// A listed user signing in for a break-glass role they do not hold yet is told they take
+// it at once, and their client gets its token right away.
+func TestBreakGlassThroughSignIn(t *testing.T) {
+	g := startGatehouse(t)
+	g.slack.AddUser("U0ONCALL", "Olive On-Call", "oncall@example.com")
+	rp := g.client("gatehouse-cli", "openid", "role:breakglass-db")
+	da := rp.start()
+	waiting := rp.wait(da)
+	form := g.loginInSlackForm("U0ONCALL", da.UserCode)
+	if !strings.Contains(form.AllText(), "takes *breakglass-db* at once (break-glass)") || strings.Contains(form.AllText(), "asks the approvers") {
+		t.Errorf("sign-in form for a break-glass role: %s", form.AllText())
+	}
+	g.submit("U0ONCALL", map[string]string{"Reason": "primary down"})
+	done := g.view("U0ONCALL", "Signed in")
+	if !strings.Contains(done.AllText(), "You have *breakglass-db* now (break-glass") {
+		t.Errorf("outcome: %s", done.AllText())
+	}
+	if got := g.receive(waiting); got.err != nil {
+		t.Fatalf("token: %v", got.err)
+	}
+}

@@ -249,7 +249,8 @@ func (g *codeGuesses) right(user string, now time.Time) {
 // PendingLogin is a login as shown to the person confirming it.
 type PendingLogin struct {
 	Login
-	Missing []Role // requested roles the user holds no active grant for: confirming files requests
+	Missing    []Role // requested roles the user holds no active grant for: confirming files requests
+	BreakGlass []Role // those of Missing the user may take at once (break-glass) rather than ask for
 }
 
 // FindLogin looks up the login behind a code typed by user in Slack. Wrong and expired
@@ -270,7 +271,13 @@ func (s *Service) FindLogin(ctx context.Context, user, typed string) (PendingLog
 	}
 	s.guesses.right(user, now)
 	missing, err := s.missingRoles(ctx, User(user), l.Roles)
-	return PendingLogin{Login: l, Missing: missing}, err
+	p := PendingLogin{Login: l, Missing: missing}
+	for _, r := range missing {
+		if s.mayBreakGlass(ctx, r, user) {
+			p.BreakGlass = append(p.BreakGlass, r)
+		}
+	}
+	return p, err
 }
 
 // missingRoles returns the roles p holds no active grant for.

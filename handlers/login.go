@@ -49,14 +49,25 @@ func loginModal(p app.PendingLogin) slack.ModalViewRequest {
 		slack.NewContextBlock("", markdown(":warning: Confirm only a sign-in you started yourself, with the code your own client shows. "+
 			"Someone who sends you a code is asking for your access.")),
 	}
-	if len(p.Missing) > 0 {
-		names := make([]string, len(p.Missing))
-		for i, r := range p.Missing {
-			names[i] = r.Name
+	var asked, taken []string
+	for _, r := range p.Missing {
+		if slices.ContainsFunc(p.BreakGlass, func(b app.Role) bool { return b.Name == r.Name }) {
+			taken = append(taken, r.Name)
+		} else {
+			asked = append(asked, r.Name)
 		}
+	}
+	if len(asked) > 0 {
 		blocks = append(blocks, slack.NewSectionBlock(markdown(clipText(fmt.Sprintf(
 			"You hold no active grant for *%s*. Confirming asks the approvers; your client gets its token once approved.",
-			strings.Join(names, "*, *")), maxSectionText)), nil, nil))
+			strings.Join(asked, "*, *")), maxSectionText)), nil, nil))
+	}
+	if len(taken) > 0 {
+		blocks = append(blocks, slack.NewSectionBlock(markdown(clipText(fmt.Sprintf(
+			":rotating_light: Confirming takes *%s* at once (break-glass): the approvers are told and review it afterwards.",
+			strings.Join(taken, "*, *")), maxSectionText)), nil, nil))
+	}
+	if len(p.Missing) > 0 {
 		blocks = append(blocks, durationInput(commonDurations(p.Missing)), reasonInput(""))
 	}
 	return slack.ModalViewRequest{
@@ -106,8 +117,16 @@ func (b *Bot) onLoginSubmit(ctx context.Context, cb slack.InteractionCallback) a
 		return outcomeView("Signed in", fmt.Sprintf("You are signed in to `%s`. Your client gets its token now.", escape(l.ClientID)))
 	}
 	lines := make([]string, len(filed))
+	waiting := false
 	for i, r := range filed {
-		lines[i] = b.filedText(r)
+		if r.Status == app.StatusApproved { // break-glass: granted at once
+			lines[i] = fmt.Sprintf("You have *%s* now (break-glass, grant `%s`); its approvers are told and review it.", r.Role, r.GrantID)
+			continue
+		}
+		lines[i], waiting = b.filedText(r), true
+	}
+	if !waiting {
+		return outcomeView("Signed in", strings.Join(lines, "\n")+"\nYour client gets its token now.")
 	}
 	return outcomeView("Access requested", strings.Join(lines, "\n")+"\nYour client gets its token once approved.")
 }
