@@ -59,8 +59,3 @@ func (s *Service) ExtendGrant(ctx context.Context, grantID, user string, in Requ
 	r.ExtendsGrantID = g.ID
 	return s.file(ctx, r, role, source)
 }
-
-// Grant returns a grant by ID.
-func (s *Service) Grant(ctx context.Context, id string) (Grant, error) {
-	return s.Grants.Grant(ctx, id)
-}

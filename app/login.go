@@ -408,7 +408,7 @@ func (s *Service) PollLogin(ctx context.Context, clientID, secret string, interv
 			return cur, nil, ErrSlowDown
 		}
 		cur.LastPolledAt = now
-		if cur.Status == l.Status && len(cur.RequestIDs) == len(l.RequestIDs) {
+		if cur.Status == l.Status { // bound logins get their requests in the binding write
 			switch verdict {
 			case nil:
 				cur.Status = LoginIssued

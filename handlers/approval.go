@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -251,23 +250,12 @@ func (b *Bot) onDecisionSubmit(ctx context.Context, cb slack.InteractionCallback
 		Source:    app.SourceSlack,
 	})
 	if err != nil {
-		var input *app.InputError
-		if !errors.As(err, &input) && !isRefusal(err) {
+		if !isRefusal(err) {
 			b.log.Error("recording decision failed", "request_id", cb.View.PrivateMetadata, "err", err)
 		}
 		return slack.NewErrorsViewSubmissionResponse(map[string]string{block: clipText(userMessage(err), 2000)})
 	}
 	return nil
-}
-
-// isRefusal reports errors that are a person's mistake, not Gatehouse's.
-func isRefusal(err error) bool {
-	for _, e := range []error{app.ErrSelfApproval, app.ErrNotApprover, app.ErrAlreadyDecided, app.ErrNotPending, app.ErrNotFound} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
 }
 
 // inputValue returns the typed text or picked option value of an input block, trimmed.

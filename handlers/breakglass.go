@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/slack-go/slack"
@@ -88,11 +87,7 @@ func (b *Bot) onReviewButton(ctx context.Context, cb slack.InteractionCallback, 
 	if err == nil {
 		return
 	}
-	refusal := isRefusal(err)
-	for _, e := range []error{app.ErrSelfReview, app.ErrNotReviewer, app.ErrAlreadyReviewed} {
-		refusal = refusal || errors.Is(err, e)
-	}
-	if !refusal {
+	if !isRefusal(err) {
 		b.log.Error("recording review failed", "grant_id", action.Value, "user", cb.User.ID, "err", err)
 	}
 	b.reply(ctx, cb.ResponseURL, userMessage(err))

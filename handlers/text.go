@@ -19,8 +19,24 @@ const (
 	maxOptionText  = 75
 )
 
-// userMessage is the one place that turns an error into words for the person who caused it.
+// userMessage is the one place that turns an error into words for the person who caused
+// it: what they did that Gatehouse refused, or that it failed on its own side.
 func userMessage(err error) string {
+	if msg, ok := refusal(err); ok {
+		return msg
+	}
+	return "Something went wrong on Gatehouse's side and nothing was changed. Please try again; if it keeps happening, tell your Gatehouse admins."
+}
+
+// isRefusal reports whether err is the person's doing (bad input, no right, too late)
+// rather than Gatehouse's failing: only the latter is worth an error in the log.
+func isRefusal(err error) bool {
+	_, ok := refusal(err)
+	return ok
+}
+
+// refusal returns the words for an error that is the person's doing, and whether it is one.
+func refusal(err error) (string, bool) {
 	var input *app.InputError
 	switch {
 	case errors.As(err, &input):
@@ -28,35 +44,35 @@ func userMessage(err error) string {
 		for i, p := range input.Problems {
 			msgs[i] = p.Message
 		}
-		return strings.Join(msgs, " ")
+		return strings.Join(msgs, " "), true
 	case errors.Is(err, app.ErrSelfApproval):
-		return "You can't approve or deny your own request. Nothing was changed."
+		return "You can't approve or deny your own request. Nothing was changed.", true
 	case errors.Is(err, app.ErrNotApprover):
-		return "You are not an approver for this role, so you can't approve or deny this request. Nothing was changed."
+		return "You are not an approver for this role, so you can't approve or deny this request. Nothing was changed.", true
 	case errors.Is(err, app.ErrAlreadyDecided):
-		return "You have already decided this request; each approver counts once. Nothing was changed."
+		return "You have already decided this request; each approver counts once. Nothing was changed.", true
 	case errors.Is(err, app.ErrNotPending):
-		return "This has already been decided, has ended or has expired. Nothing was changed."
+		return "This has already been decided, has ended or has expired. Nothing was changed.", true
 	case errors.Is(err, app.ErrNotFound):
-		return "Nothing with that ID was found. Nothing was changed."
+		return "Nothing with that ID was found. Nothing was changed.", true
 	case errors.Is(err, app.ErrNotAllowed):
-		return "Only the grant's holder, an approver of its role or a Gatehouse admin can revoke it. Nothing was changed."
+		return "That is not yours to do: only a grant's holder can extend it, and only its holder, an approver of its role or a Gatehouse admin can revoke it. Nothing was changed.", true
 	case errors.Is(err, app.ErrSelfReview):
-		return "You can't review your own break-glass access; another approver of the role must. Nothing was changed."
+		return "You can't review your own break-glass access; another approver of the role must. Nothing was changed.", true
 	case errors.Is(err, app.ErrNotReviewer):
-		return "Only an approver of this role can review a break-glass use. Nothing was changed."
+		return "Only an approver of this role can review a break-glass use. Nothing was changed.", true
 	case errors.Is(err, app.ErrAlreadyReviewed):
-		return "This break-glass use has already been reviewed. Nothing was changed."
+		return "This break-glass use has already been reviewed. Nothing was changed.", true
 	case errors.Is(err, app.ErrTooManyAttempts):
-		return "Too many wrong codes. Wait a few minutes, then type the code your client shows."
+		return "Too many wrong codes. Wait a few minutes, then type the code your client shows.", true
 	case errors.Is(err, app.ErrLoginExpired):
-		return "That sign-in code has expired. Start the sign-in again in your client."
+		return "That sign-in code has expired. Start the sign-in again in your client.", true
 	case errors.Is(err, app.ErrLoginUsed):
-		return "That sign-in code was already used. Start the sign-in again in your client."
+		return "That sign-in code was already used. Start the sign-in again in your client.", true
 	case errors.Is(err, app.ErrUnknownRole):
-		return "This request's role is no longer in the policy, so it can't be decided. Nothing was changed."
+		return "This request's role is no longer in the policy, so it can't be decided. Nothing was changed.", true
 	}
-	return "Something went wrong on Gatehouse's side and nothing was changed. Please try again; if it keeps happening, tell your Gatehouse admins."
+	return "", false
 }
 
 // escape makes user-typed text safe inside mrkdwn: no mentions, links or @channel pings.

@@ -33,19 +33,6 @@ func (s *Store) CreateBreakGlass(ctx context.Context, r app.Request, g app.Grant
 // ReviewGrant implements app.BreakGlassStore: needs review → reviewed by e.Actor at e.At,
 // with the event, or app.ErrAlreadyReviewed when the grant does not need review.
 func (s *Store) ReviewGrant(ctx context.Context, id string, e app.AuditEvent) error {
-	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		res := tx.Model(&grantRow{}).Where("id = ? AND needs_review = ?", id, true).
-			Updates(map[string]any{"needs_review": false, "reviewed_by": e.Actor, "reviewed_at": e.At.UTC()})
-		if res.Error != nil {
-			return res.Error
-		}
-		if res.RowsAffected != 1 {
-			return app.ErrAlreadyReviewed
-		}
-		return appendEvents(tx, []app.AuditEvent{e})
-	})
-	if err != nil {
-		return fmt.Errorf("store: review grant %s: %w", id, err)
-	}
-	return nil
+	return s.changeGrant(ctx, "review grant", id, func(q *gorm.DB) *gorm.DB { return q.Where("needs_review = ?", true) },
+		map[string]any{"needs_review": false, "reviewed_by": e.Actor, "reviewed_at": e.At.UTC()}, e, app.ErrAlreadyReviewed)
 }

@@ -108,22 +108,31 @@ func grantsToApp(rows []grantRow) []app.Grant {
 // EndGrant implements app.GrantStore: active → revoked or expired, with who, why and the
 // audit event, or app.ErrNotPending when the grant is no longer active.
 func (s *Store) EndGrant(ctx context.Context, id string, status app.GrantStatus, e app.AuditEvent) error {
-	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		q := tx.Model(&grantRow{}).Where("id = ? AND status = ?", id, string(app.GrantActive))
+	return s.changeGrant(ctx, "end grant", id, func(q *gorm.DB) *gorm.DB {
+		q = q.Where("status = ?", string(app.GrantActive))
 		if status == app.GrantExpired { // not one extended since the sweeper saw it
 			q = q.Where("expires_at <= ?", e.At.UTC())
 		}
-		res := q.Updates(map[string]any{"status": string(status), "ended_by": e.Actor, "end_reason": e.Reason})
+		return q
+	}, map[string]any{"status": string(status), "ended_by": e.Actor, "end_reason": e.Reason}, e, app.ErrNotPending)
+}
+
+// changeGrant applies updates to the grant where cond holds, with the audit event, in one
+// transaction: one conditional write. A grant that does not match is the error miss.
+func (s *Store) changeGrant(ctx context.Context, what, id string, cond func(*gorm.DB) *gorm.DB, updates map[string]any,
+	e app.AuditEvent, miss error) error {
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		res := cond(tx.Model(&grantRow{}).Where("id = ?", id)).Updates(updates)
 		if res.Error != nil {
 			return res.Error
 		}
 		if res.RowsAffected != 1 {
-			return app.ErrNotPending
+			return miss
 		}
 		return appendEvents(tx, []app.AuditEvent{e})
 	})
 	if err != nil {
-		return fmt.Errorf("store: end grant %s: %w", id, err)
+		return fmt.Errorf("store: %s %s: %w", what, id, err)
 	}
 	return nil
 }
