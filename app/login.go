@@ -286,12 +286,10 @@ func (s *Service) missingRoles(ctx context.Context, p Principal, roles []string)
 	if err != nil {
 		return nil, err
 	}
-	var missing []Role
-	for _, name := range roles {
-		if !slices.ContainsFunc(held, func(g Grant) bool { return g.Role == name }) {
-			r, _ := s.Policy.Role(name)
-			missing = append(missing, r)
-		}
+	_, names := longestGrants(held, roles)
+	missing := make([]Role, len(names))
+	for i, name := range names {
+		missing[i], _ = s.Policy.Role(name)
 	}
 	return missing, nil
 }

@@ -4,6 +4,7 @@
 package app
 
 import (
+	"cmp"
 	"fmt"
 	"regexp"
 	"slices"
@@ -291,6 +292,20 @@ func (r Role) DurationChoices() []time.Duration {
 	choices = append(choices, r.MaxDuration, r.DefaultDuration)
 	slices.Sort(choices)
 	return slices.Compact(choices)
+}
+
+// CommonDurations offers the durations every one of the roles allows — the choices of the
+// role with the shortest max_duration — with the shortest default preselected. One request
+// form for several roles (a sign-in asking for more than one) uses it.
+func CommonDurations(roles []Role) ([]time.Duration, time.Duration) {
+	shortest := slices.MinFunc(roles, func(a, b Role) int { return cmp.Compare(a.MaxDuration, b.MaxDuration) })
+	preselected := slices.MinFunc(roles, func(a, b Role) int { return cmp.Compare(a.DefaultDuration, b.DefaultDuration) }).DefaultDuration
+	choices := shortest.DurationChoices()
+	if !slices.Contains(choices, preselected) {
+		choices = append(choices, preselected)
+		slices.Sort(choices)
+	}
+	return choices, preselected
 }
 
 // FormatDuration writes d the way people type it: 1h, 90m → 1h30m, 45s.

@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -121,5 +122,19 @@ func TestClientRolesAndPrincipal(t *testing.T) {
 	}
 	if got := p.Principal("cli"); got != app.User("cli") {
 		t.Errorf("a non-service client ID as subject is %+v, want a user", got)
+	}
+}
+
+func TestCommonDurations(t *testing.T) {
+	long := app.Role{Name: "long", DefaultDuration: time.Hour, MaxDuration: 4 * time.Hour}
+	short := app.Role{Name: "short", DefaultDuration: 10 * time.Minute, MaxDuration: 10 * time.Minute}
+	choices, pre := app.CommonDurations([]app.Role{long, short})
+	if pre != 10*time.Minute || len(choices) != 1 || choices[0] != 10*time.Minute {
+		t.Errorf("choices %v preselected %s; want only 10m", choices, pre)
+	}
+	other := app.Role{Name: "other", DefaultDuration: 5 * time.Minute, MaxDuration: 2 * time.Hour}
+	choices, pre = app.CommonDurations([]app.Role{long, other})
+	if pre != 5*time.Minute || !slices.Contains(choices, 5*time.Minute) || slices.Max(choices) != 2*time.Hour {
+		t.Errorf("choices %v preselected %s; want 5m preselected, at most 2h", choices, pre)
 	}
 }

@@ -326,3 +326,43 @@ func TestCodeGuessingLimitHoldsUnderABurst(t *testing.T) {
 		t.Errorf("%d codes looked up, %d refused; want 5 and 7", notFound.Load(), limited.Load())
 	}
 }
+
+// A refresh keeps the roles whose grants are still active and drops the others; with none
+// left it fails.
+func TestRefreshGrantsDropsEndedRoles(t *testing.T) {
+	db := validRole()
+	db.Approvers = []string{"U0BOB"}
+	ops := db
+	ops.Name = "ops"
+	f := newFixture(t, db, ops)
+	ctx := context.Background()
+	grantOf := func(role string) app.Grant {
+		r, err := f.svc.RequestAccess(ctx, alice(), input(role, "1h", "work"), app.SourceSlack)
+		if err != nil {
+			t.Fatal(err)
+		}
+		after, err := f.decide("U0BOB", r, true, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, _ := f.store.Grant(ctx, after.GrantID)
+		return g
+	}
+	dbGrant, opsGrant := grantOf("prod-db-admin"), grantOf("ops")
+	scopes := []string{"openid", "role:prod-db-admin", "role:ops"}
+
+	if _, err := f.svc.RevokeGrant(ctx, dbGrant.ID, "U0ALICE", "done", app.SourceSlack); err != nil {
+		t.Fatal(err)
+	}
+	kept, grants, err := f.svc.RefreshGrants(ctx, alice(), scopes)
+	if err != nil || !slices.Equal(kept, []string{"openid", "role:ops"}) || len(grants) != 1 || grants[0].ID != opsGrant.ID {
+		t.Fatalf("after revoking one grant: %v %v %v", kept, grants, err)
+	}
+	f.clock.Advance(time.Hour) // the other one ends too
+	if _, _, err := f.svc.RefreshGrants(ctx, alice(), scopes); !errors.Is(err, app.ErrNoActiveGrant) {
+		t.Errorf("with no grant left: err = %v, want ErrNoActiveGrant", err)
+	}
+	if kept, _, err := f.svc.RefreshGrants(ctx, alice(), []string{"openid"}); err != nil || len(kept) != 1 {
+		t.Errorf("a session without roles: %v %v", kept, err)
+	}
+}

@@ -85,7 +85,44 @@ func (s *Service) GrantsForToken(ctx context.Context, p Principal, roles []strin
 	if err != nil {
 		return nil, err
 	}
-	grants := make([]Grant, 0, len(roles))
+	grants, missing := longestGrants(held, roles)
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("%w %s", ErrNoActiveGrant, strings.Join(missing, ", "))
+	}
+	return grants, nil
+}
+
+// RefreshGrants re-checks, at a refresh, the grants behind a session's scopes: a role whose
+// grant ended drops out of the scopes, and a session that asked for roles and has none
+// left is ErrNoActiveGrant. It returns the scopes and grants of the new token.
+func (s *Service) RefreshGrants(ctx context.Context, p Principal, scopes []string) ([]string, []Grant, error) {
+	var roles []string
+	for _, scope := range scopes {
+		if role, ok := strings.CutPrefix(scope, RoleScopePrefix); ok {
+			roles = append(roles, role)
+		}
+	}
+	if len(roles) == 0 {
+		return scopes, nil, nil
+	}
+	held, err := s.Grants.ActiveGrants(ctx, p, s.Now())
+	if err != nil {
+		return nil, nil, err
+	}
+	grants, missing := longestGrants(held, roles)
+	if len(grants) == 0 {
+		return nil, nil, fmt.Errorf("%w: none of the session's roles has one left", ErrNoActiveGrant)
+	}
+	kept := slices.DeleteFunc(slices.Clone(scopes), func(scope string) bool {
+		role, ok := strings.CutPrefix(scope, RoleScopePrefix)
+		return ok && slices.Contains(missing, role)
+	})
+	return kept, grants, nil
+}
+
+// longestGrants picks, for each role, the grant in held that lasts longest; roles held by no
+// grant come back as missing.
+func longestGrants(held []Grant, roles []string) (grants []Grant, missing []string) {
 	for _, role := range roles {
 		var best *Grant
 		for i, g := range held {
@@ -94,11 +131,12 @@ func (s *Service) GrantsForToken(ctx context.Context, p Principal, roles []strin
 			}
 		}
 		if best == nil {
-			return nil, fmt.Errorf("%w %s", ErrNoActiveGrant, role)
+			missing = append(missing, role)
+			continue
 		}
 		grants = append(grants, *best)
 	}
-	return grants, nil
+	return grants, missing
 }
 
 // GrantsStillActive returns the grants with the given IDs and reports whether every one is

@@ -1,13 +1,11 @@
 package handlers
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/slack-go/slack"
 
@@ -68,26 +66,13 @@ func loginModal(p app.PendingLogin) slack.ModalViewRequest {
 			strings.Join(taken, "*, *")), maxSectionText)), nil, nil))
 	}
 	if len(p.Missing) > 0 {
-		blocks = append(blocks, durationInput(commonDurations(p.Missing)), reasonInput(""))
+		blocks = append(blocks, durationInput(app.CommonDurations(p.Missing)), reasonInput(""))
 	}
 	return slack.ModalViewRequest{
 		Type: slack.VTModal, CallbackID: callbackLogin, PrivateMetadata: p.ID,
 		Title: plain("Confirm sign-in"), Submit: plain("Confirm"), Close: plain("Cancel"),
 		Blocks: slack.Blocks{BlockSet: blocks},
 	}
-}
-
-// commonDurations offers the durations every one of the roles allows — the choices of the
-// role with the shortest max_duration — with the shortest default preselected.
-func commonDurations(roles []app.Role) ([]time.Duration, time.Duration) {
-	shortest := slices.MinFunc(roles, func(a, b app.Role) int { return cmp.Compare(a.MaxDuration, b.MaxDuration) })
-	def := slices.MinFunc(roles, func(a, b app.Role) int { return cmp.Compare(a.DefaultDuration, b.DefaultDuration) }).DefaultDuration
-	choices := shortest.DurationChoices()
-	if !slices.Contains(choices, def) {
-		choices = append(choices, def)
-		slices.Sort(choices)
-	}
-	return choices, def
 }
 
 // onLoginSubmit binds the login to whoever submits. Field problems keep the form open;

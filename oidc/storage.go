@@ -21,6 +21,7 @@ type Service interface {
 	StartLogin(ctx context.Context, in app.LoginStart) (app.Login, error)
 	PollLogin(ctx context.Context, clientID, secret string, interval time.Duration) (app.LoginOutcome, error)
 	GrantsForToken(ctx context.Context, p app.Principal, roles []string) ([]app.Grant, error)
+	RefreshGrants(ctx context.Context, p app.Principal, scopes []string) ([]string, []app.Grant, error)
 	GrantsStillActive(ctx context.Context, ids []string) ([]app.Grant, bool, error)
 	Login(ctx context.Context, id string) (app.Login, error)
 }
@@ -179,10 +180,9 @@ func (s *Storage) saveTokens(ctx context.Context, r *tokenRequest, withRefresh b
 	return access.ID, refresh, access.ExpiresAt, nil
 }
 
-// TokenRequestByRefreshToken checks a refresh token and the grants behind it again: a
-// role whose grant expired or was revoked drops out of the new token, and a refresh that
-// asked for roles and has none left fails. A refresh token used a second time is a replay:
-// the whole session is revoked.
+// TokenRequestByRefreshToken checks a refresh token and has the app re-check the grants
+// behind it (see app.Service.RefreshGrants). A refresh token used a second time is a
+// replay: the whole session is revoked.
 func (s *Storage) TokenRequestByRefreshToken(ctx context.Context, token string) (op.RefreshTokenRequest, error) {
 	t, err := s.tokens.RefreshToken(ctx, app.HashSecret(token))
 	if err != nil {
@@ -198,27 +198,12 @@ func (s *Storage) TokenRequestByRefreshToken(ctx context.Context, token string) 
 	if !now.Before(t.ExpiresAt) {
 		return nil, errors.New("refresh token expired")
 	}
-	r := &tokenRequest{subject: t.Subject, clientID: t.ClientID, authTime: t.AuthTime, sessionID: t.SessionID,
-		refresh: t.Hash, sessionTo: t.ExpiresAt}
-	for _, scope := range t.Scopes {
-		role, isRole := strings.CutPrefix(scope, app.RoleScopePrefix)
-		if !isRole {
-			r.scopes = append(r.scopes, scope)
-			continue
-		}
-		grants, err := s.svc.GrantsForToken(ctx, s.cfg.Policy.Principal(t.Subject), []string{role})
-		if errors.Is(err, app.ErrNoActiveGrant) {
-			continue // the grant ended: the role drops out of the new token
-		}
-		if err != nil {
-			return nil, err
-		}
-		r.scopes = append(r.scopes, scope)
-		r.grants = append(r.grants, grants...)
+	scopes, grants, err := s.svc.RefreshGrants(ctx, s.cfg.Policy.Principal(t.Subject), t.Scopes)
+	if err != nil {
+		return nil, err
 	}
-	if len(r.grants) == 0 && slices.ContainsFunc(t.Scopes, func(s string) bool { return strings.HasPrefix(s, app.RoleScopePrefix) }) {
-		return nil, errors.New("no active grant is left for any role of this session")
-	}
+	r := &tokenRequest{subject: t.Subject, clientID: t.ClientID, scopes: scopes, grants: grants, authTime: t.AuthTime,
+		sessionID: t.SessionID, refresh: t.Hash, sessionTo: t.ExpiresAt}
 	r.audience = s.cfg.Policy.Audience(t.ClientID, r.roles())
 	return r, nil
 }
