@@ -13,6 +13,7 @@ func TestDependenciesPointInward(t *testing.T) {
 		"./app":      {"github.com/", "gorm.io/", "golang.org/x/", "net/http", "database/sql"},
 		"./store":    {"github.com/slack-go/", "github.com/zitadel/", "github.com/gatehouse/gatehouse/handlers", "github.com/gatehouse/gatehouse/oidc", "net/http"},
 		"./handlers": {"gorm.io/", "github.com/zitadel/", "github.com/gatehouse/gatehouse/store", "github.com/gatehouse/gatehouse/oidc"},
+		"./oidc":     {"gorm.io/", "github.com/slack-go/", "github.com/gatehouse/gatehouse/store", "github.com/gatehouse/gatehouse/handlers"},
 	}
 	for pkg, bad := range forbidden {
 		out, err := exec.Command("go", "list", "-deps", pkg).CombinedOutput()

@@ -273,7 +273,9 @@ func (m *Main) serve(ctx context.Context, cfg *Config) error {
 	botDone := make(chan error, 1)
 	go func() { botDone <- bot.Run(botCtx) }()
 	sweeperDone := make(chan struct{})
-	go func() { defer close(sweeperDone); m.sweep(botCtx, svc, db, log) }()
+	// A retired key stays published while a token it signed may be valid (see oidc.Keyring).
+	keyRetention := max(cfg.Tokens.AccessTokenTTL, cfg.Tokens.IDTokenTTL) + oidc.DefaultKeyRefreshInterval + time.Minute
+	go func() { defer close(sweeperDone); m.sweep(botCtx, svc, db, keyRetention, log) }()
 	botStopped := false
 	select {
 	case <-ctx.Done():
@@ -307,8 +309,9 @@ const (
 )
 
 // sweep ends expired requests and grants at start (catching up after downtime) and then
-// every sweepInterval until ctx ends, and purges what ended more than retention ago.
-func (m *Main) sweep(ctx context.Context, svc *app.Service, db *store.Store, log *slog.Logger) {
+// every sweepInterval until ctx ends; it purges what ended more than retention ago and
+// signing keys retired more than keyRetention ago.
+func (m *Main) sweep(ctx context.Context, svc *app.Service, db *store.Store, keyRetention time.Duration, log *slog.Logger) {
 	ticker := time.NewTicker(sweepInterval)
 	defer ticker.Stop()
 	for {
@@ -317,6 +320,9 @@ func (m *Main) sweep(ctx context.Context, svc *app.Service, db *store.Store, log
 		}
 		if _, err := db.Purge(ctx, m.Now().Add(-retention)); err != nil && ctx.Err() == nil {
 			log.Error("purging ended sign-ins and tokens failed", "err", err)
+		}
+		if _, err := db.PruneSigningKeys(ctx, m.Now().Add(-keyRetention)); err != nil && ctx.Err() == nil {
+			log.Error("pruning retired signing keys failed", "err", err)
 		}
 		select {
 		case <-ctx.Done():
