@@ -229,7 +229,7 @@ func TestTokenCommandForAService(t *testing.T) {
 
 	done, stdout, stderr := run("nightly deploy")
 	msg := g.message("C0APPROVALS", "service `ci-deployer`", "nightly deploy", "15m")
-	stderr.waitFor(t, "waiting for approval of deploy")
+	stderr.waitFor(t, "waiting for approval by U01, U02, U03, U04, U05, U06 of deploy (0 of 1 approvals)")
 	g.approve("U01", msg, "")
 	if err := finish(done); err != nil {
 		t.Fatalf("gatehouse token: %v\n%s", err, stderr)

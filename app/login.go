@@ -470,12 +470,12 @@ func (s *Service) loginProgress(ctx context.Context, l Login) (progress, error) 
 				return progress{ErrLoginExpired, fmt.Sprintf("request %s for %s expired before it was decided", r.ID, r.Role), nil}, nil
 			}
 			role, _ := s.Policy.Role(r.Role)
-			waiting = append(waiting, fmt.Sprintf("%s (%d of %d approvals; approvers: %s)", r.Role, len(r.Approvers()),
-				r.ApprovalsRequired, strings.Join(role.Approvers, ", ")))
+			waiting = append(waiting, fmt.Sprintf("by %s of %s (%d of %d approvals)", strings.Join(requestApprovers(r, role), ", "),
+				r.Role, len(r.Approvers()), r.ApprovalsRequired))
 		}
 	}
 	if len(waiting) > 0 {
-		return progress{ErrLoginPending, "waiting for approval of " + strings.Join(waiting, ", "), nil}, nil
+		return progress{ErrLoginPending, "waiting for approval " + strings.Join(waiting, "; "), nil}, nil
 	}
 	grants, err := s.GrantsForToken(ctx, l.Subject, l.Roles)
 	if errors.Is(err, ErrNoActiveGrant) {
