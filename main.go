@@ -76,7 +76,6 @@ type Service struct {
 	App   *app.Service
 	Bot   *handlers.Bot
 	Keys  *oidc.Keyring
-	Addr  string // where the HTTP server listens
 }
 
 const usage = `usage:
@@ -264,7 +263,7 @@ func (m *Main) serve(ctx context.Context, cfg *Config) error {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	if m.Ready != nil {
-		m.Ready(&Service{Store: db, App: svc, Bot: bot, Keys: keys, Addr: ln.Addr().String()})
+		m.Ready(&Service{Store: db, App: svc, Bot: bot, Keys: keys})
 	}
 	log.Info("gatehouse starting", "issuer", cfg.Issuer, "listen", ln.Addr().String(), "database", cfg.Database, "roles", len(cfg.Policy.Roles))
 
