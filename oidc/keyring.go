@@ -22,12 +22,6 @@ import (
 	"github.com/gatehouse/gatehouse/app"
 )
 
-// Signature algorithms a Keyring makes keys for.
-const (
-	AlgRS256 = "RS256" // RSA 2048 with SHA-256
-	AlgES256 = "ES256" // ECDSA P-256 with SHA-256
-)
-
 // DefaultKeyRefreshInterval is how often a Keyring re-reads the keys from its store unless
 // told otherwise.
 const DefaultKeyRefreshInterval = 30 * time.Second
@@ -301,10 +295,10 @@ func activeKey(keys []app.SigningKey) *app.SigningKey {
 
 func checkAlgorithm(alg string) error {
 	switch alg {
-	case AlgRS256, AlgES256:
+	case app.AlgRS256, app.AlgES256:
 		return nil
 	}
-	return fmt.Errorf("signing algorithm %q is not supported; use %s or %s", alg, AlgRS256, AlgES256)
+	return fmt.Errorf("signing algorithm %q is not supported; use %s or %s", alg, app.AlgRS256, app.AlgES256)
 }
 
 // generateKey makes a new key of alg with a random kid.
@@ -317,9 +311,9 @@ func generateKey(alg string, now time.Time) (app.SigningKey, error) {
 		err  error
 	)
 	switch alg {
-	case AlgRS256:
+	case app.AlgRS256:
 		priv, err = rsa.GenerateKey(rand.Reader, 2048)
-	case AlgES256:
+	case app.AlgES256:
 		priv, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	}
 	if err != nil {
@@ -351,11 +345,11 @@ func parseKey(k app.SigningKey) (*signingKey, error) {
 	}
 	var ok bool
 	switch k.Algorithm {
-	case AlgRS256:
+	case app.AlgRS256:
 		var key *rsa.PrivateKey
 		key, ok = priv.(*rsa.PrivateKey)
 		ok = ok && key.N.BitLen() >= 2048
-	case AlgES256:
+	case app.AlgES256:
 		var key *ecdsa.PrivateKey
 		key, ok = priv.(*ecdsa.PrivateKey)
 		ok = ok && key.Curve == elliptic.P256()

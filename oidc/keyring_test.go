@@ -144,12 +144,12 @@ func TestEnsureKeySurvivesRestart(t *testing.T) {
 
 	s := openStore(t, path)
 	kr := oidc.NewKeyring(s, clk.Now, maxTokenLifetime)
-	if err := kr.EnsureKey(ctx, oidc.AlgRS256); err != nil {
+	if err := kr.EnsureKey(ctx, app.AlgRS256); err != nil {
 		t.Fatal(err)
 	}
 	first := activeKey(t, kr)
 	token := sign(t, first, "U0ALICE")
-	if err := kr.EnsureKey(ctx, oidc.AlgRS256); err != nil {
+	if err := kr.EnsureKey(ctx, app.AlgRS256); err != nil {
 		t.Fatal(err)
 	}
 	if got := activeKey(t, kr).ID(); got != first.ID() {
@@ -161,7 +161,7 @@ func TestEnsureKeySurvivesRestart(t *testing.T) {
 	clk.Advance(24 * time.Hour)
 	s = openStore(t, path)
 	kr = oidc.NewKeyring(s, clk.Now, maxTokenLifetime)
-	if err := kr.EnsureKey(ctx, oidc.AlgES256); err != nil {
+	if err := kr.EnsureKey(ctx, app.AlgES256); err != nil {
 		t.Fatal(err)
 	}
 	again := activeKey(t, kr)
@@ -179,10 +179,10 @@ func TestEnsureKeySurvivesRestart(t *testing.T) {
 
 func TestRotationKeepsIssuedTokensValid(t *testing.T) {
 	tests := []struct{ from, to string }{
-		{oidc.AlgRS256, oidc.AlgRS256},
-		{oidc.AlgES256, oidc.AlgES256},
-		{oidc.AlgRS256, oidc.AlgES256},
-		{oidc.AlgES256, oidc.AlgRS256},
+		{app.AlgRS256, app.AlgRS256},
+		{app.AlgES256, app.AlgES256},
+		{app.AlgRS256, app.AlgES256},
+		{app.AlgES256, app.AlgRS256},
 	}
 	for _, tt := range tests {
 		t.Run(tt.from+" to "+tt.to, func(t *testing.T) {
@@ -264,7 +264,7 @@ func TestUnknownAlgorithmRefused(t *testing.T) {
 		t.Error("SigningKey with no key stored: want an error")
 	}
 
-	if err := kr.EnsureKey(ctx, oidc.AlgES256); err != nil {
+	if err := kr.EnsureKey(ctx, app.AlgES256); err != nil {
 		t.Fatal(err)
 	}
 	before := activeKey(t, kr).ID()
@@ -283,13 +283,13 @@ func TestRotationByAnotherProcessIsPickedUp(t *testing.T) {
 	path := dbPath(t)
 	clk := newClock()
 	server := oidc.NewKeyring(openStore(t, path), clk.Now, maxTokenLifetime)
-	if err := server.EnsureKey(ctx, oidc.AlgRS256); err != nil {
+	if err := server.EnsureKey(ctx, app.AlgRS256); err != nil {
 		t.Fatal(err)
 	}
 	old := activeKey(t, server)
 
 	cli := oidc.NewKeyring(openStore(t, path), clk.Now, maxTokenLifetime)
-	rotated, err := cli.Rotate(ctx, oidc.AlgES256)
+	rotated, err := cli.Rotate(ctx, app.AlgES256)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,7 +322,7 @@ func TestKeyringConcurrentUse(t *testing.T) {
 	clk := newClock()
 	path := dbPath(t)
 	kr := oidc.NewKeyring(openStore(t, path), clk.Now, maxTokenLifetime)
-	if err := kr.EnsureKey(ctx, oidc.AlgES256); err != nil {
+	if err := kr.EnsureKey(ctx, app.AlgES256); err != nil {
 		t.Fatal(err)
 	}
 	other := oidc.NewKeyring(openStore(t, path), clk.Now, maxTokenLifetime)
@@ -354,7 +354,7 @@ func TestKeyringConcurrentUse(t *testing.T) {
 		if i%2 == 1 {
 			target = other
 		}
-		if _, err := target.Rotate(ctx, oidc.AlgES256); err != nil {
+		if _, err := target.Rotate(ctx, app.AlgES256); err != nil {
 			t.Error(err)
 		}
 		clk.Advance(kr.RefreshInterval)
@@ -390,7 +390,7 @@ func TestKeysInMemoryOutliveTheDatabase(t *testing.T) {
 	s := &unreliableStore{Store: openStore(t, dbPath(t))}
 	kr := oidc.NewKeyring(s, clk.Now, maxTokenLifetime)
 	kr.Logger = slog.New(slog.DiscardHandler)
-	if err := kr.EnsureKey(ctx, oidc.AlgRS256); err != nil {
+	if err := kr.EnsureKey(ctx, app.AlgRS256); err != nil {
 		t.Fatal(err)
 	}
 	want := activeKey(t, kr).ID()
@@ -403,7 +403,7 @@ func TestKeysInMemoryOutliveTheDatabase(t *testing.T) {
 	if _, err := kr.KeySet(ctx); err != nil {
 		t.Errorf("with the database away, KeySet: %v", err)
 	}
-	if _, err := kr.Rotate(ctx, oidc.AlgRS256); err == nil {
+	if _, err := kr.Rotate(ctx, app.AlgRS256); err == nil {
 		t.Error("Rotate could not read back its key, yet reported success")
 	}
 
@@ -431,7 +431,7 @@ func BenchmarkSigningKey(b *testing.B) {
 	ctx := context.Background()
 	s := &countingStore{Store: openStore(b, dbPath(b))}
 	kr := oidc.NewKeyring(s, time.Now, maxTokenLifetime)
-	if err := kr.EnsureKey(ctx, oidc.AlgES256); err != nil {
+	if err := kr.EnsureKey(ctx, app.AlgES256); err != nil {
 		b.Fatal(err)
 	}
 	s.reads.Store(0)

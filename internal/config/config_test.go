@@ -1,8 +1,6 @@
-package main
+package config
 
 import (
-	"bytes"
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,15 +9,7 @@ import (
 )
 
 func TestExampleConfigIsValid(t *testing.T) {
-	var out, errOut bytes.Buffer
-	m := &Main{Getenv: func(string) string { return "" }, Stdout: &out, Stderr: &errOut}
-	if err := m.Run(context.Background(), []string{"check-config", "--config", "gatehouse.example.yaml"}); err != nil {
-		t.Fatalf("check-config on the example: %v\n%s", err, errOut.String())
-	}
-	if got := out.String(); got != "config OK: 2 roles, 1 client\n" {
-		t.Errorf("output = %q", got)
-	}
-	cfg, err := ParseConfig(mustRead(t, "gatehouse.example.yaml"))
+	cfg, err := Load("../../gatehouse.example.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,13 +22,18 @@ func TestExampleConfigIsValid(t *testing.T) {
 	}
 }
 
-func mustRead(t *testing.T, path string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
+func TestLoadNamesTheFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gatehouse.yaml")
+	if err := os.WriteFile(path, []byte("listen: nowhere\n"+minimalRole), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return b
+	_, err := Load(path)
+	if err == nil || !strings.Contains(err.Error(), path+" has problems") || !strings.Contains(err.Error(), `listen "nowhere"`) {
+		t.Errorf("Load = %v, want the file named and its problem", err)
+	}
+	if _, err := Load(filepath.Join(t.TempDir(), "missing.yaml")); err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Errorf("Load of a missing file = %v", err)
+	}
 }
 
 const minimalRole = `
@@ -49,7 +44,7 @@ roles:
     approvers: [U0BOB]
 `
 
-func TestCheckConfigListsEveryProblem(t *testing.T) {
+func TestParseListsEveryProblem(t *testing.T) {
 	tests := []struct {
 		name string
 		yaml string
@@ -73,13 +68,9 @@ func TestCheckConfigListsEveryProblem(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "gatehouse.yaml")
-			os.WriteFile(path, []byte(tt.yaml), 0o600)
-			var out, errOut bytes.Buffer
-			m := &Main{Getenv: func(string) string { return "" }, Stdout: &out, Stderr: &errOut}
-			err := m.Run(context.Background(), []string{"check-config", "--config", path})
+			_, err := Parse([]byte(tt.yaml))
 			if err == nil {
-				t.Fatalf("check-config accepted it: %s", out.String())
+				t.Fatal("Parse accepted it")
 			}
 			for _, w := range tt.want {
 				if !strings.Contains(err.Error(), w) {
@@ -90,39 +81,3 @@ func TestCheckConfigListsEveryProblem(t *testing.T) {
 	}
 }
 
-func TestConfigFromEnvironment(t *testing.T) {
-	var out bytes.Buffer
-	env := map[string]string{"GATEHOUSE_CONFIG": "gatehouse.example.yaml"}
-	m := &Main{Getenv: func(k string) string { return env[k] }, Stdout: &out, Stderr: &out}
-	if err := m.Run(context.Background(), []string{"check-config"}); err != nil {
-		t.Fatalf("GATEHOUSE_CONFIG was not used: %v", err)
-	}
-}
-
-func TestServeNamesEveryMissingSetting(t *testing.T) {
-	var out bytes.Buffer
-	env := map[string]string{"SLACK_BOT_TOKEN": "xoxp-user-token", "SLACK_API_URL": "ftp://x"}
-	m := &Main{Getenv: func(k string) string { return env[k] }, Stdout: &out, Stderr: &out}
-	err := m.Run(context.Background(), []string{"serve", "--config", "gatehouse.example.yaml"})
-	if err == nil {
-		t.Fatal("serve started without Slack tokens")
-	}
-	for _, w := range []string{"SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_API_URL"} {
-		if !strings.Contains(err.Error(), w) {
-			t.Errorf("error does not name %s: %v", w, err)
-		}
-	}
-}
-
-func TestServeNamesConfigAndEnvironmentProblemsAtOnce(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "gatehouse.yaml")
-	os.WriteFile(path, []byte(minimalRole+"    default_duration: 2h\n    max_duration: 1h\n"), 0o600)
-	var out bytes.Buffer
-	m := &Main{Getenv: func(string) string { return "" }, Stdout: &out, Stderr: &out}
-	err := m.Run(context.Background(), []string{"serve", "--config", path})
-	for _, want := range []string{"default_duration 2h is longer than max_duration 1h", "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN"} {
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("error does not name %q: %v", want, err)
-		}
-	}
-}

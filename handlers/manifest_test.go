@@ -1,4 +1,4 @@
-package main
+package handlers
 
 import (
 	"os"
@@ -65,7 +65,7 @@ var scopesOfCall = map[string][]string{
 }
 
 func TestManifest(t *testing.T) {
-	data, err := os.ReadFile("manifest.yaml")
+	data, err := os.ReadFile("../manifest.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestManifest(t *testing.T) {
 
 	// The bot scopes must be exactly those the code needs.
 	want := map[string]bool{"commands": true}
-	files, _ := filepath.Glob("handlers/*.go")
+	files, _ := filepath.Glob("*.go")
 	for _, f := range files {
 		if strings.HasSuffix(f, "_test.go") {
 			continue

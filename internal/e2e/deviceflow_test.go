@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
+	program "github.com/gatehouse/gatehouse/internal/gatehouse"
 	"golang.org/x/oauth2"
 )
 
@@ -329,7 +330,7 @@ func TestKeyRotationKeepsOldTokensVerifiable(t *testing.T) {
 	}
 	before := token()
 	var out strings.Builder
-	m := &Main{Getenv: func(string) string { return "" }, Stdout: &out, Stderr: g.logs, Now: g.clock.Now}
+	m := &program.Main{Getenv: func(string) string { return "" }, Stdout: &out, Stderr: g.logs, Now: g.clock.Now}
 	if err := m.Run(context.Background(), []string{"keys", "rotate", "--config", g.config, "--algorithm", "ES256"}); err != nil {
 		t.Fatalf("keys rotate: %v", err)
 	}
@@ -382,7 +383,7 @@ func TestTokenCommand(t *testing.T) {
 	g.grantFor("U0ALICE", "prod-db-admin", "1h", "U0BOB", "C0DBA")
 	stderr := newLineWatcher()
 	var stdout strings.Builder
-	m := &Main{Getenv: func(string) string { return "" }, Stdout: &stdout, Stderr: stderr}
+	m := &program.Main{Getenv: func(string) string { return "" }, Stdout: &stdout, Stderr: stderr}
 	done := make(chan error, 1)
 	go func() {
 		done <- m.Run(context.Background(), []string{"token", "--issuer", g.issuer(), "--role", "prod-db-admin"})

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	program "github.com/gatehouse/gatehouse/internal/gatehouse"
 	"golang.org/x/oauth2"
 )
 
@@ -209,7 +210,7 @@ func TestTokenCommandForAService(t *testing.T) {
 		var stdout strings.Builder
 		stderr := newLineWatcher()
 		env := map[string]string{"CI_SECRET": serviceSecret("ci-deployer")}
-		m := &Main{Getenv: func(k string) string { return env[k] }, Stdout: &stdout, Stderr: stderr}
+		m := &program.Main{Getenv: func(k string) string { return env[k] }, Stdout: &stdout, Stderr: stderr}
 		done := make(chan error, 1)
 		go func() {
 			done <- m.Run(context.Background(), []string{"token", "--issuer", g.issuer(), "--client-id", "ci-deployer",

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	program "github.com/gatehouse/gatehouse/internal/gatehouse"
 	"github.com/gatehouse/gatehouse/internal/slackfake"
 )
 
@@ -82,7 +83,7 @@ type gatehouse struct {
 	slack    *slackfake.Server
 	clock    *testClock
 	config   string
-	svc      *Service
+	svc      *program.Service
 	logs     *testLog
 	addr     string       // where the OpenID Provider listens
 	listener net.Listener // for the next start
@@ -162,13 +163,13 @@ func (g *gatehouse) start() {
 		}
 		g.listener = ln
 	}
-	ready := make(chan *Service, 1)
-	m := &Main{
+	ready := make(chan *program.Service, 1)
+	m := &program.Main{
 		Getenv: func(k string) string { return env[k] },
 		Stdout: g.logs, Stderr: g.logs,
 		Now:      g.clock.Now,
 		Listener: g.listener,
-		Ready:    func(s *Service) { ready <- s },
+		Ready:    func(s *program.Service) { ready <- s },
 	}
 	g.listener = nil
 	ctx, cancel := context.WithCancel(context.Background())
