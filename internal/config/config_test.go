@@ -80,4 +80,3 @@ func TestParseListsEveryProblem(t *testing.T) {
 		})
 	}
 }
-
