@@ -208,6 +208,10 @@ var ErrNotAllowed = errors.New("not allowed")
 // ActionGrantRevoked is the audit action of an early revoke.
 const ActionGrantRevoked = "grant.revoked"
 
+// ActionTokenRevoked: a client revoked a token of its own (RFC 7009); the reason says
+// whether it ended a client session or one access token.
+const ActionTokenRevoked = "token.revoked"
+
 // RevokeGrant ends a grant early, and with it every token that carries it: introspection
 // answers active: false and refreshes fail from now on. The holder, an approver of the
 // role and an admin may revoke it. Errors: ErrNotFound, ErrNotAllowed, ErrNotPending (the

@@ -74,7 +74,8 @@ func NewHandler(cfg Config, d Deps) (http.Handler, error) {
 		return nil, err
 	}
 	s := &server{LegacyServer: op.NewLegacyServer(provider, *op.DefaultEndpoints), cfg: cfg, storage: storage, svc: d.Service}
-	pages := &signin{cfg: cfg, svc: d.Service, browser: d.Browser, secure: strings.HasPrefix(cfg.Issuer, "https://")}
+	pages := &signin{cfg: cfg, svc: d.Service, browser: d.Browser, secure: strings.HasPrefix(cfg.Issuer, "https://"),
+		clients: storage.clients, hints: provider.IDTokenHintVerifier}
 	callback := pages.guard(http.HandlerFunc(op.AuthorizeCallbackHandler(provider)))
 	opHandler := op.RegisterLegacyServer(s, callback.ServeHTTP, op.WithServerCORSOptions(&cors.Options{
 		// Token, JWKS and discovery may be called from browsers, but never with cookies:
@@ -87,7 +88,7 @@ func NewHandler(cfg Config, d Deps) (http.Handler, error) {
 	mux := http.NewServeMux()
 	pages.routes(mux, callback)
 	mux.Handle("/", opHandler)
-	return mux, nil
+	return guardHTTP(mux), nil
 }
 
 // server takes over the parts of the device flow the library gets wrong for us: it does

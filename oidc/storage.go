@@ -30,7 +30,7 @@ type Service interface {
 type TokenStore interface {
 	SaveTokens(ctx context.Context, access app.IssuedToken, refresh *app.RefreshToken, replaces string) error
 	AccessToken(ctx context.Context, id string) (app.IssuedToken, error)
-	RevokeAccessToken(ctx context.Context, id string) error
+	RevokeClientTokens(ctx context.Context, sessionID, accessID string, e app.AuditEvent) error
 	RefreshToken(ctx context.Context, hash string) (app.RefreshToken, error)
 	RevokeSession(ctx context.Context, id string, at time.Time) error
 	Ping(ctx context.Context) error
@@ -208,66 +208,44 @@ func (s *Storage) TokenRequestByRefreshToken(ctx context.Context, token string) 
 	return r, nil
 }
 
-// refreshTokenPrefix marks a refresh token's ID as handed from GetRefreshTokenInfo to RevokeToken.
-const refreshTokenPrefix = "refresh:"
+// errRevocationInServer: server.Revocation searches every token type itself (RFC 7009
+// §2.1), whatever the hint; the library's path, which trusts the hint, is never taken.
+var errRevocationInServer = errors.New("revocation is handled by the server")
 
-// GetRefreshTokenInfo identifies a refresh token for revocation.
-func (s *Storage) GetRefreshTokenInfo(ctx context.Context, clientID, token string) (string, string, error) {
-	t, err := s.tokens.RefreshToken(ctx, app.HashSecret(token))
-	if err != nil {
-		return "", "", op.ErrInvalidRefreshToken
-	}
-	return t.Subject, refreshTokenPrefix + t.Hash, nil
+// GetRefreshTokenInfo is never called; see errRevocationInServer.
+func (s *Storage) GetRefreshTokenInfo(context.Context, string, string) (string, string, error) {
+	return "", "", errRevocationInServer
 }
 
-// RevokeToken revokes a refresh token (ending its whole client session: the refresh token
-// and every access token issued with it) or a single access token. Only the client the
-// token was issued to may revoke it; unknown tokens are ignored, as RFC 7009 asks.
-func (s *Storage) RevokeToken(ctx context.Context, tokenOrID, _, clientID string) *oidc.Error {
-	now := s.cfg.Now()
-	if hash, ok := strings.CutPrefix(tokenOrID, refreshTokenPrefix); ok {
-		t, err := s.tokens.RefreshToken(ctx, hash)
-		switch {
-		case err != nil:
-			return nil
-		case t.ClientID != clientID:
-			return oidc.ErrUnauthorizedClient().WithDescription("the token was issued to another client")
-		}
-		if err := s.tokens.RevokeSession(ctx, t.SessionID, now); err != nil {
-			return oidc.ErrServerError().WithParent(err)
-		}
-		return nil
-	}
-	t, err := s.tokens.AccessToken(ctx, tokenOrID)
-	switch {
-	case err != nil:
-		return nil
-	case t.ClientID != clientID:
-		return oidc.ErrUnauthorizedClient().WithDescription("the token was issued to another client")
-	}
-	if err := s.tokens.RevokeAccessToken(ctx, t.ID); err != nil {
-		return oidc.ErrServerError().WithParent(err)
-	}
-	return nil
+// RevokeToken is never called; see errRevocationInServer.
+func (s *Storage) RevokeToken(context.Context, string, string, string) *oidc.Error {
+	return oidc.ErrServerError().WithParent(errRevocationInServer)
 }
+
+// errTokenInactive: the access token is unknown, revoked, expired or a grant behind it
+// ended. Callers answer "inactive" or invalid_token, without saying which.
+var errTokenInactive = errors.New("token inactive")
 
 // activeToken returns an access token's record, its grants and their roles, if it is still
 // good: not revoked (itself or its session), not expired, and every grant it carries still
 // active.
 func (s *Storage) activeToken(ctx context.Context, id, subject string) (app.IssuedToken, []app.Grant, []string, error) {
 	t, err := s.tokens.AccessToken(ctx, id)
+	if errors.Is(err, app.ErrNotFound) {
+		return app.IssuedToken{}, nil, nil, errTokenInactive
+	}
 	if err != nil {
 		return app.IssuedToken{}, nil, nil, err
 	}
 	if t.Revoked || t.Subject != subject || !s.cfg.Now().Before(t.ExpiresAt) {
-		return app.IssuedToken{}, nil, nil, errors.New("token revoked or expired")
+		return app.IssuedToken{}, nil, nil, errTokenInactive
 	}
 	grants, ok, err := s.svc.GrantsStillActive(ctx, t.GrantIDs)
 	if err != nil {
 		return app.IssuedToken{}, nil, nil, err
 	}
 	if !ok {
-		return app.IssuedToken{}, nil, nil, errors.New("a grant behind the token ended")
+		return app.IssuedToken{}, nil, nil, errTokenInactive
 	}
 	roles := make([]string, len(grants))
 	for i, g := range grants {

@@ -19,8 +19,9 @@ func (s *Store) Purge(ctx context.Context, before time.Time) (int64, error) {
 		}
 		n += res.RowsAffected
 	}
-	// A client session whose refresh tokens are all gone can no longer be used or revoked.
-	res := s.db.WithContext(ctx).Where("id NOT IN (?)", s.db.Model(&refreshTokenRow{}).Select("session_id")).Delete(&sessionRow{})
+	// A client session whose tokens are all gone can no longer be used or revoked.
+	res := s.db.WithContext(ctx).Where("id NOT IN (?) AND id NOT IN (?)", s.db.Model(&refreshTokenRow{}).Select("session_id"),
+		s.db.Model(&accessTokenRow{}).Select("session_id")).Delete(&sessionRow{})
 	if res.Error != nil {
 		return n, fmt.Errorf("store: purge sessions: %w", res.Error)
 	}

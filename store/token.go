@@ -63,10 +63,25 @@ func (s *Store) AccessToken(ctx context.Context, id string) (app.IssuedToken, er
 		GrantIDs: row.GrantIDs, ExpiresAt: row.ExpiresAt, Revoked: revoked}, nil
 }
 
-// RevokeAccessToken marks one access token revoked.
-func (s *Store) RevokeAccessToken(ctx context.Context, id string) error {
-	if err := s.db.WithContext(ctx).Model(&accessTokenRow{}).Where("id = ?", id).Update("revoked", true).Error; err != nil {
-		return fmt.Errorf("store: revoke access token: %w", err)
+// RevokeClientTokens ends, in one transaction with its audit event, a client session and
+// every token issued in it (sessionID set) or a single access token (accessID set): what an
+// RFC 7009 revocation asks for.
+func (s *Store) RevokeClientTokens(ctx context.Context, sessionID, accessID string, e app.AuditEvent) error {
+	at := e.At.UTC()
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var err error
+		if sessionID != "" {
+			err = tx.Model(&sessionRow{}).Where("id = ? AND revoked_at IS NULL", sessionID).Update("revoked_at", &at).Error
+		} else {
+			err = tx.Model(&accessTokenRow{}).Where("id = ?", accessID).Update("revoked", true).Error
+		}
+		if err != nil {
+			return err
+		}
+		return appendEvents(tx, []app.AuditEvent{e})
+	})
+	if err != nil {
+		return fmt.Errorf("store: revoke client tokens: %w", err)
 	}
 	return nil
 }
@@ -77,6 +92,11 @@ func (s *Store) RevokeAccessToken(ctx context.Context, id string) error {
 // two refreshes racing — nothing is stored and the error is app.ErrConflict.
 func (s *Store) SaveTokens(ctx context.Context, access app.IssuedToken, refresh *app.RefreshToken, replaces string) error {
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if access.SessionID != "" && replaces == "" { // the first tokens of a client session
+			if err := tx.Create(&sessionRow{ID: access.SessionID}).Error; err != nil {
+				return translate(err)
+			}
+		}
 		if refresh != nil {
 			if err := addRefreshToken(tx, *refresh, replaces); err != nil {
 				return err
@@ -101,8 +121,6 @@ func addRefreshToken(tx *gorm.DB, t app.RefreshToken, replaces string) error {
 		if res.RowsAffected != 1 {
 			return app.ErrConflict
 		}
-	} else if err := tx.Create(&sessionRow{ID: t.SessionID}).Error; err != nil {
-		return translate(err)
 	}
 	row := refreshTokenRow{Hash: t.Hash, SessionID: t.SessionID, ClientID: t.ClientID, Subject: t.Subject, Scopes: t.Scopes,
 		AuthTime: t.AuthTime.UTC(), ExpiresAt: t.ExpiresAt.UTC()}
