@@ -45,6 +45,11 @@ type LoginStore interface {
 	Login(ctx context.Context, id string) (Login, error)
 	LoginByUserCode(ctx context.Context, code string) (Login, error)
 	LoginBySecret(ctx context.Context, hash string) (Login, error)
+	// TryCodeGuess records an attempt by user at a code at now unless user made max
+	// attempts in the window before; it returns the attempt's ID and whether it may go on.
+	TryCodeGuess(ctx context.Context, user string, now time.Time, window time.Duration, max int) (uint64, bool, error)
+	// ForgetCodeGuess gives back an attempt: the code was right.
+	ForgetCodeGuess(ctx context.Context, id uint64) error
 	// UpdateLogin changes a login with one conditional write, like UpdateRequest, appending
 	// the audit events update returns in the same transaction.
 	UpdateLogin(ctx context.Context, id string, update func(Login) (Login, []AuditEvent, error)) error
@@ -62,6 +67,9 @@ var (
 	ErrLoginExpired = errors.New("login expired")
 	// ErrLoginUsed: the login already yielded tokens; its code is spent.
 	ErrLoginUsed = errors.New("login already used")
+	// ErrBadUserCode: the code typed in Slack is unknown, expired or already used. One
+	// answer for the three, so that a guesser learns nothing about codes that existed.
+	ErrBadUserCode = errors.New("unknown, expired or used sign-in code")
 	// ErrTooManyAttempts: the user typed too many wrong codes; they must wait.
 	ErrTooManyAttempts = errors.New("too many wrong codes")
 )
@@ -170,23 +178,28 @@ type PendingLogin struct {
 	BreakGlass []Role // those of Missing the user may take at once (break-glass) rather than ask for
 }
 
-// FindLogin looks up the login behind a code typed by user in Slack. Wrong and expired
-// codes count towards the user's guessing limit (ErrTooManyAttempts once reached).
+// FindLogin looks up the login behind a code typed by user in Slack. An unknown, expired
+// or used code is ErrBadUserCode, whichever it is, and counts towards the user's guessing
+// limit (ErrTooManyAttempts once reached).
 func (s *Service) FindLogin(ctx context.Context, user, typed string) (PendingLogin, error) {
 	now := s.Now()
-	if !s.guesses.try(user, now) {
+	attempt, ok, err := s.Logins.TryCodeGuess(ctx, user, now, wrongCodesWindow, maxWrongCodes)
+	if err != nil {
+		return PendingLogin{}, fmt.Errorf("find login: %w", err)
+	}
+	if !ok {
 		return PendingLogin{}, ErrTooManyAttempts
 	}
 	l, err := s.Logins.LoginByUserCode(ctx, NormalizeUserCode(typed))
 	switch {
+	case errors.Is(err, ErrNotFound), err == nil && (!now.Before(l.ExpiresAt) || l.Status != LoginPending):
+		return PendingLogin{}, ErrBadUserCode
 	case err != nil:
 		return PendingLogin{}, err
-	case !now.Before(l.ExpiresAt):
-		return PendingLogin{}, ErrLoginExpired
-	case l.Status != LoginPending:
-		return PendingLogin{}, ErrLoginUsed
 	}
-	s.guesses.right(user, now)
+	if err := s.Logins.ForgetCodeGuess(ctx, attempt); err != nil {
+		return PendingLogin{}, fmt.Errorf("find login: %w", err)
+	}
 	missing, err := s.missingRoles(ctx, User(user), l.Roles)
 	p := PendingLogin{Login: l, Missing: missing}
 	for _, r := range missing {

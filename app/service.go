@@ -106,7 +106,6 @@ type Service struct {
 	stopped    context.Context // cancelled by Shutdown once its grace period is over
 	stop       context.CancelFunc
 	refreshing [64]sync.Mutex // serialises redraws of one request's message, striped by ID
-	guesses    codeGuesses
 }
 
 // NewService returns a Service using d.
@@ -118,7 +117,7 @@ func NewService(d Deps) *Service {
 		d.Log = slog.Default()
 	}
 	stopped, stop := context.WithCancel(context.Background())
-	return &Service{Deps: d, guesses: codeGuesses{attempts: map[string][]time.Time{}}, stopped: stopped, stop: stop}
+	return &Service{Deps: d, stopped: stopped, stop: stop}
 }
 
 // Wait blocks until the notifications the service sent in the background are done.

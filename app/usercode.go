@@ -5,9 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"math/big"
-	"slices"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -50,40 +48,9 @@ func NormalizeUserCode(typed string) string {
 	return code
 }
 
-// Guessing limits for user codes, per Slack user.
+// Guessing limits for user codes, per Slack user, counted in the database so that every
+// replica counts the same attempts.
 const (
 	maxWrongCodes    = 5
 	wrongCodesWindow = 10 * time.Minute
 )
-
-// codeGuesses remembers each user's recent attempts at a code that were not right.
-type codeGuesses struct {
-	mu       sync.Mutex
-	attempts map[string][]time.Time
-}
-
-// try reserves an attempt for user at now, or reports that the user is over the limit.
-// Reserving before looking the code up keeps a burst of guesses within the limit too.
-func (g *codeGuesses) try(user string, now time.Time) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	recent := slices.DeleteFunc(g.attempts[user], func(t time.Time) bool { return now.Sub(t) >= wrongCodesWindow })
-	if len(recent) >= maxWrongCodes {
-		g.attempts[user] = recent
-		return false
-	}
-	g.attempts[user] = append(recent, now)
-	return true
-}
-
-// right gives back the attempt reserved at now: the code was right.
-func (g *codeGuesses) right(user string, now time.Time) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if i := slices.Index(g.attempts[user], now); i >= 0 {
-		g.attempts[user] = slices.Delete(g.attempts[user], i, i+1)
-	}
-	if len(g.attempts[user]) == 0 {
-		delete(g.attempts, user)
-	}
-}

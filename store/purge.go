@@ -19,8 +19,13 @@ func (s *Store) Purge(ctx context.Context, before time.Time) (int64, error) {
 		}
 		n += res.RowsAffected
 	}
+	res := s.db.WithContext(ctx).Where("at < ?", before).Delete(&codeGuessRow{})
+	if res.Error != nil {
+		return n, fmt.Errorf("store: purge code guesses: %w", res.Error)
+	}
+	n += res.RowsAffected
 	// A client session whose tokens are all gone can no longer be used or revoked.
-	res := s.db.WithContext(ctx).Where("id NOT IN (?) AND id NOT IN (?)", s.db.Model(&refreshTokenRow{}).Select("session_id"),
+	res = s.db.WithContext(ctx).Where("id NOT IN (?) AND id NOT IN (?)", s.db.Model(&refreshTokenRow{}).Select("session_id"),
 		s.db.Model(&accessTokenRow{}).Select("session_id")).Delete(&sessionRow{})
 	if res.Error != nil {
 		return n, fmt.Errorf("store: purge sessions: %w", res.Error)

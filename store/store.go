@@ -63,7 +63,7 @@ func Open(path string) (*Store, error) {
 }
 
 func (s *Store) migrate() error {
-	if err := s.db.AutoMigrate(&requestRow{}, &decisionRow{}, &grantRow{}, &auditEventRow{}, &loginRow{}, &accessTokenRow{}, &refreshTokenRow{}, &sessionRow{}, &authRequestRow{}, &browserSessionRow{}, &signingKeyRow{}); err != nil {
+	if err := s.db.AutoMigrate(&requestRow{}, &decisionRow{}, &grantRow{}, &auditEventRow{}, &loginRow{}, &accessTokenRow{}, &refreshTokenRow{}, &sessionRow{}, &authRequestRow{}, &browserSessionRow{}, &signingKeyRow{}, &codeGuessRow{}); err != nil {
 		return err
 	}
 	return migrateAuditChain(s.db)
