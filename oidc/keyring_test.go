@@ -143,7 +143,7 @@ func TestEnsureKeySurvivesRestart(t *testing.T) {
 	clk := newClock()
 
 	s := openStore(t, path)
-	kr := oidc.NewKeyring(s, clk.Now, maxTokenLifetime)
+	kr := oidc.NewKeyring(s, testKEK, clk.Now, maxTokenLifetime)
 	if err := kr.EnsureKey(ctx, app.AlgRS256); err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +160,7 @@ func TestEnsureKeySurvivesRestart(t *testing.T) {
 	// A restart, even configured for another algorithm, keeps the stored key.
 	clk.Advance(24 * time.Hour)
 	s = openStore(t, path)
-	kr = oidc.NewKeyring(s, clk.Now, maxTokenLifetime)
+	kr = oidc.NewKeyring(s, testKEK, clk.Now, maxTokenLifetime)
 	if err := kr.EnsureKey(ctx, app.AlgES256); err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +188,7 @@ func TestRotationKeepsIssuedTokensValid(t *testing.T) {
 		t.Run(tt.from+" to "+tt.to, func(t *testing.T) {
 			ctx := context.Background()
 			clk := newClock()
-			kr := oidc.NewKeyring(openStore(t, dbPath(t)), clk.Now, maxTokenLifetime)
+			kr := oidc.NewKeyring(openStore(t, dbPath(t)), testKEK, clk.Now, maxTokenLifetime)
 			if err := kr.EnsureKey(ctx, tt.from); err != nil {
 				t.Fatal(err)
 			}
@@ -251,7 +251,7 @@ func TestRotationKeepsIssuedTokensValid(t *testing.T) {
 func TestUnknownAlgorithmRefused(t *testing.T) {
 	ctx := context.Background()
 	s := openStore(t, dbPath(t))
-	kr := oidc.NewKeyring(s, newClock().Now, maxTokenLifetime)
+	kr := oidc.NewKeyring(s, testKEK, newClock().Now, maxTokenLifetime)
 	for _, alg := range []string{"HS256", "none", "", "rs256"} {
 		if err := kr.EnsureKey(ctx, alg); err == nil || !strings.Contains(err.Error(), "RS256 or ES256") {
 			t.Errorf("EnsureKey(%q) = %v; want an error naming RS256 and ES256", alg, err)
@@ -282,13 +282,13 @@ func TestRotationByAnotherProcessIsPickedUp(t *testing.T) {
 	ctx := context.Background()
 	path := dbPath(t)
 	clk := newClock()
-	server := oidc.NewKeyring(openStore(t, path), clk.Now, maxTokenLifetime)
+	server := oidc.NewKeyring(openStore(t, path), testKEK, clk.Now, maxTokenLifetime)
 	if err := server.EnsureKey(ctx, app.AlgRS256); err != nil {
 		t.Fatal(err)
 	}
 	old := activeKey(t, server)
 
-	cli := oidc.NewKeyring(openStore(t, path), clk.Now, maxTokenLifetime)
+	cli := oidc.NewKeyring(openStore(t, path), testKEK, clk.Now, maxTokenLifetime)
 	rotated, err := cli.Rotate(ctx, app.AlgES256)
 	if err != nil {
 		t.Fatal(err)
@@ -321,11 +321,11 @@ func TestKeyringConcurrentUse(t *testing.T) {
 	ctx := context.Background()
 	clk := newClock()
 	path := dbPath(t)
-	kr := oidc.NewKeyring(openStore(t, path), clk.Now, maxTokenLifetime)
+	kr := oidc.NewKeyring(openStore(t, path), testKEK, clk.Now, maxTokenLifetime)
 	if err := kr.EnsureKey(ctx, app.AlgES256); err != nil {
 		t.Fatal(err)
 	}
-	other := oidc.NewKeyring(openStore(t, path), clk.Now, maxTokenLifetime)
+	other := oidc.NewKeyring(openStore(t, path), testKEK, clk.Now, maxTokenLifetime)
 	var (
 		wg   sync.WaitGroup
 		done atomic.Bool
@@ -388,7 +388,7 @@ func TestKeysInMemoryOutliveTheDatabase(t *testing.T) {
 	ctx := context.Background()
 	clk := newClock()
 	s := &unreliableStore{Store: openStore(t, dbPath(t))}
-	kr := oidc.NewKeyring(s, clk.Now, maxTokenLifetime)
+	kr := oidc.NewKeyring(s, testKEK, clk.Now, maxTokenLifetime)
 	kr.Logger = slog.New(slog.DiscardHandler)
 	if err := kr.EnsureKey(ctx, app.AlgRS256); err != nil {
 		t.Fatal(err)
@@ -430,7 +430,7 @@ func (s *countingStore) SigningKeys(ctx context.Context) ([]app.SigningKey, erro
 func BenchmarkSigningKey(b *testing.B) {
 	ctx := context.Background()
 	s := &countingStore{Store: openStore(b, dbPath(b))}
-	kr := oidc.NewKeyring(s, time.Now, maxTokenLifetime)
+	kr := oidc.NewKeyring(s, testKEK, time.Now, maxTokenLifetime)
 	if err := kr.EnsureKey(ctx, app.AlgES256); err != nil {
 		b.Fatal(err)
 	}
