@@ -72,7 +72,10 @@ func (c *Config) check() []string {
 		if cl.Service && cl.Public {
 			add("%s: a service client must be confidential", where)
 		}
-		if len(cl.GrantTypes) == 0 {
+		if cl.Introspect && cl.Public {
+			add("%s: a client that introspects must be confidential", where)
+		}
+		if len(cl.GrantTypes) == 0 && !cl.Introspect {
 			add("%s: grant_types must list at least one of %s", where, strings.Join(grantTypes, ", "))
 		}
 		for _, g := range cl.GrantTypes {

@@ -46,6 +46,9 @@ type TokensConfig struct {
 	DevicePollInterval time.Duration `yaml:"device_poll_interval"`
 	LoginTTL           time.Duration `yaml:"login_ttl"`
 	SigningAlgorithm   string        `yaml:"signing_algorithm"` // RS256 (default, every client supports it) or ES256
+	// KeyEncryptionKeyFile names a file holding the key that encrypts signing keys at rest
+	// (32 random bytes, standard base64); GATEHOUSE_KEY_ENCRYPTION_KEY takes precedence.
+	KeyEncryptionKeyFile string `yaml:"key_encryption_key_file"`
 }
 
 type roleConfig struct {
@@ -76,6 +79,7 @@ type ClientConfig struct {
 	GrantTypes   []string `yaml:"grant_types"`
 	Service      bool     `yaml:"service"`
 	Roles        []string `yaml:"roles"`
+	Introspect   bool     `yaml:"introspect"` // a resource server: may call introspection
 }
 
 // Load reads the config file at path and checks it.

@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
 	"net/url"
 	"regexp"
 	"slices"
@@ -297,15 +299,16 @@ func TestBadClientsAndScopes(t *testing.T) {
 		status     int
 		code       string
 	}{
-		{"unknown client", "/device_authorization", url.Values{"client_id": {"nope"}, "scope": {"openid"}}, [2]string{}, 400, "invalid_client"},
+		{"unknown client", "/device_authorization", url.Values{"client_id": {"nope"}, "scope": {"openid"}}, [2]string{}, 401, "invalid_client"},
 		{"role not in policy", "/device_authorization", url.Values{"client_id": {"gatehouse-cli"}, "scope": {"openid role:root"}}, [2]string{}, 400, "invalid_scope"},
 		{"scope nobody offers", "/device_authorization", url.Values{"client_id": {"gatehouse-cli"}, "scope": {"openid prod:write"}}, [2]string{}, 400, "invalid_scope"},
 		{"client credentials with a scope nobody offers", "/oauth/token", url.Values{"grant_type": {"client_credentials"}, "scope": {"prod:write"}},
 			[2]string{"ci-deployer", serviceSecret("ci-deployer")}, 400, "invalid_scope"},
 		{"client without device flow", "/device_authorization", url.Values{"scope": {"openid"}}, [2]string{"resource-server", resourceServerSecret}, 400, "unauthorized_client"},
-		{"wrong client secret", "/device_authorization", url.Values{"scope": {"openid"}}, [2]string{"resource-server", "wrong"}, 400, "invalid_client"},
-		{"introspection with wrong secret", "/oauth/introspect", url.Values{"token": {"x"}}, [2]string{"resource-server", "wrong"}, 400, "unauthorized_client"},
-		{"introspection by a public client", "/oauth/introspect", url.Values{"token": {"x"}, "client_id": {"gatehouse-cli"}}, [2]string{}, 400, "invalid_client"},
+		{"wrong client secret", "/device_authorization", url.Values{"scope": {"openid"}}, [2]string{"resource-server", "wrong"}, 401, "invalid_client"},
+		{"introspection with wrong secret", "/oauth/introspect", url.Values{"token": {"x"}}, [2]string{"resource-server", "wrong"}, 401, "invalid_client"},
+		{"introspection by a client not marked introspect", "/oauth/introspect", url.Values{"token": {"x"}}, [2]string{"ci-deployer", serviceSecret("ci-deployer")}, 403, "unauthorized_client"},
+		{"introspection by a public client", "/oauth/introspect", url.Values{"token": {"x"}, "client_id": {"gatehouse-cli"}}, [2]string{}, 401, "invalid_client"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -313,9 +316,17 @@ func TestBadClientsAndScopes(t *testing.T) {
 			if tt.basic[0] != "" {
 				req.SetBasicAuth(tt.basic[0], tt.basic[1])
 			}
-			status, body := g.do(req)
-			if status != tt.status || oauthError(t, body) != tt.code {
-				t.Errorf("%d %s, want %d %s", status, body, tt.status, tt.code)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tt.status || oauthError(t, body) != tt.code {
+				t.Errorf("%d %s, want %d %s", resp.StatusCode, body, tt.status, tt.code)
+			}
+			if challenge := resp.Header.Get("WWW-Authenticate"); (tt.status == 401) != strings.HasPrefix(challenge, "Basic") {
+				t.Errorf("WWW-Authenticate %q with status %d", challenge, resp.StatusCode)
 			}
 		})
 	}

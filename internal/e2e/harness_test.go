@@ -59,6 +59,7 @@ clients:
     grant_types: [device_code, refresh_token]
   - id: resource-server
     secret_env: RESOURCE_SERVER_SECRET
+    introspect: true
     grant_types: [client_credentials]
   - id: ci-deployer
     secret_env: CI_DEPLOYER_SECRET

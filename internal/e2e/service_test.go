@@ -124,7 +124,11 @@ func TestServiceRefusals(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			status, got := deviceAuth(tt.client, tt.secret, tt.form)
-			if status != 400 || !strings.HasPrefix(got, tt.want+" ") {
+			want := 400
+			if tt.want == "invalid_client" {
+				want = 401 // RFC 6749 §5.2
+			}
+			if status != want || !strings.HasPrefix(got, tt.want+" ") {
 				t.Errorf("%d %s, want %s", status, got, tt.want)
 			}
 		})

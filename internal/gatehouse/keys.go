@@ -2,6 +2,7 @@ package gatehouse
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -28,10 +29,50 @@ func (m *Main) rotateKeys(ctx context.Context, args []string) error {
 		return err
 	}
 	defer db.Close()
-	key, err := m.keyring(db, cfg, slog.New(slog.NewTextHandler(m.Stderr, nil))).Rotate(ctx, alg)
+	keys, err := m.keyring(db, cfg, slog.New(slog.NewTextHandler(m.Stderr, nil)))
+	if err != nil {
+		return err
+	}
+	key, err := keys.Rotate(ctx, alg)
 	if err != nil {
 		return fmt.Errorf("rotate: %w", err)
 	}
 	fmt.Fprintf(m.Stdout, "new signing key %s (%s) is active\n", key.ID, key.Algorithm)
+	return nil
+}
+
+// rewrapKeys runs `gatehouse keys rewrap`: every signing key sealed with the old
+// key-encryption key (--old-key-file) is re-encrypted under the one configured now
+// (GATEHOUSE_KEY_ENCRYPTION_KEY or tokens.key_encryption_key_file). Servers still running
+// with the old key keep the keys they hold in memory; restart them with the new one.
+func (m *Main) rewrapKeys(ctx context.Context, args []string) error {
+	var oldFile string
+	cfg, err := m.loadConfig(args, func(fs *flag.FlagSet) {
+		fs.StringVar(&oldFile, "old-key-file", "", "file holding the key-encryption key the keys are sealed with now")
+	})
+	if err != nil {
+		return err
+	}
+	if oldFile == "" {
+		return errors.New("rewrap: --old-key-file is required")
+	}
+	old, err := readKEKFile(oldFile)
+	if err != nil {
+		return err
+	}
+	db, err := store.Open(cfg.Database)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	keys, err := m.keyring(db, cfg, slog.New(slog.NewTextHandler(m.Stderr, nil)))
+	if err != nil {
+		return err
+	}
+	n, err := keys.Rewrap(ctx, old)
+	if err != nil {
+		return fmt.Errorf("rewrap: %w", err)
+	}
+	fmt.Fprintf(m.Stdout, "%d signing keys re-encrypted from key-encryption key %s\n", n, old.ID())
 	return nil
 }

@@ -34,6 +34,8 @@ type Main struct {
 	Listener net.Listener
 	// Ready, if set, is called once serve has opened everything and the bot is about to connect.
 	Ready func(*Service)
+	// HTTPTimeouts bound the HTTP server's connections; zero fields take the defaults.
+	HTTPTimeouts HTTPTimeouts
 }
 
 // Service is what serve wires together; tests reach the parts through it.
@@ -49,6 +51,7 @@ const usage = `usage:
   gatehouse check-config --config FILE         validate a config file and list every problem
   gatehouse token --issuer URL --role R        get an access token with the device flow
   gatehouse keys rotate --config FILE          make a new signing key the active one
+  gatehouse keys rewrap --config FILE --old-key-file F  re-encrypt signing keys under a new key-encryption key
   gatehouse audit export|verify --config FILE  export the audit trail, or check nobody altered it
 The config file may also be given as GATEHOUSE_CONFIG. Run a command with -h for its flags.`
 
@@ -81,10 +84,14 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	case "token":
 		return tokencmd.Run(ctx, args[1:], m.Getenv, m.Stdout, m.Stderr)
 	case "keys":
-		if len(args) < 2 || args[1] != "rotate" {
-			return errors.New("usage: gatehouse keys rotate --config FILE [--algorithm RS256|ES256]")
+		switch {
+		case len(args) >= 2 && args[1] == "rotate":
+			return m.rotateKeys(ctx, args[1:])
+		case len(args) >= 2 && args[1] == "rewrap":
+			return m.rewrapKeys(ctx, args[1:])
 		}
-		return m.rotateKeys(ctx, args[1:])
+		return errors.New("usage: gatehouse keys rotate --config FILE [--algorithm RS256|ES256]\n" +
+			"       gatehouse keys rewrap --config FILE --old-key-file FILE")
 	case "audit":
 		return m.audit(ctx, args[1:])
 	case "help", "-h", "--help":

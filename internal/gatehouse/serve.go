@@ -44,6 +44,9 @@ func (m *Main) serve(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	defer db.Close()
+	for _, f := range store.ReadableByOthers(cfg.Database) {
+		log.Warn("database file readable by other users; a copy of it gives away every grant and token record: chmod 600 it", "file", f)
+	}
 	s, handler, err := m.wire(ctx, cfg, env, secrets, db, log)
 	if err != nil {
 		return err
@@ -56,7 +59,8 @@ func (m *Main) serve(ctx context.Context, cfg *config.Config) error {
 			return fmt.Errorf("listen: %w", err)
 		}
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	srv := &http.Server{Handler: handler, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	m.HTTPTimeouts.apply(srv)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	if m.Ready != nil {
@@ -76,7 +80,15 @@ func (m *Main) serve(ctx context.Context, cfg *config.Config) error {
 // their notifier, the Socket Mode bot, and the HTTP handler (OpenID Provider, health,
 // metrics).
 func (m *Main) wire(ctx context.Context, cfg *config.Config, env settings, secrets []oidc.ClientConfig, db *store.Store, log *slog.Logger) (*Service, http.Handler, error) {
-	keys := m.keyring(db, cfg, log)
+	keys, err := m.keyring(db, cfg, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	if n, err := keys.SealClearKeys(ctx); err != nil {
+		return nil, nil, fmt.Errorf("signing key: %w", err)
+	} else if n > 0 {
+		log.Info("signing keys stored in clear by an older Gatehouse are now encrypted", "keys", n)
+	}
 	if err := keys.EnsureKey(ctx, cfg.Tokens.SigningAlgorithm); err != nil {
 		return nil, nil, fmt.Errorf("signing key: %w", err)
 	}
@@ -156,12 +168,17 @@ func (m *Main) run(ctx context.Context, cfg *config.Config, s *Service, served <
 	return err
 }
 
-// keyring returns the signing keys for cfg. Old keys stay published as long as a token
-// they signed may live.
-func (m *Main) keyring(db *store.Store, cfg *config.Config, log *slog.Logger) *oidc.Keyring {
-	keys := oidc.NewKeyring(db, m.Now, max(cfg.Tokens.AccessTokenTTL, cfg.Tokens.IDTokenTTL))
+// keyring returns the signing keys for cfg, sealed with the key-encryption key. Old keys
+// stay published as long as a token they signed may live.
+func (m *Main) keyring(db *store.Store, cfg *config.Config, log *slog.Logger) (*oidc.Keyring, error) {
+	kek, from, err := keyEncryptionKey(cfg, m.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("signing keys are encrypted at rest", "key_encryption_key", kek.ID(), "from", from)
+	keys := oidc.NewKeyring(db, kek, m.Now, max(cfg.Tokens.AccessTokenTTL, cfg.Tokens.IDTokenTTL))
 	keys.Logger = log
-	return keys
+	return keys, nil
 }
 
 // clientSecrets resolves each confidential client's secret_env from the environment.
@@ -176,7 +193,7 @@ func (m *Main) clientSecrets(cfg *config.Config) ([]oidc.ClientConfig, []string)
 			}
 		}
 		clients = append(clients, oidc.ClientConfig{ID: c.ID, Public: c.Public, Secret: secret, SecretHash: c.SecretHash,
-			RedirectURIs: c.RedirectURIs, GrantTypes: c.GrantTypes})
+			RedirectURIs: c.RedirectURIs, GrantTypes: c.GrantTypes, Introspect: c.Introspect})
 	}
 	return clients, problems
 }
