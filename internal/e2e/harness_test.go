@@ -89,6 +89,7 @@ type gatehouse struct {
 	addr     string       // where the OpenID Provider listens
 	listener net.Listener // for the next start
 	stop     func()
+	timeouts program.HTTPTimeouts
 }
 
 // gatehouseOptions change the test config.
@@ -96,6 +97,12 @@ type gatehouseOptions struct {
 	algorithm string // tokens.signing_algorithm
 	clients   string // YAML list items appended to clients:
 	roles     string // YAML list items appended to roles:
+	timeouts  program.HTTPTimeouts
+}
+
+// withHTTPTimeouts sets the HTTP server's timeouts.
+func withHTTPTimeouts(t program.HTTPTimeouts) func(*gatehouseOptions) {
+	return func(o *gatehouseOptions) { o.timeouts = t }
 }
 
 // signedWith has tokens signed by a key of the given algorithm.
@@ -129,7 +136,7 @@ func startGatehouse(t testing.TB, options ...func(*gatehouseOptions)) *gatehouse
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &gatehouse{t: t, slack: fake, clock: &testClock{}, config: config, logs: &testLog{t: t}, addr: ln.Addr().String(), listener: ln}
+	g := &gatehouse{t: t, slack: fake, clock: &testClock{}, config: config, logs: &testLog{t: t}, addr: ln.Addr().String(), listener: ln, timeouts: opts.timeouts}
 	yaml := strings.NewReplacer("DATABASE", filepath.Join(dir, "gatehouse.db"), "ISSUER", g.issuer(), "ALGORITHM", opts.algorithm,
 		"\nclients:\n", "\n"+opts.roles+"clients:\n").Replace(testConfig) + opts.clients
 	if err := os.WriteFile(config, []byte(yaml), 0o600); err != nil {
@@ -171,6 +178,8 @@ func (g *gatehouse) start() {
 		Now:      g.clock.Now,
 		Listener: g.listener,
 		Ready:    func(s *program.Service) { ready <- s },
+
+		HTTPTimeouts: g.timeouts,
 	}
 	g.listener = nil
 	ctx, cancel := context.WithCancel(context.Background())
