@@ -107,33 +107,30 @@ func appendEvents(tx *gorm.DB, events []app.AuditEvent) error {
 
 // migrateAuditChain creates the chain head if the database has none: empty in a new
 // database; in one from before the hash chain, over its events, which it seals into the
-// chain in ID order first.
-func migrateAuditChain(db *gorm.DB) error {
-	if err := db.AutoMigrate(&auditChainHeadRow{}); err != nil {
+// chain in ID order first. It runs inside the migration transaction.
+func migrateAuditChain(tx *gorm.DB) error {
+	if err := tx.AutoMigrate(&auditChainHeadRow{}); err != nil {
 		return err
 	}
-	return db.Transaction(func(tx *gorm.DB) error {
-		var heads int64
-		if err := tx.Model(&auditChainHeadRow{}).Count(&heads).Error; err != nil {
-			return err
-		}
-		if heads > 0 {
-			return nil
-		}
-		head := auditChainHeadRow{ID: chainHeadID}
-		err := eachAuditRow(tx.Model(&auditEventRow{}), func(row auditEventRow) error {
-			e := row.toApp()
-			e.PrevHash = head.LastHash
-			e.Hash = e.ChainHash()
-			head.LastID, head.LastHash = e.ID, e.Hash
-			return tx.Model(&row).Updates(map[string]any{"prev_hash": e.PrevHash, "hash": e.Hash}).Error
-		})
-		if err != nil {
-			return err
-		}
-		// Another replica starting at the same moment may have created the same head.
-		return tx.Clauses(clause.OnConflict{DoNothing: true}).Create(&head).Error
+	var heads int64
+	if err := tx.Model(&auditChainHeadRow{}).Count(&heads).Error; err != nil {
+		return err
+	}
+	if heads > 0 {
+		return nil
+	}
+	head := auditChainHeadRow{ID: chainHeadID}
+	err := eachAuditRow(tx.Model(&auditEventRow{}), func(row auditEventRow) error {
+		e := row.toApp()
+		e.PrevHash = head.LastHash
+		e.Hash = e.ChainHash()
+		head.LastID, head.LastHash = e.ID, e.Hash
+		return tx.Model(&row).Updates(map[string]any{"prev_hash": e.PrevHash, "hash": e.Hash}).Error
 	})
+	if err != nil {
+		return err
+	}
+	return tx.Create(&head).Error
 }
 
 // auditPageSize is how many events a walk through the trail holds in memory at once.

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -26,76 +25,74 @@ func breakGlassRecords(id string) (app.Request, app.Grant, []app.AuditEvent) {
 }
 
 func TestBreakGlassCreatedAndReviewedOnce(t *testing.T) {
-	s, err := Open(filepath.Join(t.TempDir(), "gatehouse.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	ctx := context.Background()
-	r, g, events := breakGlassRecords("a")
-	if err := s.CreateBreakGlass(ctx, r, g, events); err != nil {
-		t.Fatal(err)
-	}
-	t.Run("all or nothing", func(t *testing.T) {
-		r2, g2, events2 := breakGlassRecords("b")
-		g2.RequestID = r.ID // a second grant for the same request violates its unique index
-		if err := s.CreateBreakGlass(ctx, r2, g2, events2); !errors.Is(err, app.ErrConflict) {
-			t.Fatalf("err = %v, want ErrConflict", err)
+	ForEachBackend(t, func(t *testing.T, b Backend) {
+		s, _ := b.Open(t)
+		ctx := context.Background()
+		r, g, events := breakGlassRecords("a")
+		if err := s.CreateBreakGlass(ctx, r, g, events); err != nil {
+			t.Fatal(err)
 		}
-		if _, err := s.Request(ctx, r2.ID); !errors.Is(err, app.ErrNotFound) {
-			t.Errorf("the request of a failed break-glass was kept: %v", err)
+		t.Run("all or nothing", func(t *testing.T) {
+			r2, g2, events2 := breakGlassRecords("b")
+			g2.RequestID = r.ID // a second grant for the same request violates its unique index
+			if err := s.CreateBreakGlass(ctx, r2, g2, events2); !errors.Is(err, app.ErrConflict) {
+				t.Fatalf("err = %v, want ErrConflict", err)
+			}
+			if _, err := s.Request(ctx, r2.ID); !errors.Is(err, app.ErrNotFound) {
+				t.Errorf("the request of a failed break-glass was kept: %v", err)
+			}
+		})
+		got, err := s.Grant(ctx, g.ID)
+		if err != nil || !got.BreakGlass || !got.NeedsReview || got.ReviewedBy != "" || !got.ReviewedAt.IsZero() || got.ApprovedBy == nil {
+			t.Fatalf("grant = %+v, %v", got, err)
+		}
+		review := func(user string, at time.Time) error {
+			return s.ReviewGrant(ctx, g.ID, app.AuditEvent{At: at, Actor: user, Action: app.ActionGrantReviewed, Principal: g.Principal,
+				RequestID: r.ID, GrantID: g.ID})
+		}
+		if err := review("U0BOB", bgT0.Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		if err := review("U0CAROL", bgT0.Add(2*time.Minute)); !errors.Is(err, app.ErrAlreadyReviewed) {
+			t.Errorf("second review: err = %v, want ErrAlreadyReviewed", err)
+		}
+		got, _ = s.Grant(ctx, g.ID)
+		if got.NeedsReview || got.ReviewedBy != "U0BOB" || !got.ReviewedAt.Equal(bgT0.Add(time.Minute)) {
+			t.Errorf("reviewed grant = %+v", got)
+		}
+		trail, _ := s.AuditEvents(ctx, r.ID)
+		if len(trail) != 3 || trail[2].Action != app.ActionGrantReviewed || trail[2].Actor != "U0BOB" {
+			t.Errorf("audit trail = %+v", trail)
 		}
 	})
-	got, err := s.Grant(ctx, g.ID)
-	if err != nil || !got.BreakGlass || !got.NeedsReview || got.ReviewedBy != "" || !got.ReviewedAt.IsZero() || got.ApprovedBy == nil {
-		t.Fatalf("grant = %+v, %v", got, err)
-	}
-	review := func(user string, at time.Time) error {
-		return s.ReviewGrant(ctx, g.ID, app.AuditEvent{At: at, Actor: user, Action: app.ActionGrantReviewed, Principal: g.Principal,
-			RequestID: r.ID, GrantID: g.ID})
-	}
-	if err := review("U0BOB", bgT0.Add(time.Minute)); err != nil {
-		t.Fatal(err)
-	}
-	if err := review("U0CAROL", bgT0.Add(2*time.Minute)); !errors.Is(err, app.ErrAlreadyReviewed) {
-		t.Errorf("second review: err = %v, want ErrAlreadyReviewed", err)
-	}
-	got, _ = s.Grant(ctx, g.ID)
-	if got.NeedsReview || got.ReviewedBy != "U0BOB" || !got.ReviewedAt.Equal(bgT0.Add(time.Minute)) {
-		t.Errorf("reviewed grant = %+v", got)
-	}
-	trail, _ := s.AuditEvents(ctx, r.ID)
-	if len(trail) != 3 || trail[2].Action != app.ActionGrantReviewed || trail[2].Actor != "U0BOB" {
-		t.Errorf("audit trail = %+v", trail)
-	}
 }
 
-// A database from before break-glass gets the review columns, its grants needing no review.
+// A database from before break-glass (and so from before versioned migrations) gets the
+// review columns, its grants needing no review.
 func TestMigrateAddsReviewColumns(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "gatehouse.db")
-	s, err := Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, col := range []string{"break_glass", "needs_review", "reviewed_by", "reviewed_at"} {
-		mustExec(t, s.db.Exec("ALTER TABLE grants DROP COLUMN "+col))
-	}
-	mustExec(t, s.db.Omit("Decisions").Create(&requestRow{ID: "req_old", RequesterKind: "user", RequesterID: "U0ALICE", Role: "prod-db-admin",
-		Status: "approved", CreatedAt: bgT0, ExpiresAt: bgT0, GrantID: "grt_old"}))
-	mustExec(t, s.db.Exec("INSERT INTO grants (id, request_id, principal_kind, principal_id, role, approved_by, created_at, expires_at, status) "+
-		"VALUES ('grt_old', 'req_old', 'user', 'U0ALICE', 'prod-db-admin', '[\"U0BOB\"]', ?, ?, 'active')", bgT0, bgT0.Add(time.Hour)))
-	s.Close()
+	ForEachBackend(t, func(t *testing.T, b Backend) {
+		s, path := b.Open(t)
+		mustExec(t, s.db.Exec("DROP TABLE schema_migrations"))
+		for _, col := range []string{"break_glass", "needs_review", "reviewed_by", "reviewed_at"} {
+			mustExec(t, s.db.Exec("ALTER TABLE grants DROP COLUMN "+col))
+		}
+		mustExec(t, s.db.Omit("Decisions").Create(&requestRow{ID: "req_old", RequesterKind: "user", RequesterID: "U0ALICE", Role: "prod-db-admin",
+			Status: "approved", CreatedAt: bgT0, ExpiresAt: bgT0, GrantID: "grt_old"}))
+		mustExec(t, s.db.Exec("INSERT INTO grants (id, request_id, principal_kind, principal_id, role, approved_by, created_at, expires_at, status) "+
+			"VALUES ('grt_old', 'req_old', 'user', 'U0ALICE', 'prod-db-admin', '[\"U0BOB\"]', ?, ?, 'active')", bgT0, bgT0.Add(time.Hour)))
+		s.Close()
 
-	s, err = Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	g, err := s.Grant(context.Background(), "grt_old")
-	if err != nil || g.BreakGlass || g.NeedsReview || g.ReviewedBy != "" || !g.ReviewedAt.IsZero() {
-		t.Errorf("old grant = %+v, %v", g, err)
-	}
-	if err := s.ReviewGrant(context.Background(), "grt_old", app.AuditEvent{At: bgT0, Actor: "U0BOB"}); !errors.Is(err, app.ErrAlreadyReviewed) {
-		t.Errorf("reviewing an old grant: err = %v, want ErrAlreadyReviewed", err)
-	}
+		s, err := Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		g, err := s.Grant(context.Background(), "grt_old")
+		if err != nil || g.BreakGlass || g.NeedsReview || g.ReviewedBy != "" || !g.ReviewedAt.IsZero() {
+			t.Errorf("old grant = %+v, %v", g, err)
+		}
+		if err := s.ReviewGrant(context.Background(), "grt_old", app.AuditEvent{At: bgT0, Actor: "U0BOB"}); !errors.Is(err, app.ErrAlreadyReviewed) {
+			t.Errorf("reviewing an old grant: err = %v, want ErrAlreadyReviewed", err)
+		}
+	})
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 
 	"github.com/gatehouse/gatehouse/app"
 )
@@ -84,13 +85,13 @@ func (s *Store) findLogin(ctx context.Context, query string, arg string) (app.Lo
 
 // UpdateLogin applies update with one version-checked write, with the audit events it
 // returns, re-running it if the login changed in between. An error from update is returned
-// as is and nothing is written.
+// as is and nothing is written. The read locks the row, as in UpdateRequest.
 func (s *Store) UpdateLogin(ctx context.Context, id string, update func(app.Login) (app.Login, []app.AuditEvent, error)) error {
 	var err error
 	for range maxUpdateAttempts {
 		err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 			var row loginRow
-			if err := tx.Take(&row, "id = ?", id).Error; err != nil {
+			if err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).Take(&row, "id = ?", id).Error; err != nil {
 				return translate(err)
 			}
 			changed, events, err := update(row.toApp())

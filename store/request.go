@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 
 	"github.com/gatehouse/gatehouse/app"
 )
@@ -130,11 +131,15 @@ const maxUpdateAttempts = 5
 
 // UpdateRequest implements app.RequestStore: one transaction reads the request, applies
 // update, and writes the result only if the row's version is still the one read.
+//
+// The read locks the row (FOR UPDATE), so that on PostgreSQL concurrent updates of one
+// request queue rather than conflict and retry; SQLite ignores the lock and needs none, its
+// BEGIN IMMEDIATE letting one writer in at a time.
 func (s *Store) UpdateRequest(ctx context.Context, id string, update func(app.Request) (app.RequestChange, error)) error {
 	var err error
 	for range maxUpdateAttempts {
 		err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-			row, err := loadRequest(tx, id)
+			row, err := loadRequest(tx.Clauses(clause.Locking{Strength: "UPDATE"}), id)
 			if err != nil {
 				return translate(err)
 			}

@@ -1,0 +1,160 @@
+package store
+
+// This file is the one place that knows which database is underneath: how to connect to
+// SQLite and to PostgreSQL, how big the connection pool is, and how two processes
+// migrating at once keep out of each other's way. Everything else in the package is
+// dialect-neutral gorm.
+
+import (
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"gorm.io/driver/postgres"
+	"gorm.io/driver/sqlite"
+	"gorm.io/gorm"
+)
+
+// IsPostgres reports whether database names a PostgreSQL database (a postgres:// or
+// postgresql:// URL) rather than a SQLite file.
+func IsPostgres(database string) bool {
+	return strings.HasPrefix(database, "postgres://") || strings.HasPrefix(database, "postgresql://")
+}
+
+// CheckDatabase says what is wrong with a database setting, or returns nil. A SQLite path
+// is anything else and always passes (opening it tells). A PostgreSQL URL must parse and
+// must not carry a password: that comes from PGPASSWORD or the .pgpass file.
+func CheckDatabase(database string) error {
+	if !IsPostgres(database) {
+		return nil
+	}
+	u, err := url.Parse(database)
+	if err != nil {
+		return errors.New("database: the PostgreSQL URL does not parse") // url's error would repeat the URL
+	}
+	if _, ok := u.User.Password(); ok || u.Query().Has("password") {
+		return fmt.Errorf("database %q must not hold a password: give it in PGPASSWORD or a .pgpass file", redact(u))
+	}
+	if _, err := pgx.ParseConfig(database); err != nil {
+		return fmt.Errorf("database %q: %w", redact(u), err)
+	}
+	return nil
+}
+
+// redact is the URL without its password, for messages.
+func redact(u *url.URL) string {
+	c := *u
+	q := c.Query()
+	if q.Has("password") {
+		q.Set("password", "xxxxx")
+		c.RawQuery = q.Encode()
+	}
+	return c.Redacted()
+}
+
+// dialect is what differs between the databases.
+type dialect struct {
+	// dialector is gorm's driver. (Not embedded: gorm looks for its error translation on
+	// the value it is given, and would not find it on a wrapper.)
+	dialector gorm.Dialector
+	// configurePool sizes the connection pool.
+	configurePool func(*sql.DB)
+	// lockMigrations, run first in the migration transaction, keeps every other process
+	// out of migrating until that transaction ends.
+	lockMigrations func(tx *gorm.DB) error
+}
+
+func dialectOf(database string) (dialect, error) {
+	if err := CheckDatabase(database); err != nil {
+		return dialect{}, err
+	}
+	if IsPostgres(database) {
+		return dialect{dialector: postgres.Open(database), configurePool: postgresPool, lockMigrations: postgresMigrationLock}, nil
+	}
+	if err := createPrivateFile(database); err != nil {
+		return dialect{}, err
+	}
+	return dialect{dialector: sqlite.Open(sqliteDSN(database)), configurePool: sqlitePool, lockMigrations: sqliteMigrationLock}, nil
+}
+
+// createPrivateFile creates the SQLite file, if it is new, readable by its owner only,
+// before SQLite opens it: SQLite gives the -wal and -shm files the database file's
+// permissions.
+func createPrivateFile(path string) error {
+	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
+		f.Close()
+	} else if !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	return nil
+}
+
+// ReadableByOthers returns those of a SQLite database's files (the file, -wal, -shm) that
+// users other than the owner may read or write: a copy of them gives away every grant and
+// token record. Start-up warns about them. A PostgreSQL database has no such files here.
+func ReadableByOthers(database string) []string {
+	if IsPostgres(database) {
+		return nil
+	}
+	var loose []string
+	for _, p := range []string{database, database + "-wal", database + "-shm"} {
+		if info, err := os.Stat(p); err == nil && info.Mode().Perm()&0o077 != 0 {
+			loose = append(loose, fmt.Sprintf("%s (%s)", p, info.Mode().Perm()))
+		}
+	}
+	return loose
+}
+
+// sqliteDSN turns a path into a DSN: WAL, a busy timeout so other processes' writers queue
+// instead of failing, foreign keys on, and BEGIN IMMEDIATE so a transaction that reads then
+// writes holds the write lock from its start (two approvers at once serialise instead of
+// deadlocking on a lock upgrade).
+func sqliteDSN(path string) string {
+	q := url.Values{}
+	q.Set("_journal_mode", "WAL")
+	q.Set("_busy_timeout", "10000")
+	q.Set("_foreign_keys", "on")
+	q.Set("_txlock", "immediate")
+	q.Set("_synchronous", "NORMAL")
+	return "file:" + url.PathEscape(path) + "?" + q.Encode()
+}
+
+// sqlitePool keeps one connection: SQLite has one writer anyway, and queueing in Go is
+// cheaper than writers sleeping in SQLite's busy handler, each holding an OS thread.
+func sqlitePool(db *sql.DB) { db.SetMaxOpenConns(1) }
+
+// PostgresMaxConns is the most connections one Gatehouse process opens to PostgreSQL.
+// Requests, sign-ins and tokens each hold one for a few milliseconds, so ten carry
+// hundreds of operations a second; N replicas need N×10 below the server's max_connections
+// (100 by default), with room for backups and psql.
+const PostgresMaxConns = 10
+
+// postgresPool keeps up to PostgresMaxConns connections, all of them idle between bursts
+// (a new connection costs a TLS and SCRAM handshake), gives them back after five idle
+// minutes, and renews each after half an hour, so that a failover or a pooler's DNS
+// change is picked up without a restart.
+func postgresPool(db *sql.DB) {
+	db.SetMaxOpenConns(PostgresMaxConns)
+	db.SetMaxIdleConns(PostgresMaxConns)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	db.SetConnMaxLifetime(30 * time.Minute)
+}
+
+// sqliteMigrationLock needs to do nothing: the migration transaction began with BEGIN
+// IMMEDIATE (see sqliteDSN), which already holds the database's one write lock.
+func sqliteMigrationLock(*gorm.DB) error { return nil }
+
+// migrationLockKey names Gatehouse's migration lock among the database's advisory locks.
+const migrationLockKey = 0x6761746568 // "gateh"
+
+// postgresMigrationLock takes a transaction-scoped advisory lock: a second replica starting
+// on the same database waits here, then finds the migrations applied.
+func postgresMigrationLock(tx *gorm.DB) error {
+	return tx.Exec("SELECT pg_advisory_xact_lock(?)", migrationLockKey).Error
+}
