@@ -4,8 +4,9 @@ import (
 	"strings"
 	"sync"
 
-	"gorm.io/gorm"
 	"testing"
+
+	"gorm.io/gorm"
 )
 
 func appliedMigrations(t *testing.T, s *Store) []schemaMigrationRow {
