@@ -30,6 +30,9 @@ func (c *Config) check() []string {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		add("listen %q must be host:port", c.Listen)
 	}
+	if problem := checkDatabaseURL(c.Database); problem != "" {
+		problems = append(problems, problem)
+	}
 	for name, d := range map[string]time.Duration{
 		"access_token_ttl": c.Tokens.AccessTokenTTL, "id_token_ttl": c.Tokens.IDTokenTTL, "refresh_token_ttl": c.Tokens.RefreshTokenTTL,
 		"device_poll_interval": c.Tokens.DevicePollInterval, "login_ttl": c.Tokens.LoginTTL,
@@ -98,4 +101,21 @@ func (c *Config) check() []string {
 		}
 	}
 	return problems
+}
+
+// checkDatabaseURL says what is wrong with a PostgreSQL URL in database, or "". The
+// password never comes from the config file but from PGPASSWORD or a .pgpass file. (The
+// store checks the rest of the URL when it connects.)
+func checkDatabaseURL(database string) string {
+	if !strings.HasPrefix(database, "postgres://") && !strings.HasPrefix(database, "postgresql://") {
+		return "" // a SQLite file
+	}
+	u, err := url.Parse(database)
+	if err != nil {
+		return "database: the PostgreSQL URL does not parse" // url's error would repeat the URL
+	}
+	if _, ok := u.User.Password(); ok || u.Query().Has("password") {
+		return "database: the PostgreSQL URL must not hold a password: give it in PGPASSWORD or a .pgpass file"
+	}
+	return ""
 }

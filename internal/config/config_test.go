@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"os"
 	"path/filepath"
 	"strings"
@@ -60,6 +61,9 @@ func TestParseListsEveryProblem(t *testing.T) {
 		{"default beyond max", minimalRole + "    default_duration: 2h\n    max_duration: 1h\n", []string{"default_duration 2h is longer than max_duration 1h"}},
 		{"duplicate role", minimalRole + "  - name: prod-db-admin\n    description: again\n    approvers: [U0BOB]\n", []string{"defined more than once"}},
 		{"clash with sub-command", strings.Replace(minimalRole, "prod-db-admin", "revoke", 1), []string{"clashes with the /access sub-command \"revoke\""}},
+		{"password in the database URL", "database: postgres://gatehouse:hunter2@db:5432/gatehouse\n" + minimalRole,
+			[]string{"must not hold a password: give it in PGPASSWORD or a .pgpass file"}},
+		{"password as a URL parameter", "database: postgresql://gatehouse@db/gatehouse?password=hunter2\n" + minimalRole, []string{"must not hold a password"}},
 		{"bad issuer", "issuer: http://127.0.0.1:8080/\n" + minimalRole, []string{"trailing slash"}},
 		{"client problems", minimalRole + "clients:\n  - id: a:b\n    public: true\n    secret_env: X\n    grant_types: [password]\n", []string{
 			"no ':'", "public client has no secret", "unknown grant type \"password\""}},
@@ -77,6 +81,23 @@ func TestParseListsEveryProblem(t *testing.T) {
 					t.Errorf("error does not mention %q:\n%v", w, err)
 				}
 			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("error shows a secret:\n%v", err)
+			}
 		})
+	}
+}
+
+func TestDatabaseIsAFileOrAPostgresURL(t *testing.T) {
+	for _, database := range []string{"", "gatehouse.db", "/var/lib/gatehouse/gatehouse.db",
+		"postgres://gatehouse@db.internal:5432/gatehouse?sslmode=verify-full", "postgresql://gatehouse@db.internal/gatehouse"} {
+		cfg, err := Parse([]byte("database: \"" + database + "\"\n" + minimalRole))
+		if err != nil {
+			t.Errorf("database %q: %v", database, err)
+			continue
+		}
+		if want := cmp.Or(database, "gatehouse.db"); cfg.Database != want {
+			t.Errorf("database %q read as %q", database, cfg.Database)
+		}
 	}
 }

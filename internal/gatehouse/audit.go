@@ -150,11 +150,14 @@ func (m *Main) verifyAudit(ctx context.Context, args []string) error {
 	return nil
 }
 
-// openExistingStore opens the database at path, which must exist: the audit commands
-// would otherwise create an empty one (say, from the wrong directory) and find it spotless.
-func openExistingStore(path string) (*store.Store, error) {
-	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("database: %w", err)
+// openExistingStore opens the database, which must exist: given a SQLite path, the audit
+// commands would otherwise create an empty one (say, from the wrong directory) and find it
+// spotless. (A PostgreSQL database that is not there fails to connect.)
+func openExistingStore(database string) (*store.Store, error) {
+	if !store.IsPostgres(database) {
+		if _, err := os.Stat(database); err != nil {
+			return nil, fmt.Errorf("database: %w", err)
+		}
 	}
-	return store.Open(path)
+	return store.Open(database)
 }

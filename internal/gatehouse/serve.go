@@ -76,6 +76,10 @@ func (m *Main) serve(ctx context.Context, cfg *config.Config) error {
 	return err
 }
 
+// readyTimeout bounds how long /readyz waits for the database: a load balancer's probe
+// needs an answer, and a database this slow is as good as unreachable.
+const readyTimeout = time.Second
+
 // wire builds the program's parts on db: the signing keys, the use cases with Slack as
 // their notifier, the Socket Mode bot, and the HTTP handler (OpenID Provider, health,
 // metrics).
@@ -121,7 +125,10 @@ func (m *Main) wire(ctx context.Context, cfg *config.Config, env settings, secre
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if err := db.Ping(r.Context()); err != nil {
+		// A database host that drops packets would hold the probe until it times out.
+		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+		defer cancel()
+		if err := db.Ping(ctx); err != nil {
 			http.Error(w, "database unreachable", http.StatusServiceUnavailable)
 			return
 		}
