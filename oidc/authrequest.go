@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
@@ -73,7 +75,9 @@ func (a *authRequest) GetCodeChallenge() *oidc.CodeChallenge {
 
 // CreateAuthRequest records a browser sign-in started at /authorize. state is required (it
 // is the client's CSRF protection), a public client must use PKCE (S256), and a role scope
-// naming no role in the policy is invalid_scope.
+// naming no role in the policy is invalid_scope. Parameters with control characters or
+// invalid UTF-8 are invalid_request: no client sends them, and PostgreSQL cannot store
+// a NUL byte.
 func (s *Storage) CreateAuthRequest(ctx context.Context, req *oidc.AuthRequest, _ string) (op.AuthRequest, error) {
 	c, ok := s.clients[req.ClientID]
 	if !ok {
@@ -81,6 +85,9 @@ func (s *Storage) CreateAuthRequest(ctx context.Context, req *oidc.AuthRequest, 
 	}
 	if req.State == "" {
 		return nil, oidc.ErrInvalidRequest().WithDescription("state is required")
+	}
+	if !printable(req.State, req.Nonce, req.CodeChallenge) || !printable(req.Scopes...) || !printable(req.Prompt...) {
+		return nil, oidc.ErrInvalidRequest().WithDescription("state, nonce, code_challenge, scope and prompt must be printable text")
 	}
 	if c.cfg.Public && (req.CodeChallenge == "" || req.CodeChallengeMethod != oidc.CodeChallengeMethodS256) {
 		return nil, oidc.ErrInvalidRequest().WithDescription("public clients must use PKCE with S256")
@@ -163,4 +170,14 @@ func errorRedirect(a app.AuthRequest, code, description string) string {
 	}
 	u.RawQuery = q.Encode()
 	return u.String()
+}
+
+// printable reports whether every value is valid UTF-8 without control characters.
+func printable(values ...string) bool {
+	for _, v := range values {
+		if !utf8.ValidString(v) || strings.ContainsFunc(v, unicode.IsControl) {
+			return false
+		}
+	}
+	return true
 }

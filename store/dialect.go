@@ -1,9 +1,9 @@
 package store
 
 // This file is the one place that knows which database is underneath: how to connect to
-// SQLite and to PostgreSQL, how big the connection pool is, and how two processes
-// migrating at once keep out of each other's way. Everything else in the package is
-// dialect-neutral gorm.
+// SQLite and to PostgreSQL, how big the connection pool is, how two processes migrating at
+// once keep out of each other's way, and which errors only one of them gives. Everything
+// else in the package is dialect-neutral gorm.
 
 import (
 	"database/sql"
@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/driver/postgres"
 	"gorm.io/driver/sqlite"
 	"gorm.io/gorm"
@@ -157,4 +158,11 @@ const migrationLockKey = 0x6761746568 // "gateh"
 // on the same database waits here, then finds the migrations applied.
 func postgresMigrationLock(tx *gorm.DB) error {
 	return tx.Exec("SELECT pg_advisory_xact_lock(?)", migrationLockKey).Error
+}
+
+// unstorable reports whether err is PostgreSQL refusing text it cannot hold (a NUL byte).
+// SQLite holds any bytes; no row holds such text on either, so a lookup by it finds nothing.
+func unstorable(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "22021" // character_not_in_repertoire
 }

@@ -82,6 +82,8 @@ func translate(err error) error {
 		return fmt.Errorf("%w: %w", app.ErrNotFound, err)
 	case errors.Is(err, gorm.ErrDuplicatedKey):
 		return fmt.Errorf("%w: %w", app.ErrConflict, err)
+	case unstorable(err):
+		return fmt.Errorf("%w: %w", app.ErrNotFound, err)
 	}
 	return err
 }

@@ -120,7 +120,11 @@ func withRoles(yaml string) func(*gatehouseOptions) {
 	return func(o *gatehouseOptions) { o.roles += yaml }
 }
 
-// startGatehouse runs the real serve command against a new fake Slack and a temp database.
+// newDatabase returns the database of a gatehouse under test: a new SQLite file, unless the
+// test runs on PostgreSQL (see onPostgres).
+var newDatabase = func(t testing.TB) string { return filepath.Join(t.TempDir(), "gatehouse.db") }
+
+// startGatehouse runs the real serve command against a new fake Slack and a new database.
 func startGatehouse(t testing.TB, options ...func(*gatehouseOptions)) *gatehouse {
 	t.Helper()
 	opts := gatehouseOptions{algorithm: "RS256"}
@@ -137,7 +141,7 @@ func startGatehouse(t testing.TB, options ...func(*gatehouseOptions)) *gatehouse
 		t.Fatal(err)
 	}
 	g := &gatehouse{t: t, slack: fake, clock: &testClock{}, config: config, logs: &testLog{t: t}, addr: ln.Addr().String(), listener: ln, timeouts: opts.timeouts}
-	yaml := strings.NewReplacer("DATABASE", filepath.Join(dir, "gatehouse.db"), "ISSUER", g.issuer(), "ALGORITHM", opts.algorithm,
+	yaml := strings.NewReplacer("DATABASE", newDatabase(t), "ISSUER", g.issuer(), "ALGORITHM", opts.algorithm,
 		"\nclients:\n", "\n"+opts.roles+"clients:\n").Replace(testConfig) + opts.clients
 	if err := os.WriteFile(config, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
