@@ -43,14 +43,23 @@ func TestAuthRequestCodeRedeemedOnce(t *testing.T) {
 		if err != nil || !got.Done || got.Subject != "U0ALICE" || got.LoginID != "lgn_1" || !slices.Equal(got.Prompt, a.Prompt) {
 			t.Fatalf("auth request = %+v, %v", got, err)
 		}
-		if _, err := s.RedeemAuthCode(ctx, "code_hash", t0.Add(3*time.Minute)); !errors.Is(err, app.ErrNotFound) {
-			t.Errorf("expired code: err = %v, want ErrNotFound", err)
+		if got, err := s.AuthRequestByCode(ctx, "code_hash"); err != nil || got.ID != "ar_1" || got.SessionID != "" {
+			t.Fatalf("by code = %+v, %v", got, err)
 		}
-		if got, err := s.RedeemAuthCode(ctx, "code_hash", t0.Add(time.Minute)); err != nil || got.ID != "ar_1" {
-			t.Errorf("redeem = %+v, %v", got, err)
+		if err := s.RedeemAuthCode(ctx, "ar_1", "code_hash", "ses_1", t0.Add(3*time.Minute)); !errors.Is(err, app.ErrConflict) {
+			t.Errorf("expired code: err = %v, want ErrConflict", err)
 		}
-		if _, err := s.RedeemAuthCode(ctx, "code_hash", t0.Add(time.Minute)); !errors.Is(err, app.ErrNotFound) {
-			t.Errorf("replayed code: err = %v, want ErrNotFound", err)
+		if err := s.RedeemAuthCode(ctx, "ar_1", "code_hash", "ses_1", t0.Add(time.Minute)); err != nil {
+			t.Errorf("redeem: %v", err)
+		}
+		if err := s.RedeemAuthCode(ctx, "ar_1", "code_hash", "ses_2", t0.Add(time.Minute)); !errors.Is(err, app.ErrConflict) {
+			t.Errorf("replayed code: err = %v, want ErrConflict", err)
+		}
+		if got, _ := s.AuthRequestByCode(ctx, "code_hash"); got.SessionID != "ses_1" {
+			t.Errorf("redeemed code's session = %q, want ses_1", got.SessionID)
+		}
+		if _, err := s.AuthRequestByCode(ctx, "other"); !errors.Is(err, app.ErrNotFound) {
+			t.Errorf("unknown code: err = %v, want ErrNotFound", err)
 		}
 	})
 }
@@ -70,11 +79,14 @@ func TestBrowserSessions(t *testing.T) {
 		if _, err := s.BrowserSession(ctx, "h1", t0.Add(time.Hour)); !errors.Is(err, app.ErrNotFound) {
 			t.Errorf("expired session: err = %v, want ErrNotFound", err)
 		}
-		if err := s.EndBrowserSessions(ctx, "U0ALICE"); err != nil {
+		if err := s.EndBrowserSession(ctx, "h2"); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := s.BrowserSession(ctx, "h2", t0); !errors.Is(err, app.ErrNotFound) {
 			t.Errorf("ended session: err = %v, want ErrNotFound", err)
+		}
+		if _, err := s.BrowserSession(ctx, "h1", t0); err != nil {
+			t.Errorf("the other browser's session ended too: %v", err)
 		}
 	})
 }

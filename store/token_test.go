@@ -49,13 +49,14 @@ func TestTokensRotateOnceAndRevoke(t *testing.T) {
 			t.Errorf("the access token of a refused rotation was stored: %v", err)
 		}
 
-		if err := s.RevokeAccessToken(ctx, "at_2"); err != nil {
+		revoked := app.AuditEvent{At: t0.Add(time.Minute), Actor: "kubectl", Action: app.ActionTokenRevoked, Principal: app.User("U0ALICE")}
+		if err := s.RevokeClientTokens(ctx, "", "at_2", revoked); err != nil {
 			t.Fatal(err)
 		}
 		if got, _ := s.AccessToken(ctx, "at_2"); !got.Revoked {
 			t.Error("a revoked access token is not revoked")
 		}
-		if err := s.RevokeSession(ctx, "ses_a", t0.Add(time.Minute)); err != nil {
+		if err := s.RevokeClientTokens(ctx, "ses_a", "", revoked); err != nil {
 			t.Fatal(err)
 		}
 		if got, _ := s.AccessToken(ctx, "at_1"); !got.Revoked {

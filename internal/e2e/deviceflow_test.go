@@ -341,7 +341,8 @@ func TestKeyRotationKeepsOldTokensVerifiable(t *testing.T) {
 	}
 	before := token()
 	var out strings.Builder
-	m := &program.Main{Getenv: func(string) string { return "" }, Stdout: &out, Stderr: g.logs, Now: g.clock.Now}
+	kek := func(k string) string { return map[string]string{"GATEHOUSE_KEY_ENCRYPTION_KEY": g.kek}[k] } // set on PostgreSQL
+	m := &program.Main{Getenv: kek, Stdout: &out, Stderr: g.logs, Now: g.clock.Now}
 	if err := m.Run(context.Background(), []string{"keys", "rotate", "--config", g.config, "--algorithm", "ES256"}); err != nil {
 		t.Fatalf("keys rotate: %v", err)
 	}

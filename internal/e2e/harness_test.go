@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"net"
 	"os"
@@ -90,6 +92,14 @@ type gatehouse struct {
 	listener net.Listener // for the next start
 	stop     func()
 	timeouts program.HTTPTimeouts
+	kek      string // GATEHOUSE_KEY_ENCRYPTION_KEY, set on PostgreSQL, where it is required
+}
+
+// newKeyEncryptionKey returns 32 random bytes in standard base64.
+func newKeyEncryptionKey() string {
+	key := make([]byte, 32)
+	rand.Read(key)
+	return base64.StdEncoding.EncodeToString(key)
 }
 
 // gatehouseOptions change the test config.
@@ -141,7 +151,11 @@ func startGatehouse(t testing.TB, options ...func(*gatehouseOptions)) *gatehouse
 		t.Fatal(err)
 	}
 	g := &gatehouse{t: t, slack: fake, clock: &testClock{}, config: config, logs: &testLog{t: t}, addr: ln.Addr().String(), listener: ln, timeouts: opts.timeouts}
-	yaml := strings.NewReplacer("DATABASE", newDatabase(t), "ISSUER", g.issuer(), "ALGORITHM", opts.algorithm,
+	database := newDatabase(t)
+	if strings.HasPrefix(database, "postgres://") { // replicas must share it, so it is required
+		g.kek = newKeyEncryptionKey()
+	}
+	yaml := strings.NewReplacer("DATABASE", database, "ISSUER", g.issuer(), "ALGORITHM", opts.algorithm,
 		"\nclients:\n", "\n"+opts.roles+"clients:\n").Replace(testConfig) + opts.clients
 	if err := os.WriteFile(config, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
@@ -167,6 +181,9 @@ func (g *gatehouse) start() {
 		"RESOURCE_SERVER_SECRET": resourceServerSecret,
 		"CI_DEPLOYER_SECRET":     serviceSecret("ci-deployer"),
 		"BATCH_JOB_SECRET":       serviceSecret("batch-job"),
+	}
+	if g.kek != "" {
+		env["GATEHOUSE_KEY_ENCRYPTION_KEY"] = g.kek
 	}
 	if g.listener == nil { // a restart listens again on the same address
 		ln, err := net.Listen("tcp", g.addr)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/oidc"
+	"github.com/gatehouse/gatehouse/store"
 )
 
 // kekEnv holds the key-encryption key itself, in standard base64.
@@ -16,8 +17,8 @@ const kekEnv = "GATEHOUSE_KEY_ENCRYPTION_KEY"
 // keyEncryptionKey says where the key that encrypts signing keys at rest comes from, and
 // returns it with a word for where: GATEHOUSE_KEY_ENCRYPTION_KEY, else the file
 // tokens.key_encryption_key_file, else — with SQLite — a 0600 file beside the database,
-// created on first start, so that a copy of the database alone never signs a token. (This
-// is the one place to require an explicit key for a database on another machine.)
+// created on first start, so that a copy of the database alone never signs a token. With
+// PostgreSQL one of the first two is required (see sharedKEKProblem).
 func keyEncryptionKey(cfg *config.Config, getenv func(string) string) (*oidc.KeyEncryptionKey, string, error) {
 	if text := getenv(kekEnv); text != "" {
 		kek, err := oidc.ParseKeyEncryptionKey(text)
@@ -29,6 +30,9 @@ func keyEncryptionKey(cfg *config.Config, getenv func(string) string) (*oidc.Key
 	if path := cfg.Tokens.KeyEncryptionKeyFile; path != "" {
 		kek, err := readKEKFile(path)
 		return kek, path, err
+	}
+	if problem := sharedKEKProblem(cfg, getenv); problem != "" {
+		return nil, "", errors.New(problem)
 	}
 	path := cfg.Database + ".kek"
 	kek, err := readKEKFile(path)
@@ -55,6 +59,17 @@ func keyEncryptionKey(cfg *config.Config, getenv func(string) string) (*oidc.Key
 		return nil, "", fmt.Errorf("key-encryption key: %w", err)
 	}
 	return kek, path + " (created now: back it up apart from the database)", nil
+}
+
+// sharedKEKProblem says that the key-encryption key must be given when the database is
+// PostgreSQL: the replicas share its signing keys, so they must share the key that opens
+// them, and there is no database file to keep one beside.
+func sharedKEKProblem(cfg *config.Config, getenv func(string) string) string {
+	if !store.IsPostgres(cfg.Database) || getenv(kekEnv) != "" || cfg.Tokens.KeyEncryptionKeyFile != "" {
+		return ""
+	}
+	return kekEnv + " must be set (32 random bytes, standard base64: openssl rand -base64 32), or tokens.key_encryption_key_file: " +
+		"with PostgreSQL every replica must share the key that encrypts the signing keys"
 }
 
 // readKEKFile reads a key-encryption key file, refusing one other users may read.

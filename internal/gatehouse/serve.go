@@ -34,6 +34,9 @@ const groupCacheTTL = 2 * time.Minute
 func (m *Main) serve(ctx context.Context, cfg *config.Config) error {
 	env, problems := m.settings()
 	secrets, secretProblems := m.clientSecrets(cfg)
+	if problem := sharedKEKProblem(cfg, m.Getenv); problem != "" {
+		problems = append(problems, problem)
+	}
 	if problems = append(problems, secretProblems...); len(problems) > 0 {
 		return fmt.Errorf("cannot start:\n%s", strings.Join(problems, "\n"))
 	}
