@@ -17,6 +17,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/mattn/go-sqlite3"
 	"gorm.io/driver/postgres"
 	"gorm.io/driver/sqlite"
 	"gorm.io/gorm"
@@ -165,4 +166,12 @@ func postgresMigrationLock(tx *gorm.DB) error {
 func unstorable(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == "22021" // character_not_in_repertoire
+}
+
+// busyAtOpen reports whether err is SQLite finding its file locked while opening it: a
+// connection's first statements (switching to WAL) do not wait for another process that is
+// opening or migrating the same file at that moment, so Open tries again.
+func busyAtOpen(err error) bool {
+	var sqliteErr sqlite3.Error
+	return errors.As(err, &sqliteErr) && sqliteErr.Code == sqlite3.ErrBusy
 }

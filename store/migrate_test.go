@@ -110,6 +110,7 @@ func TestCheckDatabase(t *testing.T) {
 		{"postgres://gatehouse@db.internal/gatehouse?password=hunter2", "must not hold a password"},
 		{"postgres://gatehouse@db.internal/gatehouse?sslmode=sometimes", "sslmode is invalid"},
 		{"postgres://gatehouse@db.internal:port/gatehouse", "does not parse"},
+		{"postgres://gatehouse:hunter2@db.internal:port/gatehouse", "does not parse"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.database, func(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"time"
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
@@ -29,12 +30,35 @@ var _ app.RequestStore = (*Store)(nil)
 // password in it (see CheckDatabase) — and brings its schema up to date.
 func Open(database string) (*Store, error) {
 	name := database
-	if u, err := url.Parse(database); err == nil && IsPostgres(database) {
-		name = redact(u)
+	if IsPostgres(database) { // never a password in a message
+		name = "the PostgreSQL URL"
+		if u, err := url.Parse(database); err == nil {
+			name = redact(u)
+		}
 	}
+	var s *Store
+	var err error
+	for attempt := 1; ; attempt++ {
+		s, err = open(database)
+		if err == nil || !busyAtOpen(err) || attempt == openAttempts {
+			break
+		}
+		time.Sleep(time.Duration(attempt) * 20 * time.Millisecond)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", name, err)
+	}
+	return s, nil
+}
+
+// openAttempts bounds how often Open tries again while another process opens the same
+// SQLite file (see busyAtOpen).
+const openAttempts = 5
+
+func open(database string) (*Store, error) {
 	d, err := dialectOf(database)
 	if err != nil {
-		return nil, fmt.Errorf("store: %w", err)
+		return nil, err
 	}
 	db, err := gorm.Open(d.dialector, &gorm.Config{
 		Logger:                 logger.Discard,
@@ -42,17 +66,22 @@ func Open(database string) (*Store, error) {
 		SkipDefaultTransaction: true, // single writes are atomic anyway; multi-row changes use Transaction
 	})
 	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", name, err)
+		if db != nil {
+			if sqlDB, dbErr := db.DB(); dbErr == nil {
+				sqlDB.Close()
+			}
+		}
+		return nil, err
 	}
 	sqlDB, err := db.DB()
 	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", name, err)
+		return nil, err
 	}
 	d.configurePool(sqlDB)
 	s := &Store{db: db}
 	if err := s.migrate(d); err != nil {
 		s.Close()
-		return nil, fmt.Errorf("store: open %s: %w", name, err)
+		return nil, err
 	}
 	return s, nil
 }

@@ -130,9 +130,9 @@ func withRoles(yaml string) func(*gatehouseOptions) {
 	return func(o *gatehouseOptions) { o.roles += yaml }
 }
 
-// newDatabase returns the database of a gatehouse under test: a new SQLite file, unless the
-// test runs on PostgreSQL (see onPostgres).
-var newDatabase = func(t testing.TB) string { return filepath.Join(t.TempDir(), "gatehouse.db") }
+// newDatabase returns the database of a gatehouse under test whose files are in dir: a new
+// SQLite file there, unless the test runs on PostgreSQL (see onPostgres).
+var newDatabase = func(t testing.TB, dir string) string { return filepath.Join(dir, "gatehouse.db") }
 
 // startGatehouse runs the real serve command against a new fake Slack and a new database.
 func startGatehouse(t testing.TB, options ...func(*gatehouseOptions)) *gatehouse {
@@ -151,7 +151,7 @@ func startGatehouse(t testing.TB, options ...func(*gatehouseOptions)) *gatehouse
 		t.Fatal(err)
 	}
 	g := &gatehouse{t: t, slack: fake, clock: &testClock{}, config: config, logs: &testLog{t: t}, addr: ln.Addr().String(), listener: ln, timeouts: opts.timeouts}
-	database := newDatabase(t)
+	database := newDatabase(t, dir)
 	if strings.HasPrefix(database, "postgres://") { // replicas must share it, so it is required
 		g.kek = newKeyEncryptionKey()
 	}

@@ -124,7 +124,7 @@ func TestReadinessFollowsPostgresOutage(t *testing.T) {
 	hole := newBlackHole(t, "127.0.0.1:"+strconv.Itoa(server.Port()))
 	through := strings.Replace(database, ":"+strconv.Itoa(server.Port())+"/", ":"+strconv.Itoa(hole.port())+"/", 1)
 	saved := newDatabase
-	newDatabase = func(testing.TB) string { return through }
+	newDatabase = func(testing.TB, string) string { return through }
 	t.Cleanup(func() { newDatabase = saved })
 
 	g := startGatehouse(t)

@@ -18,7 +18,7 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
 // end-to-end tests do not run in parallel, so the package variable is the test's alone.)
 func onPostgres(t *testing.T) {
 	saved := newDatabase
-	newDatabase = pgtest.NewDatabase
+	newDatabase = func(t testing.TB, _ string) string { return pgtest.NewDatabase(t) }
 	t.Cleanup(func() { newDatabase = saved })
 }
 
