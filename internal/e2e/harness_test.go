@@ -15,6 +15,7 @@ import (
 	"time"
 
 	program "github.com/gatehouse/gatehouse/internal/gatehouse"
+	"github.com/gatehouse/gatehouse/internal/pgtest"
 	"github.com/gatehouse/gatehouse/internal/slackfake"
 )
 
@@ -131,8 +132,13 @@ func withRoles(yaml string) func(*gatehouseOptions) {
 }
 
 // newDatabase returns the database of a gatehouse under test whose files are in dir: a new
-// SQLite file there, unless the test runs on PostgreSQL (see onPostgres).
-var newDatabase = func(t testing.TB, dir string) string { return filepath.Join(dir, "gatehouse.db") }
+// SQLite file there, unless the test runs on PostgreSQL (see onPostgres and -postgres).
+var newDatabase = func(t testing.TB, dir string) string {
+	if *allOnPostgres {
+		return pgtest.NewDatabase(t)
+	}
+	return filepath.Join(dir, "gatehouse.db")
+}
 
 // startGatehouse runs the real serve command against a new fake Slack and a new database.
 func startGatehouse(t testing.TB, options ...func(*gatehouseOptions)) *gatehouse {

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"flag"
 	"net/http"
 	"net/url"
 	"os"
@@ -10,7 +11,13 @@ import (
 )
 
 // The end-to-end tests run on SQLite; TestCoreFlowsOnPostgres runs the core flows again on
-// a real PostgreSQL (one server for the test binary, a new database per test).
+// a real PostgreSQL (one server for the test binary, a new database per test). With
+// -postgres every test and benchmark runs on PostgreSQL:
+//
+//	go test ./internal/e2e/ -postgres
+//	go test ./internal/e2e/ -run '^$' -bench . -postgres
+
+var allOnPostgres = flag.Bool("postgres", false, "run every end-to-end test and benchmark on PostgreSQL")
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
 
