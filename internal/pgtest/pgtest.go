@@ -152,7 +152,11 @@ func start() (*Server, error) {
 		return nil, err
 	}
 	s := &Server{bin: bin}
-	if s.dir, err = os.MkdirTemp("", "gatehouse-pg-"); err != nil {
+	base := "" // $TMPDIR
+	if os.Geteuid() == 0 {
+		base = "/tmp" // the unprivileged server user must reach it; root's TMPDIR may be private
+	}
+	if s.dir, err = os.MkdirTemp(base, "gatehouse-pg-"); err != nil {
 		return nil, err
 	}
 	if err := s.initdb(); err != nil {
