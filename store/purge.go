@@ -7,12 +7,13 @@ import (
 )
 
 // Purge deletes what ended before the cutoff and nobody needs any more: sign-ins (logins
-// and browser auth requests), access-token records, refresh tokens and browser sessions.
+// and browser auth requests), refresh tokens, browser sessions, and revocations no valid
+// token can be affected by any more.
 // Requests, grants and the audit trail are kept. It returns how many rows went.
 func (s *Store) Purge(ctx context.Context, before time.Time) (int64, error) {
 	before = before.UTC()
 	var n int64
-	for _, row := range []any{&loginRow{}, &authRequestRow{}, &accessTokenRow{}, &refreshTokenRow{}, &browserSessionRow{}} {
+	for _, row := range []any{&loginRow{}, &authRequestRow{}, &refreshTokenRow{}, &browserSessionRow{}, &revocationRow{}} {
 		res := s.db.WithContext(ctx).Where("expires_at < ?", before).Delete(row)
 		if res.Error != nil {
 			return n, fmt.Errorf("store: purge: %w", res.Error)

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"runtime"
 
 	"gorm.io/driver/sqlite"
 	"gorm.io/gorm"
@@ -19,8 +20,15 @@ import (
 )
 
 // Store is the SQL-backed implementation of the app's storage interfaces.
+//
+// It holds two connection pools: db, the one writer, and read, several readers that never
+// wait for it (WAL lets readers go on while a write is in progress). Writes on the token path
+// go through batch, a group commit over the writer.
 type Store struct {
-	db *gorm.DB
+	db    *gorm.DB // the writer: transactions and single writes
+	read  *gorm.DB // readers: queries outside a transaction
+	batch *committer
+	revoked revocationCache
 }
 
 var _ app.RequestStore = (*Store)(nil)
@@ -31,46 +39,83 @@ var _ app.RequestStore = (*Store)(nil)
 // failing, foreign keys on, and BEGIN IMMEDIATE so a transaction that reads then writes
 // holds the write lock from its start (two approvers at once serialise instead of
 // deadlocking on a lock upgrade).
+//
+// Writes go through one connection: SQLite has one writer anyway, and queueing in Go is
+// cheaper than writers sleeping in SQLite's busy handler, each holding an OS thread.
+// Reads outside a transaction use a pool of read-only connections, one per core or more,
+// so that no lock is shared by every request.
 func Open(path string) (*Store, error) {
 	q := url.Values{}
 	q.Set("_journal_mode", "WAL")
 	q.Set("_busy_timeout", "10000")
 	q.Set("_foreign_keys", "on")
 	q.Set("_txlock", "immediate")
+	// NORMAL: a commit reaches the WAL file before it is acknowledged, so a killed process
+	// loses nothing; only a power cut may lose the last commits before a checkpoint.
 	q.Set("_synchronous", "NORMAL")
 	dsn := "file:" + url.PathEscape(path) + "?" + q.Encode()
+	db, err := openPool(dsn, 1)
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	s := &Store{db: db, read: db}
+	if err := s.migrate(); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	q.Del("_journal_mode") // set by the writer, once for the file
+	q.Set("_query_only", "true")
+	q.Set("_txlock", "deferred")
+	if s.read, err = openPool("file:"+url.PathEscape(path)+"?"+q.Encode(), max(4, 2*runtime.GOMAXPROCS(0))); err != nil {
+		s.read = nil
+		s.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	s.batch = newCommitter(s.db)
+	return s, nil
+}
+
+func openPool(dsn string, conns int) (*gorm.DB, error) {
 	db, err := gorm.Open(sqlite.Open(dsn), &gorm.Config{
 		Logger:                 logger.Discard,
 		TranslateError:         true,
 		SkipDefaultTransaction: true, // single writes are atomic anyway; multi-row changes use Transaction
 	})
 	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
+		return nil, err
 	}
 	sqlDB, err := db.DB()
 	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
+		return nil, err
 	}
-	// One connection: SQLite has one writer anyway, and queueing in Go is cheaper than
-	// writers sleeping in SQLite's busy handler, each holding an OS thread.
-	sqlDB.SetMaxOpenConns(1)
-	s := &Store{db: db}
-	if err := s.migrate(); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
-	}
-	return s, nil
+	sqlDB.SetMaxOpenConns(conns)
+	sqlDB.SetMaxIdleConns(conns)
+	return db, nil
 }
 
 func (s *Store) migrate() error {
-	if err := s.db.AutoMigrate(&requestRow{}, &decisionRow{}, &grantRow{}, &auditEventRow{}, &loginRow{}, &accessTokenRow{}, &refreshTokenRow{}, &sessionRow{}, &authRequestRow{}, &browserSessionRow{}, &signingKeyRow{}); err != nil {
+	if err := s.db.AutoMigrate(&requestRow{}, &decisionRow{}, &grantRow{}, &auditEventRow{}, &loginRow{}, &refreshTokenRow{}, &sessionRow{}, &authRequestRow{}, &browserSessionRow{}, &signingKeyRow{}, &revocationRow{}, &revocationHeadRow{}); err != nil {
+		return err
+	}
+	if err := s.db.Migrator().DropTable("access_tokens"); err != nil { // access tokens are self-contained JWTs now
+		return err
+	}
+	if err := migrateRevocationHead(s.db); err != nil {
 		return err
 	}
 	return migrateAuditChain(s.db)
 }
 
-// Close closes the database.
+// Close finishes the batched writes already queued, then closes the database.
 func (s *Store) Close() error {
+	if s.batch != nil {
+		s.batch.close()
+	}
+	if s.read != nil && s.read != s.db {
+		if sqlDB, err := s.read.DB(); err == nil {
+			sqlDB.Close()
+		}
+	}
 	sqlDB, err := s.db.DB()
 	if err != nil {
 		return err
@@ -80,7 +125,7 @@ func (s *Store) Close() error {
 
 // Ping reports whether the database answers.
 func (s *Store) Ping(ctx context.Context) error {
-	sqlDB, err := s.db.DB()
+	sqlDB, err := s.read.DB()
 	if err != nil {
 		return err
 	}

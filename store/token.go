@@ -6,22 +6,10 @@ import (
 	"time"
 
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 
 	"github.com/gatehouse/gatehouse/app"
 )
-
-type accessTokenRow struct {
-	ID        string `gorm:"primaryKey"`
-	SessionID string `gorm:"index"`
-	ClientID  string
-	Subject   string
-	Scopes    []string  `gorm:"serializer:json"`
-	GrantIDs  []string  `gorm:"serializer:json"`
-	ExpiresAt time.Time `gorm:"index"`
-	Revoked   bool
-}
-
-func (accessTokenRow) TableName() string { return "access_tokens" }
 
 type refreshTokenRow struct {
 	Hash      string `gorm:"primaryKey"`
@@ -45,56 +33,68 @@ type sessionRow struct {
 
 func (sessionRow) TableName() string { return "sessions" }
 
-// AccessToken returns an access token's record; Revoked is also set when its session was revoked.
-func (s *Store) AccessToken(ctx context.Context, id string) (app.IssuedToken, error) {
-	var row accessTokenRow
-	if err := s.db.WithContext(ctx).Take(&row, "id = ?", id).Error; err != nil {
-		return app.IssuedToken{}, fmt.Errorf("store: access token: %w", translate(err))
-	}
-	revoked := row.Revoked
-	if row.SessionID != "" && !revoked {
-		var n int64
-		if err := s.db.WithContext(ctx).Model(&sessionRow{}).Where("id = ? AND revoked_at IS NOT NULL", row.SessionID).Count(&n).Error; err != nil {
-			return app.IssuedToken{}, fmt.Errorf("store: access token session: %w", err)
+// RecordIssuance records tokens about to be handed out, by group commit: it returns once
+// the transaction holding the record committed, shared with other issuances made at the
+// same moment. In that transaction it checks that every grant the tokens carry is still
+// active (else app.ErrGrantEnded: a revocation that committed first wins), rotates the
+// refresh token (a replay, a race with another refresh or a revoked session is
+// app.ErrConflict) and appends the audit events. On error nothing of it is written.
+func (s *Store) RecordIssuance(ctx context.Context, iss app.Issuance) error {
+	err := s.batch.do(ctx, func(tx *gorm.DB) ([]app.AuditEvent, error) {
+		if err := checkGrantsActive(tx, iss.GrantIDs, iss.At); err != nil {
+			return nil, err
 		}
-		revoked = n > 0
-	}
-	return app.IssuedToken{ID: row.ID, SessionID: row.SessionID, ClientID: row.ClientID, Subject: row.Subject, Scopes: row.Scopes,
-		GrantIDs: row.GrantIDs, ExpiresAt: row.ExpiresAt, Revoked: revoked}, nil
-}
-
-// RevokeAccessToken marks one access token revoked.
-func (s *Store) RevokeAccessToken(ctx context.Context, id string) error {
-	if err := s.db.WithContext(ctx).Model(&accessTokenRow{}).Where("id = ?", id).Update("revoked", true).Error; err != nil {
-		return fmt.Errorf("store: revoke access token: %w", err)
-	}
-	return nil
-}
-
-// SaveTokens records an access token and, when refresh is set, the next refresh token of
-// its session, in one transaction. When the refresh token replaces one (rotation), the old
-// one is marked used in the same conditional write: if it was already used — a replay, or
-// two refreshes racing — nothing is stored and the error is app.ErrConflict.
-func (s *Store) SaveTokens(ctx context.Context, access app.IssuedToken, refresh *app.RefreshToken, replaces string) error {
-	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if refresh != nil {
-			if err := addRefreshToken(tx, *refresh, replaces); err != nil {
-				return err
+		if iss.Refresh != nil {
+			if err := addRefreshToken(tx, *iss.Refresh, iss.Replaces); err != nil {
+				return nil, err
 			}
 		}
-		row := accessTokenRow{ID: access.ID, SessionID: access.SessionID, ClientID: access.ClientID, Subject: access.Subject,
-			Scopes: access.Scopes, GrantIDs: access.GrantIDs, ExpiresAt: access.ExpiresAt.UTC()}
-		return translate(tx.Create(&row).Error)
+		return iss.Events, nil
 	})
 	if err != nil {
-		return fmt.Errorf("store: save tokens: %w", err)
+		return fmt.Errorf("store: record issuance: %w", err)
 	}
 	return nil
 }
 
+// checkGrantsActive fails with app.ErrGrantEnded unless every grant in ids is active and
+// unexpired at now. On PostgreSQL the rows are read FOR SHARE, so a revocation waits for
+// the issuance to commit, and the other way round.
+func checkGrantsActive(tx *gorm.DB, ids []string, now time.Time) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	var found []string
+	err := tx.Model(&grantRow{}).Clauses(clause.Locking{Strength: "SHARE"}).
+		Where("id IN ? AND status = ? AND expires_at > ?", ids, string(app.GrantActive), now.UTC()).Pluck("id", &found).Error
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if !containsString(found, id) {
+			return fmt.Errorf("%w: %s", app.ErrGrantEnded, id)
+		}
+	}
+	return nil
+}
+
+func containsString(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// addRefreshToken stores t; when it replaces one (rotation), the old one is marked used in
+// the same conditional write, which fails with app.ErrConflict if it was used already or its
+// session was revoked.
 func addRefreshToken(tx *gorm.DB, t app.RefreshToken, replaces string) error {
 	if replaces != "" {
-		res := tx.Model(&refreshTokenRow{}).Where("hash = ? AND used = ?", replaces, false).Update("used", true)
+		res := tx.Model(&refreshTokenRow{}).
+			Where("hash = ? AND used = ? AND session_id IN (?)", replaces, false, tx.Model(&sessionRow{}).Select("id").Where("revoked_at IS NULL")).
+			Update("used", true)
 		if res.Error != nil {
 			return res.Error
 		}
@@ -112,7 +112,7 @@ func addRefreshToken(tx *gorm.DB, t app.RefreshToken, replaces string) error {
 // RefreshToken returns the refresh token with that hash, unless its session was revoked.
 func (s *Store) RefreshToken(ctx context.Context, hash string) (app.RefreshToken, error) {
 	var row refreshTokenRow
-	err := s.db.WithContext(ctx).Joins("JOIN sessions ON sessions.id = refresh_tokens.session_id AND sessions.revoked_at IS NULL").
+	err := s.read.WithContext(ctx).Joins("JOIN sessions ON sessions.id = refresh_tokens.session_id AND sessions.revoked_at IS NULL").
 		Take(&row, "refresh_tokens.hash = ?", hash).Error
 	if err != nil {
 		return app.RefreshToken{}, fmt.Errorf("store: refresh token: %w", translate(err))
@@ -122,12 +122,24 @@ func (s *Store) RefreshToken(ctx context.Context, hash string) (app.RefreshToken
 }
 
 // RevokeSession ends a client session: its refresh tokens and the access tokens issued
-// with them stop working.
-func (s *Store) RevokeSession(ctx context.Context, id string, at time.Time) error {
+// with them stop working. until is when the last of those tokens expires, after which the
+// revocation record may go.
+func (s *Store) RevokeSession(ctx context.Context, id string, at, until time.Time) error {
 	at = at.UTC()
-	err := s.db.WithContext(ctx).Model(&sessionRow{}).Where("id = ? AND revoked_at IS NULL", id).Update("revoked_at", &at).Error
+	revoked := false
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		res := tx.Model(&sessionRow{}).Where("id = ? AND revoked_at IS NULL", id).Update("revoked_at", &at)
+		if res.Error != nil || res.RowsAffected == 0 {
+			return res.Error
+		}
+		revoked = true
+		return appendRevocation(tx, app.Revocation{Kind: app.RevokedSession, Ref: id, At: at, Until: until})
+	})
 	if err != nil {
 		return fmt.Errorf("store: revoke session: %w", err)
+	}
+	if revoked {
+		s.revoked.committed()
 	}
 	return nil
 }
