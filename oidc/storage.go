@@ -57,9 +57,9 @@ type Storage struct {
 }
 
 var (
-	_ op.Storage                        = (*Storage)(nil)
-	_ op.DeviceAuthorizationStorage     = (*Storage)(nil)
-	_ op.ClientCredentialsStorage       = (*Storage)(nil)
+	_ op.Storage                    = (*Storage)(nil)
+	_ op.DeviceAuthorizationStorage = (*Storage)(nil)
+	_ op.ClientCredentialsStorage   = (*Storage)(nil)
 )
 
 // tokenRequest is every token Gatehouse mints: who, for which client, which scopes, and

@@ -25,9 +25,9 @@ import (
 // wait for it (WAL lets readers go on while a write is in progress). Writes on the token path
 // go through batch, a group commit over the writer.
 type Store struct {
-	db    *gorm.DB // the writer: transactions and single writes
-	read  *gorm.DB // readers: queries outside a transaction
-	batch *committer
+	db      *gorm.DB // the writer: transactions and single writes
+	read    *gorm.DB // readers: queries outside a transaction
+	batch   *committer
 	revoked revocationCache
 }
 
