@@ -283,3 +283,37 @@ func repoRoot(t *testing.T) string {
 		dir = parent
 	}
 }
+
+// TestRevokingAnAccessTokenEndsOnlyIt: RFC 7009 on an access token records its jti; it
+// introspects inactive at once, whatever the hint, and only its own client may revoke it.
+func TestRevokingAnAccessTokenEndsOnlyIt(t *testing.T) {
+	g := startGatehouse(t)
+	rp := g.client("gatehouse-cli", "openid", "offline_access")
+	tok := rp.signIn("U0ALICE")
+	req := newFormRequest(g.issuer()+"/oauth/token", url.Values{"grant_type": {"client_credentials"}})
+	req.SetBasicAuth("ci-deployer", serviceSecret("ci-deployer"))
+	_, body := g.do(req)
+	var service struct {
+		AccessToken string `json:"access_token"`
+	}
+	jsonUnmarshal(t, body, &service)
+	if status, body := g.post("/revoke", url.Values{"token": {service.AccessToken}, "client_id": {"gatehouse-cli"}}); status == 200 {
+		t.Errorf("another client revoked the service's token: %s", body)
+	}
+	if g.introspect(service.AccessToken)["active"] != true {
+		t.Error("the service's token is inactive after another client tried to revoke it")
+	}
+	if status, body := g.post("/revoke", url.Values{"token": {tok.AccessToken}, "token_type_hint": {"refresh_token"}, "client_id": {"gatehouse-cli"}}); status != 200 {
+		t.Fatalf("revoke: %d %s", status, body)
+	}
+	if got := g.introspect(tok.AccessToken); got["active"] != false {
+		t.Errorf("revoked access token introspects %v", got)
+	}
+	if status, body := g.post("/oauth/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}, "client_id": {"gatehouse-cli"}}); status != 200 {
+		t.Errorf("revoking the access token ended its session too: %d %s", status, body)
+	}
+	idToken, _ := tok.Extra("id_token").(string)
+	if got := g.introspect(idToken); got["active"] != false {
+		t.Errorf("an ID token introspects as %v", got)
+	}
+}

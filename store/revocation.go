@@ -70,7 +70,7 @@ func (s *Store) Revoked(ctx context.Context, ref app.TokenRef, now time.Time) (b
 	if err != nil {
 		return false, fmt.Errorf("store: revocations: %w", err)
 	}
-	return snap.has(ref), nil
+	return snap.has(ref, now), nil
 }
 
 // revocationCache holds the revocations still relevant, as an immutable snapshot swapped
@@ -90,15 +90,17 @@ type revocationSnapshot struct {
 
 func revocationKey(kind app.RevocationKind, ref string) string { return string(kind) + ":" + ref }
 
-func (s *revocationSnapshot) has(ref app.TokenRef) bool {
-	if _, ok := s.set[revocationKey(app.RevokedToken, ref.JTI)]; ok && ref.JTI != "" {
-		return true
+// has reports whether ref is revoked at now by a revocation in the snapshot.
+func (s *revocationSnapshot) has(ref app.TokenRef, now time.Time) bool {
+	in := func(kind app.RevocationKind, id string) bool {
+		until, ok := s.set[revocationKey(kind, id)]
+		return ok && id != "" && now.Before(until)
 	}
-	if _, ok := s.set[revocationKey(app.RevokedSession, ref.SessionID)]; ok && ref.SessionID != "" {
+	if in(app.RevokedToken, ref.JTI) || in(app.RevokedSession, ref.SessionID) {
 		return true
 	}
 	for _, g := range ref.GrantIDs {
-		if _, ok := s.set[revocationKey(app.RevokedGrant, g)]; ok {
+		if in(app.RevokedGrant, g) {
 			return true
 		}
 	}
