@@ -21,9 +21,10 @@ const maxBatch = 64
 type batchOp func(tx *gorm.DB) ([]app.AuditEvent, error)
 
 type pendingOp struct {
-	op   batchOp
-	err  error
-	done chan struct{}
+	op     batchOp
+	writes bool // the op itself writes (else it only reads and returns events): it needs a savepoint
+	err    error
+	done   chan struct{}
 }
 
 // committer is a group commit over the writer: concurrent callers queue their writes, one
@@ -45,10 +46,11 @@ func newCommitter(db *gorm.DB) *committer {
 // errClosed: the store was closed before the write could be queued.
 var errClosed = errors.New("store: closed")
 
-// do queues op and waits until the transaction holding it committed or failed. If ctx ends
-// first the write may still commit; do then returns ctx's error.
-func (c *committer) do(ctx context.Context, op batchOp) error {
-	p := &pendingOp{op: op, done: make(chan struct{})}
+// do queues op and waits until the transaction holding it committed or failed. writes
+// says whether op writes anything itself. If ctx ends first the write may still commit; do
+// then returns ctx's error.
+func (c *committer) do(ctx context.Context, writes bool, op batchOp) error {
+	p := &pendingOp{op: op, writes: writes, done: make(chan struct{})}
 	select {
 	case c.queue <- p:
 	case <-c.stopped:
@@ -122,25 +124,36 @@ func (c *committer) drain() {
 	}
 }
 
+// apply runs one write of a batch, under savepoint sp if it writes. Its own failure is
+// recorded in p; the error returned is the database's, and fails the batch.
+func (c *committer) apply(tx *gorm.DB, p *pendingOp, sp string) ([]app.AuditEvent, error) {
+	if !p.writes {
+		owed, err := p.op(tx)
+		if err != nil {
+			p.err = err
+			return nil, nil
+		}
+		return owed, nil
+	}
+	if err := tx.SavePoint(sp).Error; err != nil {
+		return nil, err
+	}
+	owed, err := p.op(tx)
+	if err != nil {
+		p.err = err
+		return nil, tx.RollbackTo(sp).Error
+	}
+	return owed, tx.Exec("RELEASE SAVEPOINT " + sp).Error
+}
+
 // commit runs one batch in one transaction, each write under its own savepoint, then the
 // audit events of the writes that succeeded, then commits and wakes every caller.
 func (c *committer) commit(batch []*pendingOp) {
 	err := c.db.Transaction(func(tx *gorm.DB) error {
 		var events []app.AuditEvent
 		for i, p := range batch {
-			sp := "w" + strconv.Itoa(i)
-			if err := tx.SavePoint(sp).Error; err != nil {
-				return err
-			}
-			owed, err := p.op(tx)
+			owed, err := c.apply(tx, p, "w"+strconv.Itoa(i))
 			if err != nil {
-				p.err = err
-				if err := tx.RollbackTo(sp).Error; err != nil {
-					return err
-				}
-				continue
-			}
-			if err := tx.Exec("RELEASE SAVEPOINT " + sp).Error; err != nil {
 				return err
 			}
 			events = append(events, owed...)

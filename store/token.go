@@ -40,7 +40,7 @@ func (sessionRow) TableName() string { return "sessions" }
 // refresh token (a replay, a race with another refresh or a revoked session is
 // app.ErrConflict) and appends the audit events. On error nothing of it is written.
 func (s *Store) RecordIssuance(ctx context.Context, iss app.Issuance) error {
-	err := s.batch.do(ctx, func(tx *gorm.DB) ([]app.AuditEvent, error) {
+	err := s.batch.do(ctx, iss.Refresh != nil, func(tx *gorm.DB) ([]app.AuditEvent, error) {
 		if err := checkGrantsActive(tx, iss.GrantIDs, iss.At); err != nil {
 			return nil, err
 		}
