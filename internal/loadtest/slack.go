@@ -32,24 +32,24 @@ type loadTB struct {
 	cleanups []func()
 }
 
-func (t *loadTB) Helper()                         {}
-func (t *loadTB) Cleanup(f func())                { t.mu.Lock(); t.cleanups = append(t.cleanups, f); t.mu.Unlock() }
-func (t *loadTB) Errorf(format string, a ...any)  { fmt.Fprintf(os.Stderr, format+"\n", a...) }
-func (t *loadTB) Logf(format string, a ...any)    {}
-func (t *loadTB) Fatalf(format string, a ...any)  { t.Errorf(format, a...); os.Exit(1) }
-func (t *loadTB) Error(a ...any)                  { fmt.Fprintln(os.Stderr, a...) }
-func (t *loadTB) Fatal(a ...any)                  { t.Error(a...); os.Exit(1) }
-func (t *loadTB) Log(a ...any)                    {}
-func (t *loadTB) Name() string                    { return "loadtest" }
-func (t *loadTB) Failed() bool                    { return false }
-func (t *loadTB) TempDir() string                 { d, _ := os.MkdirTemp("", "slackfake-"); return d }
-func (t *loadTB) Setenv(key, value string)        { os.Setenv(key, value) }
-func (t *loadTB) Skip(a ...any)                   {}
-func (t *loadTB) Skipf(format string, a ...any)   {}
-func (t *loadTB) SkipNow()                        {}
-func (t *loadTB) Skipped() bool                   { return false }
-func (t *loadTB) FailNow()                        { os.Exit(1) }
-func (t *loadTB) Fail()                           {}
+func (t *loadTB) Helper()                        {}
+func (t *loadTB) Cleanup(f func())               { t.mu.Lock(); t.cleanups = append(t.cleanups, f); t.mu.Unlock() }
+func (t *loadTB) Errorf(format string, a ...any) { fmt.Fprintf(os.Stderr, format+"\n", a...) }
+func (t *loadTB) Logf(format string, a ...any)   {}
+func (t *loadTB) Fatalf(format string, a ...any) { t.Errorf(format, a...); os.Exit(1) }
+func (t *loadTB) Error(a ...any)                 { fmt.Fprintln(os.Stderr, a...) }
+func (t *loadTB) Fatal(a ...any)                 { t.Error(a...); os.Exit(1) }
+func (t *loadTB) Log(a ...any)                   {}
+func (t *loadTB) Name() string                   { return "loadtest" }
+func (t *loadTB) Failed() bool                   { return false }
+func (t *loadTB) TempDir() string                { d, _ := os.MkdirTemp("", "slackfake-"); return d }
+func (t *loadTB) Setenv(key, value string)       { os.Setenv(key, value) }
+func (t *loadTB) Skip(a ...any)                  {}
+func (t *loadTB) Skipf(format string, a ...any)  {}
+func (t *loadTB) SkipNow()                       {}
+func (t *loadTB) Skipped() bool                  { return false }
+func (t *loadTB) FailNow()                       { os.Exit(1) }
+func (t *loadTB) Fail()                          {}
 
 func (t *loadTB) cleanup() {
 	t.mu.Lock()
