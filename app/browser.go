@@ -23,6 +23,7 @@ type AuthRequest struct {
 	CodeExpiresAt       time.Time
 	CreatedAt           time.Time
 	ExpiresAt           time.Time
+	SessionID           string // the client session its code's tokens belong to, once redeemed
 }
 
 // BrowserSession remembers that a browser signed in as a Slack user, so a later sign-in

@@ -2,15 +2,9 @@ package app
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"math/big"
-	"slices"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -51,6 +45,11 @@ type LoginStore interface {
 	Login(ctx context.Context, id string) (Login, error)
 	LoginByUserCode(ctx context.Context, code string) (Login, error)
 	LoginBySecret(ctx context.Context, hash string) (Login, error)
+	// TryCodeGuess records an attempt by user at a code at now unless user made max
+	// attempts in the window before; it returns the attempt's ID and whether it may go on.
+	TryCodeGuess(ctx context.Context, user string, now time.Time, window time.Duration, max int) (uint64, bool, error)
+	// ForgetCodeGuess gives back an attempt: the code was right.
+	ForgetCodeGuess(ctx context.Context, id uint64) error
 	// UpdateLogin changes a login with one conditional write, like UpdateRequest, appending
 	// the audit events update returns in the same transaction.
 	UpdateLogin(ctx context.Context, id string, update func(Login) (Login, []AuditEvent, error)) error
@@ -68,6 +67,9 @@ var (
 	ErrLoginExpired = errors.New("login expired")
 	// ErrLoginUsed: the login already yielded tokens; its code is spent.
 	ErrLoginUsed = errors.New("login already used")
+	// ErrBadUserCode: the code typed in Slack is unknown, expired or already used. One
+	// answer for the three, so that a guesser learns nothing about codes that existed.
+	ErrBadUserCode = errors.New("unknown, expired or used sign-in code")
 	// ErrTooManyAttempts: the user typed too many wrong codes; they must wait.
 	ErrTooManyAttempts = errors.New("too many wrong codes")
 )
@@ -169,83 +171,6 @@ func requestIDs(requests []Request) []string {
 	return ids
 }
 
-// HashSecret returns the hex SHA-256 of a high-entropy secret (device codes, refresh
-// tokens), the form in which such secrets are stored and looked up.
-func HashSecret(secret string) string {
-	sum := sha256.Sum256([]byte(secret))
-	return hex.EncodeToString(sum[:])
-}
-
-// userCodeAlphabet has no vowels (no words) and no look-alike characters.
-const userCodeAlphabet = "BCDFGHJKLMNPQRSTVWXZ"
-
-// newUserCode returns a code like BCDF-GHJK: 20^8 ≈ 2.6e10 possibilities.
-func newUserCode() string {
-	var b strings.Builder
-	for i := range 8 {
-		if i == 4 {
-			b.WriteByte('-')
-		}
-		n, _ := rand.Int(rand.Reader, big.NewInt(int64(len(userCodeAlphabet))))
-		b.WriteByte(userCodeAlphabet[n.Int64()])
-	}
-	return b.String()
-}
-
-// NormalizeUserCode accepts a code typed loosely (bcdf ghjk, BCDFGHJK) and writes it the
-// way it was issued.
-func NormalizeUserCode(typed string) string {
-	var b strings.Builder
-	for _, c := range strings.ToUpper(typed) {
-		if strings.ContainsRune(userCodeAlphabet, c) {
-			b.WriteRune(c)
-		}
-	}
-	code := b.String()
-	if len(code) == 8 {
-		code = code[:4] + "-" + code[4:]
-	}
-	return code
-}
-
-// Guessing limits for user codes, per Slack user.
-const (
-	maxWrongCodes    = 5
-	wrongCodesWindow = 10 * time.Minute
-)
-
-// codeGuesses remembers each user's recent attempts at a code that were not right.
-type codeGuesses struct {
-	mu       sync.Mutex
-	attempts map[string][]time.Time
-}
-
-// try reserves an attempt for user at now, or reports that the user is over the limit.
-// Reserving before looking the code up keeps a burst of guesses within the limit too.
-func (g *codeGuesses) try(user string, now time.Time) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	recent := slices.DeleteFunc(g.attempts[user], func(t time.Time) bool { return now.Sub(t) >= wrongCodesWindow })
-	if len(recent) >= maxWrongCodes {
-		g.attempts[user] = recent
-		return false
-	}
-	g.attempts[user] = append(recent, now)
-	return true
-}
-
-// right gives back the attempt reserved at now: the code was right.
-func (g *codeGuesses) right(user string, now time.Time) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if i := slices.Index(g.attempts[user], now); i >= 0 {
-		g.attempts[user] = slices.Delete(g.attempts[user], i, i+1)
-	}
-	if len(g.attempts[user]) == 0 {
-		delete(g.attempts, user)
-	}
-}
-
 // PendingLogin is a login as shown to the person confirming it.
 type PendingLogin struct {
 	Login
@@ -253,23 +178,28 @@ type PendingLogin struct {
 	BreakGlass []Role // those of Missing the user may take at once (break-glass) rather than ask for
 }
 
-// FindLogin looks up the login behind a code typed by user in Slack. Wrong and expired
-// codes count towards the user's guessing limit (ErrTooManyAttempts once reached).
+// FindLogin looks up the login behind a code typed by user in Slack. An unknown, expired
+// or used code is ErrBadUserCode, whichever it is, and counts towards the user's guessing
+// limit (ErrTooManyAttempts once reached).
 func (s *Service) FindLogin(ctx context.Context, user, typed string) (PendingLogin, error) {
 	now := s.Now()
-	if !s.guesses.try(user, now) {
+	attempt, ok, err := s.Logins.TryCodeGuess(ctx, user, now, wrongCodesWindow, maxWrongCodes)
+	if err != nil {
+		return PendingLogin{}, fmt.Errorf("find login: %w", err)
+	}
+	if !ok {
 		return PendingLogin{}, ErrTooManyAttempts
 	}
 	l, err := s.Logins.LoginByUserCode(ctx, NormalizeUserCode(typed))
 	switch {
+	case errors.Is(err, ErrNotFound), err == nil && (!now.Before(l.ExpiresAt) || l.Status != LoginPending):
+		return PendingLogin{}, ErrBadUserCode
 	case err != nil:
 		return PendingLogin{}, err
-	case !now.Before(l.ExpiresAt):
-		return PendingLogin{}, ErrLoginExpired
-	case l.Status != LoginPending:
-		return PendingLogin{}, ErrLoginUsed
 	}
-	s.guesses.right(user, now)
+	if err := s.Logins.ForgetCodeGuess(ctx, attempt); err != nil {
+		return PendingLogin{}, fmt.Errorf("find login: %w", err)
+	}
 	missing, err := s.missingRoles(ctx, User(user), l.Roles)
 	p := PendingLogin{Login: l, Missing: missing}
 	for _, r := range missing {
@@ -363,131 +293,4 @@ type LoginOutcome struct {
 	Login  Login
 	Grants []Grant // set when tokens may be issued: one per requested role, active now
 	Reason string  // for a pending or denied login, in words for the person at the client
-}
-
-// PollLogin answers a client waiting for its sign-in — a device-flow client polling with
-// its device code, or a sign-in page with its browser's cookie. It succeeds once —
-// when the login is bound and every requested role has an active grant — and marks the
-// code spent in the same conditional write, so a replay gets ErrLoginUsed. Errors:
-// ErrNotFound (unknown code or another client's), ErrSlowDown, ErrLoginPending,
-// ErrLoginDenied, ErrLoginExpired, ErrLoginUsed; the outcome's Reason says more.
-func (s *Service) PollLogin(ctx context.Context, clientID, secret string, interval time.Duration) (LoginOutcome, error) {
-	l, err := s.Logins.LoginBySecret(ctx, HashSecret(secret))
-	if err != nil {
-		return LoginOutcome{}, err
-	}
-	if l.ClientID != clientID {
-		return LoginOutcome{}, ErrNotFound
-	}
-	// Work out, before the write, whether the approvals are there; the write then only
-	// checks that the login did not move meanwhile.
-	outcome := LoginOutcome{Login: l, Reason: "waiting for you to run /access login " + l.UserCode + " in Slack"}
-	verdict := ErrLoginPending
-	if l.Status == LoginBound {
-		p, err := s.loginProgress(ctx, l)
-		if err != nil {
-			return LoginOutcome{}, err
-		}
-		outcome.Reason, outcome.Grants, verdict = p.reason, p.grants, p.verdict
-	}
-	now := s.Now()
-	var events []AuditEvent
-	err = s.Logins.UpdateLogin(ctx, l.ID, func(cur Login) (Login, []AuditEvent, error) {
-		events = nil
-		switch {
-		case cur.Status == LoginIssued:
-			return cur, nil, ErrLoginUsed
-		case cur.Status == LoginDenied:
-			outcome.Reason = cur.DenyReason
-			return cur, nil, ErrLoginDenied
-		case !now.Before(cur.ExpiresAt):
-			return cur, nil, ErrLoginExpired
-		case now.Sub(cur.LastPolledAt) < interval:
-			return cur, nil, ErrSlowDown
-		}
-		cur.LastPolledAt = now
-		if cur.Status == l.Status { // bound logins get their requests in the binding write
-			switch verdict {
-			case nil:
-				cur.Status = LoginIssued
-				for _, g := range outcome.Grants {
-					events = append(events, AuditEvent{At: now, Actor: cur.ClientID, Action: ActionLoginIssued, Principal: cur.Subject,
-						RequestID: g.RequestID, GrantID: g.ID, Reason: "tokens for client " + cur.ClientID, Source: SourceOIDC})
-				}
-				if len(outcome.Grants) == 0 {
-					events = append(events, AuditEvent{At: now, Actor: cur.ClientID, Action: ActionLoginIssued, Principal: cur.Subject,
-						Reason: "tokens for client " + cur.ClientID, Source: SourceOIDC})
-				}
-			case ErrLoginDenied, ErrLoginExpired:
-				cur.Status, cur.DenyReason = LoginDenied, outcome.Reason
-				events = []AuditEvent{{At: now, Actor: SystemActor, Action: ActionLoginDenied, Principal: cur.Subject,
-					Reason: outcome.Reason, Source: SourceOIDC}}
-			}
-		} else {
-			verdict = ErrLoginPending // it moved on meanwhile; the next poll will see where to
-		}
-		outcome.Login = cur
-		return cur, events, nil
-	})
-	if err != nil {
-		return outcome, err
-	}
-	s.recorded(events...)
-	if verdict != nil {
-		return outcome, verdict
-	}
-	s.Log.Info("login completed", "login_id", l.ID, "client_id", clientID, "subject", l.Subject.ID, "roles", l.Roles)
-	return outcome, nil
-}
-
-// progress is where a bound login stands: verdict nil with the grants when tokens may be
-// issued, ErrLoginDenied or ErrLoginExpired when a request ended without approval, else
-// ErrLoginPending.
-type progress struct {
-	verdict error
-	reason  string // in words for the person at the client
-	grants  []Grant
-}
-
-// loginProgress looks at a bound login's requests and grants.
-func (s *Service) loginProgress(ctx context.Context, l Login) (progress, error) {
-	var waiting []string
-	for _, id := range l.RequestIDs {
-		r, err := s.Store.Request(ctx, id)
-		if err != nil {
-			return progress{}, err
-		}
-		switch r.Status {
-		case StatusDenied:
-			d := r.Decisions[len(r.Decisions)-1]
-			return progress{ErrLoginDenied, fmt.Sprintf("request %s for %s was denied by %s: %s", r.ID, r.Role, d.Approver, d.Comment), nil}, nil
-		case StatusCancelled:
-			return progress{ErrLoginDenied, fmt.Sprintf("request %s for %s was cancelled", r.ID, r.Role), nil}, nil
-		case StatusExpired:
-			return progress{ErrLoginExpired, fmt.Sprintf("request %s for %s expired before it was decided", r.ID, r.Role), nil}, nil
-		case StatusPending:
-			if !s.Now().Before(r.ExpiresAt) {
-				return progress{ErrLoginExpired, fmt.Sprintf("request %s for %s expired before it was decided", r.ID, r.Role), nil}, nil
-			}
-			role, _ := s.Policy.Role(r.Role)
-			waiting = append(waiting, fmt.Sprintf("by %s of %s (%d of %d approvals)", strings.Join(requestApprovers(r, role), ", "),
-				r.Role, len(r.Approvers()), r.ApprovalsRequired))
-		}
-	}
-	if len(waiting) > 0 {
-		return progress{ErrLoginPending, "waiting for approval " + strings.Join(waiting, "; "), nil}, nil
-	}
-	grants, err := s.GrantsForToken(ctx, l.Subject, l.Roles)
-	if errors.Is(err, ErrNoActiveGrant) {
-		return progress{ErrLoginDenied, "a grant ended before the token was issued: " + err.Error(), nil}, nil
-	}
-	if err != nil {
-		return progress{}, err
-	}
-	return progress{nil, "approved", grants}, nil
-}
-
-// Login returns a login by ID.
-func (s *Service) Login(ctx context.Context, id string) (Login, error) {
-	return s.Logins.Login(ctx, id)
 }

@@ -185,62 +185,70 @@ func (p Policy) Validate() error {
 			add("%s: defined more than once", where)
 		}
 		seen[r.Name] = true
-		if strings.TrimSpace(r.Description) == "" {
-			add("%s: description is required (approvers and requesters see it)", where)
-		}
-		if r.Channel == "" && p.ApprovalsChannel == "" {
-			add("%s: no channel and no approvals_channel: approval messages would have nowhere to go", where)
-		}
-		if r.Channel != "" && !channelPattern.MatchString(r.Channel) {
-			add("%s: channel %q is not a Slack channel ID (C… or G…)", where, r.Channel)
-		}
-		problems = append(problems, checkApprovers(where+": approvers", r.Approvers)...)
-		if len(r.Approvers) == 0 {
-			add("%s: approvers must name at least one user or user group", where)
-		}
-		users, groups := countApprovers(r.Approvers)
-		switch {
-		case r.ApprovalsRequired < 1:
-			add("%s: approvals_required must be at least 1", where)
-		case r.ApprovalsRequired > MaxApprovalsRequired:
-			add("%s: approvals_required must be at most %d", where, MaxApprovalsRequired)
-		case users > 0 && groups == 0 && r.ApprovalsRequired > users:
-			add("%s: approvals_required is %d but only %d distinct approvers are listed", where, r.ApprovalsRequired, users)
-		}
-		for name, d := range map[string]time.Duration{
-			"default_duration": r.DefaultDuration, "max_duration": r.MaxDuration, "request_ttl": r.RequestTTL,
-			"remind_after": r.RemindAfter, "escalate_after": r.EscalateAfter,
-		} {
-			if d < 0 {
-				add("%s: %s must not be negative", where, name)
-			}
-		}
-		if r.DefaultDuration > r.MaxDuration {
-			add("%s: default_duration %s is longer than max_duration %s", where, FormatDuration(r.DefaultDuration), FormatDuration(r.MaxDuration))
-		}
-		if r.MaxDuration > MaxGrantDuration {
-			add("%s: max_duration %s is longer than Gatehouse allows (%s)", where, FormatDuration(r.MaxDuration), FormatDuration(MaxGrantDuration))
-		}
-		if r.EscalateAfter > 0 && len(r.EscalateTo) == 0 {
-			add("%s: escalate_after needs escalate_to", where)
-		}
-		problems = append(problems, checkApprovers(where+": escalate_to", r.EscalateTo)...)
-		if r.MaxExtensions < 0 {
-			add("%s: max_extensions must not be negative", where)
-		}
-		if r.BreakGlass && len(r.BreakGlassUsers) == 0 {
-			add("%s: break_glass needs break_glass_users", where)
-		}
-		if !r.BreakGlass && len(r.BreakGlassUsers) > 0 {
-			add("%s: break_glass_users is set but break_glass is not", where)
-		}
-		problems = append(problems, checkApprovers(where+": break_glass_users", r.BreakGlassUsers)...)
+		problems = append(problems, p.checkRole(where, r)...)
 	}
 	if len(problems) == 0 {
 		return nil
 	}
 	sort.Strings(problems)
 	return &PolicyError{Problems: problems}
+}
+
+// checkRole reports the problems of role r, named where in the messages, beyond its name.
+func (p Policy) checkRole(where string, r Role) []string {
+	var problems []string
+	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	if strings.TrimSpace(r.Description) == "" {
+		add("%s: description is required (approvers and requesters see it)", where)
+	}
+	if r.Channel == "" && p.ApprovalsChannel == "" {
+		add("%s: no channel and no approvals_channel: approval messages would have nowhere to go", where)
+	}
+	if r.Channel != "" && !channelPattern.MatchString(r.Channel) {
+		add("%s: channel %q is not a Slack channel ID (C… or G…)", where, r.Channel)
+	}
+	problems = append(problems, checkApprovers(where+": approvers", r.Approvers)...)
+	if len(r.Approvers) == 0 {
+		add("%s: approvers must name at least one user or user group", where)
+	}
+	users, groups := countApprovers(r.Approvers)
+	switch {
+	case r.ApprovalsRequired < 1:
+		add("%s: approvals_required must be at least 1", where)
+	case r.ApprovalsRequired > MaxApprovalsRequired:
+		add("%s: approvals_required must be at most %d", where, MaxApprovalsRequired)
+	case users > 0 && groups == 0 && r.ApprovalsRequired > users:
+		add("%s: approvals_required is %d but only %d distinct approvers are listed", where, r.ApprovalsRequired, users)
+	}
+	for name, d := range map[string]time.Duration{
+		"default_duration": r.DefaultDuration, "max_duration": r.MaxDuration, "request_ttl": r.RequestTTL,
+		"remind_after": r.RemindAfter, "escalate_after": r.EscalateAfter,
+	} {
+		if d < 0 {
+			add("%s: %s must not be negative", where, name)
+		}
+	}
+	if r.DefaultDuration > r.MaxDuration {
+		add("%s: default_duration %s is longer than max_duration %s", where, FormatDuration(r.DefaultDuration), FormatDuration(r.MaxDuration))
+	}
+	if r.MaxDuration > MaxGrantDuration {
+		add("%s: max_duration %s is longer than Gatehouse allows (%s)", where, FormatDuration(r.MaxDuration), FormatDuration(MaxGrantDuration))
+	}
+	if r.EscalateAfter > 0 && len(r.EscalateTo) == 0 {
+		add("%s: escalate_after needs escalate_to", where)
+	}
+	problems = append(problems, checkApprovers(where+": escalate_to", r.EscalateTo)...)
+	if r.MaxExtensions < 0 {
+		add("%s: max_extensions must not be negative", where)
+	}
+	if r.BreakGlass && len(r.BreakGlassUsers) == 0 {
+		add("%s: break_glass needs break_glass_users", where)
+	}
+	if !r.BreakGlass && len(r.BreakGlassUsers) > 0 {
+		add("%s: break_glass_users is set but break_glass is not", where)
+	}
+	problems = append(problems, checkApprovers(where+": break_glass_users", r.BreakGlassUsers)...)
+	return problems
 }
 
 // MaxGrantDuration bounds every role's max_duration: elevated access is meant to be short.

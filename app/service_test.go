@@ -312,7 +312,7 @@ func TestCodeGuessingLimitHoldsUnderABurst(t *testing.T) {
 		wg.Go(func() {
 			_, err := f.svc.FindLogin(context.Background(), "U0EVE", "BCDF-GHJK")
 			switch {
-			case errors.Is(err, app.ErrNotFound):
+			case errors.Is(err, app.ErrBadUserCode):
 				notFound.Add(1)
 			case errors.Is(err, app.ErrTooManyAttempts):
 				limited.Add(1)

@@ -5,6 +5,12 @@ import (
 	"time"
 )
 
+// Signature algorithms Gatehouse makes signing keys for.
+const (
+	AlgRS256 = "RS256" // RSA 2048 with SHA-256
+	AlgES256 = "ES256" // ECDSA P-256 with SHA-256
+)
+
 // SigningKey is a key the OpenID Provider signs tokens with, as stored.
 //
 // Exactly one key is active (RetiredAt zero) at a time. Retired keys are kept, and published,

@@ -175,14 +175,16 @@ func TokenExpiry(now time.Time, ttl time.Duration, grants []Grant) time.Time {
 const ActionTokenIssued = "token.issued"
 
 // Issuance is the record of tokens about to be handed out, written before they are: the
-// grants they carry (still active at At, checked in the same write), the refresh token
-// they come with and the one it replaces, and their audit events.
+// grants they carry (still active at At, checked in the same write), the client session
+// they belong to, the refresh token they come with and the one it replaces, and their
+// audit events.
 type Issuance struct {
-	At       time.Time
-	GrantIDs []string
-	Refresh  *RefreshToken // the session's next refresh token, if any
-	Replaces string        // hash of the refresh token it rotates, if any
-	Events   []AuditEvent
+	At        time.Time
+	GrantIDs  []string
+	SessionID string        // the client session, if any; opened by this write unless Replaces is set
+	Refresh   *RefreshToken // the session's next refresh token, if any
+	Replaces  string        // hash of the refresh token it rotates, if any
+	Events    []AuditEvent
 }
 
 // ErrGrantEnded: a grant a token was about to carry ended first.
@@ -240,6 +242,10 @@ var ErrNotAllowed = errors.New("not allowed")
 
 // ActionGrantRevoked is the audit action of an early revoke.
 const ActionGrantRevoked = "grant.revoked"
+
+// ActionTokenRevoked: a client revoked a token of its own (RFC 7009); the reason says
+// whether it ended a client session or one access token.
+const ActionTokenRevoked = "token.revoked"
 
 // RevokeGrant ends a grant early, and with it every token that carries it: introspection
 // answers active: false and refreshes fail from now on. The holder, an approver of the

@@ -286,6 +286,10 @@ func (b *Bot) onRevoke(ctx context.Context, cmd slack.SlashCommand, text string)
 		reason = "revoked early"
 	}
 	g, err := b.svc.RevokeGrant(ctx, id, cmd.UserID, reason, app.SourceSlack)
+	if errors.Is(err, app.ErrNotAllowed) {
+		b.reply(ctx, cmd.ResponseURL, "That is not yours to do: only a grant's holder, an approver of its role or a Gatehouse admin can revoke it. Nothing was changed.")
+		return
+	}
 	if err != nil {
 		b.reply(ctx, cmd.ResponseURL, userMessage(err))
 		return

@@ -56,13 +56,15 @@ func refusal(err error) (string, bool) {
 	case errors.Is(err, app.ErrNotFound):
 		return "Nothing with that ID was found. Nothing was changed.", true
 	case errors.Is(err, app.ErrNotAllowed):
-		return "That is not yours to do: only a grant's holder can extend it, and only its holder, an approver of its role or a Gatehouse admin can revoke it. Nothing was changed.", true
+		return "That is not yours to do: only a grant's holder can extend it. Nothing was changed.", true
 	case errors.Is(err, app.ErrSelfReview):
 		return "You can't review your own break-glass access; another approver of the role must. Nothing was changed.", true
 	case errors.Is(err, app.ErrNotReviewer):
 		return "Only an approver of this role can review a break-glass use. Nothing was changed.", true
 	case errors.Is(err, app.ErrAlreadyReviewed):
 		return "This break-glass use has already been reviewed. Nothing was changed.", true
+	case errors.Is(err, app.ErrBadUserCode):
+		return "That sign-in code is unknown, has expired or was already used. Check the code your client shows, or start the sign-in again.", true
 	case errors.Is(err, app.ErrTooManyAttempts):
 		return "Too many wrong codes. Wait a few minutes, then type the code your client shows.", true
 	case errors.Is(err, app.ErrLoginExpired):

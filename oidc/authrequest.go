@@ -20,22 +20,20 @@ type BrowserStore interface {
 	AttachLogin(ctx context.Context, id, loginID string) error
 	CompleteAuthRequest(ctx context.Context, id, subject string, at time.Time) error
 	SaveAuthCode(ctx context.Context, id, codeHash string, expiresAt time.Time) error
-	RedeemAuthCode(ctx context.Context, codeHash string, now time.Time) (app.AuthRequest, error)
-	DeleteAuthRequest(ctx context.Context, id string) error
+	AuthRequestByCode(ctx context.Context, codeHash string) (app.AuthRequest, error)
+	RedeemAuthCode(ctx context.Context, id, codeHash, sessionID string, now time.Time) error
 	CreateBrowserSession(ctx context.Context, b app.BrowserSession) error
 	BrowserSession(ctx context.Context, hash string, now time.Time) (app.BrowserSession, error)
-	EndBrowserSessions(ctx context.Context, subject string) error
+	EndBrowserSession(ctx context.Context, hash string) error
 }
 
 // authCodeTTL is how long an authorization code can be exchanged: the relying party does
 // it right after the redirect.
 const authCodeTTL = time.Minute
 
-// authRequest is a browser sign-in as the library sees it. When redeemed by its code it
-// also carries the token request, with the grants looked up at that moment.
+// authRequest is a browser sign-in as the library sees it.
 type authRequest struct {
 	app.AuthRequest
-	token *tokenRequest
 }
 
 var _ op.AuthRequest = (*authRequest)(nil)
@@ -56,13 +54,8 @@ func (a *authRequest) GetResponseType() oidc.ResponseType {
 }
 func (a *authRequest) GetResponseMode() oidc.ResponseMode { return oidc.ResponseMode(a.ResponseMode) }
 
-// GetAudience is the client plus the roles' audiences, once redeemed.
-func (a *authRequest) GetAudience() []string {
-	if a.token != nil {
-		return a.token.audience
-	}
-	return []string{a.ClientID}
-}
+// GetAudience is the client: the tokens' audiences are decided when the code is redeemed.
+func (a *authRequest) GetAudience() []string { return []string{a.ClientID} }
 
 func (a *authRequest) GetCodeChallenge() *oidc.CodeChallenge {
 	if a.CodeChallenge == "" {
@@ -117,35 +110,22 @@ func (s *Storage) SaveAuthCode(ctx context.Context, id, code string) error {
 	return s.browser.SaveAuthCode(ctx, id, app.HashSecret(code), s.cfg.Now().Add(authCodeTTL))
 }
 
-// AuthRequestByCode redeems an authorization code, once, and looks up the grants behind
-// the roles asked at that moment: a token is never minted for a role without one.
-func (s *Storage) AuthRequestByCode(ctx context.Context, code string) (op.AuthRequest, error) {
-	a, err := s.browser.RedeemAuthCode(ctx, app.HashSecret(code), s.cfg.Now())
-	if err != nil {
-		return nil, oidc.ErrInvalidGrant().WithDescription("unknown, expired or already used code")
-	}
-	roles, _ := s.cfg.Policy.RolesOfScopes(a.Scopes)
-	grants, err := s.svc.GrantsForToken(ctx, app.User(a.Subject), roles)
-	if errors.Is(err, app.ErrNoActiveGrant) {
-		return nil, oidc.ErrInvalidGrant().WithDescription("%s", err.Error())
-	}
-	if err != nil {
-		return nil, err
-	}
-	return &authRequest{AuthRequest: a, token: &tokenRequest{
-		subject: a.Subject, clientID: a.ClientID, scopes: a.Scopes, audience: s.cfg.Policy.Audience(a.ClientID, roles),
-		authTime: a.AuthTime, grants: grants,
-	}}, nil
+// errCodeExchangeInServer: server.CodeExchange checks a code before it spends it; the
+// library's redeem-first path is never taken.
+var errCodeExchangeInServer = errors.New("code exchange is handled by the server")
+
+// AuthRequestByCode is never called; see errCodeExchangeInServer.
+func (s *Storage) AuthRequestByCode(context.Context, string) (op.AuthRequest, error) {
+	return nil, errCodeExchangeInServer
 }
 
-// DeleteAuthRequest forgets a sign-in once its tokens are issued.
-func (s *Storage) DeleteAuthRequest(ctx context.Context, id string) error {
-	return s.browser.DeleteAuthRequest(ctx, id)
-}
+// DeleteAuthRequest keeps the sign-in: it is purged a day after it ends, and until then a
+// replayed code is recognised and revokes what the code issued.
+func (s *Storage) DeleteAuthRequest(context.Context, string) error { return nil }
 
-// TerminateSession signs the user's browsers out (RP-initiated logout).
-func (s *Storage) TerminateSession(ctx context.Context, userID, _ string) error {
-	return s.browser.EndBrowserSessions(ctx, userID)
+// TerminateSession is never called: endSession signs out only the calling browser.
+func (s *Storage) TerminateSession(context.Context, string, string) error {
+	return errors.New("end session is handled by the sign-in pages")
 }
 
 // inputMessage returns the words of an *app.InputError.

@@ -7,6 +7,8 @@ package oidc
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"net"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -27,6 +29,7 @@ type ClientConfig struct {
 	SecretHash   string // bcrypt
 	RedirectURIs []string
 	GrantTypes   []string // authorization_code, refresh_token, device_code, client_credentials
+	Introspect   bool     // a resource server: may call introspection (RFC 7662 §4)
 }
 
 // Client implements op.Client for a configured client.
@@ -77,7 +80,34 @@ func (c *Client) allows(g oidc.GrantType) bool { return slices.Contains(c.GrantT
 // GetID returns the client ID.
 func (c *Client) GetID() string { return c.cfg.ID }
 
-// RedirectURIs returns the registered redirect URIs (exact match).
+// redirectAllowed reports whether uri is one of the client's redirect URIs: exactly, except
+// that a public client's loopback redirect (http on a loopback IP literal) may use any
+// port, as a native app picks a free one (RFC 8252 §7.3). Scheme, host, path and query
+// must still match, and a fragment never does.
+func (c *Client) redirectAllowed(uri string) bool {
+	if slices.Contains(c.cfg.RedirectURIs, uri) {
+		return true
+	}
+	u, err := url.Parse(uri)
+	if err != nil || !c.cfg.Public || !loopbackIP(u) || u.Fragment != "" || strings.Contains(uri, "#") || u.User != nil {
+		return false
+	}
+	for _, r := range c.cfg.RedirectURIs {
+		reg, err := url.Parse(r)
+		if err == nil && loopbackIP(reg) && reg.Hostname() == u.Hostname() && reg.EscapedPath() == u.EscapedPath() && reg.RawQuery == u.RawQuery {
+			return true
+		}
+	}
+	return false
+}
+
+// loopbackIP reports whether u is an http URL on a loopback IP literal (not "localhost").
+func loopbackIP(u *url.URL) bool {
+	ip := net.ParseIP(u.Hostname())
+	return u.Scheme == "http" && ip != nil && ip.IsLoopback()
+}
+
+// RedirectURIs returns the registered redirect URIs.
 func (c *Client) RedirectURIs() []string { return c.cfg.RedirectURIs }
 
 // PostLogoutRedirectURIs returns the URIs RP-initiated logout may return to.

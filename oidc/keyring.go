@@ -9,6 +9,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -22,12 +23,6 @@ import (
 	"github.com/gatehouse/gatehouse/app"
 )
 
-// Signature algorithms a Keyring makes keys for.
-const (
-	AlgRS256 = "RS256" // RSA 2048 with SHA-256
-	AlgES256 = "ES256" // ECDSA P-256 with SHA-256
-)
-
 // DefaultKeyRefreshInterval is how often a Keyring re-reads the keys from its store unless
 // told otherwise.
 const DefaultKeyRefreshInterval = 30 * time.Second
@@ -38,6 +33,9 @@ type KeyStore interface {
 	SigningKeys(ctx context.Context) ([]app.SigningKey, error)
 	// AddSigningKey retires the active key and makes k the active one, atomically.
 	AddSigningKey(ctx context.Context, k app.SigningKey) error
+	// ReplacePrivateKey changes a key's stored private key from old to new, only while it
+	// is still old (app.ErrConflict otherwise).
+	ReplacePrivateKey(ctx context.Context, id string, old, new []byte) error
 }
 
 // Keyring hands the provider its signing key and the keys to publish.
@@ -55,6 +53,7 @@ type Keyring struct {
 	Logger *slog.Logger
 
 	store            KeyStore
+	kek              *KeyEncryptionKey
 	now              func() time.Time
 	maxTokenLifetime time.Duration
 
@@ -73,13 +72,14 @@ type keySnapshot struct {
 	public []*publicKey
 }
 
-// NewKeyring returns a Keyring over store. now is the clock; maxTokenLifetime is the
-// longest any token signed by it stays valid, which is how long a retired key stays
-// published.
-func NewKeyring(store KeyStore, now func() time.Time, maxTokenLifetime time.Duration) *Keyring {
+// NewKeyring returns a Keyring over store, whose private keys kek seals at rest. now is
+// the clock; maxTokenLifetime is the longest any token signed by it stays valid, which is
+// how long a retired key stays published.
+func NewKeyring(store KeyStore, kek *KeyEncryptionKey, now func() time.Time, maxTokenLifetime time.Duration) *Keyring {
 	return &Keyring{
 		RefreshInterval:  DefaultKeyRefreshInterval,
 		store:            store,
+		kek:              kek,
 		now:              now,
 		maxTokenLifetime: maxTokenLifetime,
 	}
@@ -88,7 +88,8 @@ func NewKeyring(store KeyStore, now func() time.Time, maxTokenLifetime time.Dura
 // EnsureKey creates the first key (alg "RS256" or "ES256") if the store has none; start-up calls it.
 // If the store has an active key, that key is kept whatever its algorithm: keys are never
 // regenerated at start. It also loads the keys into memory, so a key the store holds but
-// cannot be used (corrupt, unknown algorithm) is reported here, at start.
+// cannot be used (corrupt, unknown algorithm, in clear, sealed with another key-encryption
+// key) is reported here, at start.
 func (k *Keyring) EnsureKey(ctx context.Context, alg string) error {
 	if err := checkAlgorithm(alg); err != nil {
 		return fmt.Errorf("oidc: ensure signing key: %w", err)
@@ -98,7 +99,7 @@ func (k *Keyring) EnsureKey(ctx context.Context, alg string) error {
 		return fmt.Errorf("oidc: ensure signing key: %w", err)
 	}
 	if activeKey(keys) == nil {
-		key, err := generateKey(alg, k.now())
+		key, err := k.generateKey(alg)
 		if err != nil {
 			return fmt.Errorf("oidc: ensure signing key: %w", err)
 		}
@@ -112,13 +113,63 @@ func (k *Keyring) EnsureKey(ctx context.Context, alg string) error {
 	return nil
 }
 
+// SealClearKeys encrypts, with the key-encryption key, the keys an older Gatehouse stored
+// in clear, each in one conditional write, and returns how many it sealed. Start-up calls
+// it before EnsureKey.
+func (k *Keyring) SealClearKeys(ctx context.Context) (int, error) {
+	keys, err := k.store.SigningKeys(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("oidc: seal signing keys: %w", err)
+	}
+	n := 0
+	for _, key := range keys {
+		if sealed(key.PrivateKey) {
+			continue
+		}
+		err := k.store.ReplacePrivateKey(ctx, key.ID, key.PrivateKey, k.kek.seal(key.ID, key.PrivateKey))
+		switch {
+		case err == nil:
+			n++
+		case !errors.Is(err, app.ErrConflict): // a conflict: another process sealed it first
+			return n, fmt.Errorf("oidc: seal signing key %s: %w", key.ID, err)
+		}
+	}
+	return n, nil
+}
+
+// Rewrap re-encrypts every stored key sealed with old under this Keyring's key-encryption
+// key, each in one conditional write, and returns how many it changed; keys already sealed
+// with the current one are left alone. It is how the key-encryption key is rotated
+// (gatehouse keys rewrap).
+func (k *Keyring) Rewrap(ctx context.Context, old *KeyEncryptionKey) (int, error) {
+	keys, err := k.store.SigningKeys(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("oidc: rewrap signing keys: %w", err)
+	}
+	n := 0
+	for _, key := range keys {
+		if _, err := k.kek.open(key.ID, key.PrivateKey); err == nil {
+			continue
+		}
+		der, err := old.open(key.ID, key.PrivateKey)
+		if err != nil {
+			return n, fmt.Errorf("oidc: rewrap signing key %s: %w", key.ID, err)
+		}
+		if err := k.store.ReplacePrivateKey(ctx, key.ID, key.PrivateKey, k.kek.seal(key.ID, der)); err != nil {
+			return n, fmt.Errorf("oidc: rewrap signing key %s: %w", key.ID, err)
+		}
+		n++
+	}
+	return n, nil
+}
+
 // Rotate makes a new key of alg the active one; the previous stays published.
 // It stays published for the maximum token lifetime (plus RefreshInterval, see KeySet),
 // so tokens it signed keep verifying. This Keyring signs with the new key at once; other
 // processes sharing the store do within their RefreshInterval. If the new key was stored
 // but could not be loaded back, Rotate returns it together with the error.
 func (k *Keyring) Rotate(ctx context.Context, alg string) (app.SigningKey, error) {
-	key, err := generateKey(alg, k.now())
+	key, err := k.generateKey(alg)
 	if err != nil {
 		return app.SigningKey{}, fmt.Errorf("oidc: rotate signing key: %w", err)
 	}
@@ -301,6 +352,11 @@ func (k *Keyring) read(ctx context.Context, now time.Time) (*keySnapshot, error)
 				continue // too old to matter; not even parsed
 			}
 		}
+		der, err := k.kek.open(key.ID, key.PrivateKey)
+		if err != nil {
+			return nil, fmt.Errorf("signing key %s: %w", key.ID, err)
+		}
+		key.PrivateKey = der
 		signer, err := parseKey(key)
 		if err != nil {
 			return nil, err
@@ -325,13 +381,23 @@ func activeKey(keys []app.SigningKey) *app.SigningKey {
 
 func checkAlgorithm(alg string) error {
 	switch alg {
-	case AlgRS256, AlgES256:
+	case app.AlgRS256, app.AlgES256:
 		return nil
 	}
-	return fmt.Errorf("signing algorithm %q is not supported; use %s or %s", alg, AlgRS256, AlgES256)
+	return fmt.Errorf("signing algorithm %q is not supported; use %s or %s", alg, app.AlgRS256, app.AlgES256)
 }
 
-// generateKey makes a new key of alg with a random kid.
+// generateKey makes a new key of alg with a random kid, sealed with the key-encryption key.
+func (k *Keyring) generateKey(alg string) (app.SigningKey, error) {
+	key, err := generateKey(alg, k.now())
+	if err != nil {
+		return key, err
+	}
+	key.PrivateKey = k.kek.seal(key.ID, key.PrivateKey)
+	return key, nil
+}
+
+// generateKey makes a new key of alg with a random kid, in clear.
 func generateKey(alg string, now time.Time) (app.SigningKey, error) {
 	if err := checkAlgorithm(alg); err != nil {
 		return app.SigningKey{}, err
@@ -341,9 +407,9 @@ func generateKey(alg string, now time.Time) (app.SigningKey, error) {
 		err  error
 	)
 	switch alg {
-	case AlgRS256:
+	case app.AlgRS256:
 		priv, err = rsa.GenerateKey(rand.Reader, 2048)
-	case AlgES256:
+	case app.AlgES256:
 		priv, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	}
 	if err != nil {
@@ -375,11 +441,11 @@ func parseKey(k app.SigningKey) (*signingKey, error) {
 	}
 	var ok bool
 	switch k.Algorithm {
-	case AlgRS256:
+	case app.AlgRS256:
 		var key *rsa.PrivateKey
 		key, ok = priv.(*rsa.PrivateKey)
 		ok = ok && key.N.BitLen() >= 2048
-	case AlgES256:
+	case app.AlgES256:
 		var key *ecdsa.PrivateKey
 		key, ok = priv.(*ecdsa.PrivateKey)
 		ok = ok && key.Curve == elliptic.P256()

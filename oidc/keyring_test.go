@@ -143,13 +143,13 @@ func TestEnsureKeySurvivesRestart(t *testing.T) {
 	clk := newClock()
 
 	s := openStore(t, path)
-	kr := oidc.NewKeyring(s, clk.Now, maxTokenLifetime)
-	if err := kr.EnsureKey(ctx, oidc.AlgRS256); err != nil {
+	kr := oidc.NewKeyring(s, testKEK, clk.Now, maxTokenLifetime)
+	if err := kr.EnsureKey(ctx, app.AlgRS256); err != nil {
 		t.Fatal(err)
 	}
 	first := activeKey(t, kr)
 	token := sign(t, first, "U0ALICE")
-	if err := kr.EnsureKey(ctx, oidc.AlgRS256); err != nil {
+	if err := kr.EnsureKey(ctx, app.AlgRS256); err != nil {
 		t.Fatal(err)
 	}
 	if got := activeKey(t, kr).ID(); got != first.ID() {
@@ -160,8 +160,8 @@ func TestEnsureKeySurvivesRestart(t *testing.T) {
 	// A restart, even configured for another algorithm, keeps the stored key.
 	clk.Advance(24 * time.Hour)
 	s = openStore(t, path)
-	kr = oidc.NewKeyring(s, clk.Now, maxTokenLifetime)
-	if err := kr.EnsureKey(ctx, oidc.AlgES256); err != nil {
+	kr = oidc.NewKeyring(s, testKEK, clk.Now, maxTokenLifetime)
+	if err := kr.EnsureKey(ctx, app.AlgES256); err != nil {
 		t.Fatal(err)
 	}
 	again := activeKey(t, kr)
@@ -179,16 +179,16 @@ func TestEnsureKeySurvivesRestart(t *testing.T) {
 
 func TestRotationKeepsIssuedTokensValid(t *testing.T) {
 	tests := []struct{ from, to string }{
-		{oidc.AlgRS256, oidc.AlgRS256},
-		{oidc.AlgES256, oidc.AlgES256},
-		{oidc.AlgRS256, oidc.AlgES256},
-		{oidc.AlgES256, oidc.AlgRS256},
+		{app.AlgRS256, app.AlgRS256},
+		{app.AlgES256, app.AlgES256},
+		{app.AlgRS256, app.AlgES256},
+		{app.AlgES256, app.AlgRS256},
 	}
 	for _, tt := range tests {
 		t.Run(tt.from+" to "+tt.to, func(t *testing.T) {
 			ctx := context.Background()
 			clk := newClock()
-			kr := oidc.NewKeyring(openStore(t, dbPath(t)), clk.Now, maxTokenLifetime)
+			kr := oidc.NewKeyring(openStore(t, dbPath(t)), testKEK, clk.Now, maxTokenLifetime)
 			if err := kr.EnsureKey(ctx, tt.from); err != nil {
 				t.Fatal(err)
 			}
@@ -251,7 +251,7 @@ func TestRotationKeepsIssuedTokensValid(t *testing.T) {
 func TestUnknownAlgorithmRefused(t *testing.T) {
 	ctx := context.Background()
 	s := openStore(t, dbPath(t))
-	kr := oidc.NewKeyring(s, newClock().Now, maxTokenLifetime)
+	kr := oidc.NewKeyring(s, testKEK, newClock().Now, maxTokenLifetime)
 	for _, alg := range []string{"HS256", "none", "", "rs256"} {
 		if err := kr.EnsureKey(ctx, alg); err == nil || !strings.Contains(err.Error(), "RS256 or ES256") {
 			t.Errorf("EnsureKey(%q) = %v; want an error naming RS256 and ES256", alg, err)
@@ -264,7 +264,7 @@ func TestUnknownAlgorithmRefused(t *testing.T) {
 		t.Error("SigningKey with no key stored: want an error")
 	}
 
-	if err := kr.EnsureKey(ctx, oidc.AlgES256); err != nil {
+	if err := kr.EnsureKey(ctx, app.AlgES256); err != nil {
 		t.Fatal(err)
 	}
 	before := activeKey(t, kr).ID()
@@ -282,14 +282,14 @@ func TestRotationByAnotherProcessIsPickedUp(t *testing.T) {
 	ctx := context.Background()
 	path := dbPath(t)
 	clk := newClock()
-	server := oidc.NewKeyring(openStore(t, path), clk.Now, maxTokenLifetime)
-	if err := server.EnsureKey(ctx, oidc.AlgRS256); err != nil {
+	server := oidc.NewKeyring(openStore(t, path), testKEK, clk.Now, maxTokenLifetime)
+	if err := server.EnsureKey(ctx, app.AlgRS256); err != nil {
 		t.Fatal(err)
 	}
 	old := activeKey(t, server)
 
-	cli := oidc.NewKeyring(openStore(t, path), clk.Now, maxTokenLifetime)
-	rotated, err := cli.Rotate(ctx, oidc.AlgES256)
+	cli := oidc.NewKeyring(openStore(t, path), testKEK, clk.Now, maxTokenLifetime)
+	rotated, err := cli.Rotate(ctx, app.AlgES256)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,11 +321,11 @@ func TestKeyringConcurrentUse(t *testing.T) {
 	ctx := context.Background()
 	clk := newClock()
 	path := dbPath(t)
-	kr := oidc.NewKeyring(openStore(t, path), clk.Now, maxTokenLifetime)
-	if err := kr.EnsureKey(ctx, oidc.AlgES256); err != nil {
+	kr := oidc.NewKeyring(openStore(t, path), testKEK, clk.Now, maxTokenLifetime)
+	if err := kr.EnsureKey(ctx, app.AlgES256); err != nil {
 		t.Fatal(err)
 	}
-	other := oidc.NewKeyring(openStore(t, path), clk.Now, maxTokenLifetime)
+	other := oidc.NewKeyring(openStore(t, path), testKEK, clk.Now, maxTokenLifetime)
 	var (
 		wg   sync.WaitGroup
 		done atomic.Bool
@@ -354,7 +354,7 @@ func TestKeyringConcurrentUse(t *testing.T) {
 		if i%2 == 1 {
 			target = other
 		}
-		if _, err := target.Rotate(ctx, oidc.AlgES256); err != nil {
+		if _, err := target.Rotate(ctx, app.AlgES256); err != nil {
 			t.Error(err)
 		}
 		clk.Advance(kr.RefreshInterval)
@@ -388,9 +388,9 @@ func TestKeysInMemoryOutliveTheDatabase(t *testing.T) {
 	ctx := context.Background()
 	clk := newClock()
 	s := &unreliableStore{Store: openStore(t, dbPath(t))}
-	kr := oidc.NewKeyring(s, clk.Now, maxTokenLifetime)
+	kr := oidc.NewKeyring(s, testKEK, clk.Now, maxTokenLifetime)
 	kr.Logger = slog.New(slog.DiscardHandler)
-	if err := kr.EnsureKey(ctx, oidc.AlgRS256); err != nil {
+	if err := kr.EnsureKey(ctx, app.AlgRS256); err != nil {
 		t.Fatal(err)
 	}
 	want := activeKey(t, kr).ID()
@@ -403,7 +403,7 @@ func TestKeysInMemoryOutliveTheDatabase(t *testing.T) {
 	if _, err := kr.KeySet(ctx); err != nil {
 		t.Errorf("with the database away, KeySet: %v", err)
 	}
-	if _, err := kr.Rotate(ctx, oidc.AlgRS256); err == nil {
+	if _, err := kr.Rotate(ctx, app.AlgRS256); err == nil {
 		t.Error("Rotate could not read back its key, yet reported success")
 	}
 
@@ -430,8 +430,8 @@ func (s *countingStore) SigningKeys(ctx context.Context) ([]app.SigningKey, erro
 func BenchmarkSigningKey(b *testing.B) {
 	ctx := context.Background()
 	s := &countingStore{Store: openStore(b, dbPath(b))}
-	kr := oidc.NewKeyring(s, time.Now, maxTokenLifetime)
-	if err := kr.EnsureKey(ctx, oidc.AlgES256); err != nil {
+	kr := oidc.NewKeyring(s, testKEK, time.Now, maxTokenLifetime)
+	if err := kr.EnsureKey(ctx, app.AlgES256); err != nil {
 		b.Fatal(err)
 	}
 	s.reads.Store(0)

@@ -114,7 +114,7 @@ func (s *server) mint(ctx context.Context, in issue) (*oidc.AccessTokenResponse,
 		}
 	}
 	err = s.storage.tokens.RecordIssuance(ctx, app.Issuance{
-		At: now, GrantIDs: r.grantIDs(), Refresh: next, Replaces: r.refresh,
+		At: now, GrantIDs: r.grantIDs(), SessionID: r.sessionID, Refresh: next, Replaces: r.refresh,
 		Events: app.IssuanceEvents(now, r.clientID, s.cfg.Policy.Principal(r.subject), string(in.grantType), claims.JTI, exp, r.grants),
 	})
 	switch {

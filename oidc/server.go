@@ -74,7 +74,8 @@ func NewHandler(cfg Config, d Deps) (http.Handler, error) {
 		return nil, err
 	}
 	s := &server{LegacyServer: op.NewLegacyServer(provider, *op.DefaultEndpoints), cfg: cfg, storage: storage, svc: d.Service}
-	pages := &signin{cfg: cfg, svc: d.Service, browser: d.Browser, secure: strings.HasPrefix(cfg.Issuer, "https://")}
+	pages := &signin{cfg: cfg, svc: d.Service, browser: d.Browser, secure: strings.HasPrefix(cfg.Issuer, "https://"),
+		clients: storage.clients, hints: provider.IDTokenHintVerifier}
 	callback := pages.guard(http.HandlerFunc(op.AuthorizeCallbackHandler(provider)))
 	opHandler := op.RegisterLegacyServer(s, callback.ServeHTTP, op.WithServerCORSOptions(&cors.Options{
 		// Token, JWKS and discovery may be called from browsers, but never with cookies:
@@ -87,7 +88,7 @@ func NewHandler(cfg Config, d Deps) (http.Handler, error) {
 	mux := http.NewServeMux()
 	pages.routes(mux, callback)
 	mux.Handle("/", opHandler)
-	return mux, nil
+	return guardHTTP(mux), nil
 }
 
 // server takes over the parts of the device flow the library gets wrong for us: it does
@@ -168,43 +169,6 @@ func (s *server) DeviceToken(ctx context.Context, r *op.ClientRequest[oidc.Devic
 		withIDToken: slices.Contains(l.Scopes, oidc.ScopeOpenID)})
 	if err != nil {
 		return nil, err
-	}
-	return op.NewResponse(resp), nil
-}
-
-// CodeExchange redeems an authorization code of a browser sign-in for its tokens, an ID
-// token always among them.
-func (s *server) CodeExchange(ctx context.Context, r *op.ClientRequest[oidc.AccessTokenRequest]) (*op.Response, error) {
-	client, ok := r.Client.(*Client)
-	if !ok {
-		return nil, oidc.ErrInvalidClient()
-	}
-	found, err := op.AuthRequestByCode(ctx, s.storage, r.Data.Code)
-	if err != nil {
-		return nil, err
-	}
-	a, ok := found.(*authRequest)
-	if !ok || a.token == nil {
-		return nil, oidc.ErrInvalidGrant()
-	}
-	if client.AuthMethod() == oidc.AuthMethodNone || r.Data.CodeVerifier != "" {
-		if err := op.AuthorizeCodeChallenge(r.Data.CodeVerifier, a.GetCodeChallenge()); err != nil {
-			return nil, err
-		}
-	}
-	if client.GetID() != a.ClientID {
-		return nil, oidc.ErrInvalidGrant()
-	}
-	if r.Data.RedirectURI != a.RedirectURI {
-		return nil, oidc.ErrInvalidGrant().WithDescription("redirect_uri does not correspond")
-	}
-	resp, err := s.mint(ctx, issue{req: a.token, client: client, grantType: oidc.GrantTypeCode, withIDToken: true, nonce: a.Nonce,
-		withRefresh: slices.Contains(a.Scopes, oidc.ScopeOfflineAccess) && client.allows(oidc.GrantTypeRefreshToken)})
-	if err != nil {
-		return nil, err
-	}
-	if err := s.storage.DeleteAuthRequest(ctx, a.ID); err != nil {
-		return nil, oidc.ErrServerError().WithParent(err)
 	}
 	return op.NewResponse(resp), nil
 }

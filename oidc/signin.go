@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/zitadel/oidc/v3/pkg/oidc"
+	"github.com/zitadel/oidc/v3/pkg/op"
 
 	"github.com/gatehouse/gatehouse/app"
 )
@@ -27,6 +28,8 @@ type signin struct {
 	svc     Service
 	browser BrowserStore
 	secure  bool // cookies only over https
+	clients map[string]*Client
+	hints   func(context.Context) *op.IDTokenHintVerifier // checks id_token_hint at end_session
 }
 
 const (
@@ -55,6 +58,8 @@ func (s *signin) routes(mux *http.ServeMux, callback http.Handler) {
 		})
 	}
 	mux.Handle("GET "+callbackPath, s.guard(callback))
+	mux.HandleFunc("GET /end_session", s.endSession)
+	mux.HandleFunc("POST /end_session", s.endSession)
 }
 
 // message renders a page that only says something.
@@ -103,6 +108,12 @@ func (s *signin) page(w http.ResponseWriter, r *http.Request) {
 	login, ok := s.login(w, r, a)
 	if !ok {
 		return
+	}
+	if a.LoginID != "" { // a reload: without script, this is how the sign-in goes on
+		if _, st := s.advance(ctx, w, r, a); st.Next != "" {
+			http.Redirect(w, r, st.Next, http.StatusFound)
+			return
+		}
 	}
 	view := struct {
 		ID, Client, Code, Status string
@@ -195,11 +206,20 @@ func (s *signin) status(w http.ResponseWriter, r *http.Request) {
 		answer(http.StatusForbidden, signinStatus{Status: "denied", Message: "This sign-in belongs to another browser."})
 		return
 	}
+	answer(s.advance(ctx, w, r, a))
+}
+
+// advance tells where a sign-in bound to this browser stands and, once it is confirmed in
+// Slack and approved, finishes it: the page's script polls it, and a reload of the page
+// (the no-script fallback) goes through it too.
+func (s *signin) advance(ctx context.Context, w http.ResponseWriter, r *http.Request, a app.AuthRequest) (int, signinStatus) {
 	if a.Done {
-		answer(http.StatusOK, signinStatus{Status: "approved", Message: "Approved", Next: callbackPath + "?id=" + a.ID})
-		return
+		return http.StatusOK, signinStatus{Status: "approved", Message: "Approved", Next: callbackPath + "?id=" + a.ID}
 	}
-	c, _ := r.Cookie(signinCookiePrefix + a.ID)
+	c, err := r.Cookie(signinCookiePrefix + a.ID)
+	if err != nil {
+		return http.StatusForbidden, signinStatus{Status: "denied", Message: "This sign-in belongs to another browser."}
+	}
 	outcome, err := s.svc.PollLogin(ctx, a.ClientID, c.Value, 0)
 	if errors.Is(err, app.ErrLoginUsed) {
 		// Issued by an earlier poll whose finish failed: finish it now.
@@ -209,17 +229,16 @@ func (s *signin) status(w http.ResponseWriter, r *http.Request) {
 	case err == nil:
 		if err := s.finish(ctx, w, a, outcome.Login.Subject.ID); err != nil {
 			s.cfg.Log.Error("finishing browser sign-in failed", "auth_request", a.ID, "err", err)
-			answer(http.StatusInternalServerError, signinStatus{Status: "pending", Message: "Something went wrong; retrying…"})
-			return
+			return http.StatusInternalServerError, signinStatus{Status: "pending", Message: "Something went wrong; retrying…"}
 		}
-		answer(http.StatusOK, signinStatus{Status: "approved", Message: "Approved", Next: callbackPath + "?id=" + a.ID})
+		return http.StatusOK, signinStatus{Status: "approved", Message: "Approved", Next: callbackPath + "?id=" + a.ID}
 	case errors.Is(err, app.ErrLoginPending):
-		answer(http.StatusOK, signinStatus{Status: "pending", Message: sentence(outcome.Reason)})
+		return http.StatusOK, signinStatus{Status: "pending", Message: sentence(outcome.Reason)}
 	case errors.Is(err, app.ErrLoginDenied), errors.Is(err, app.ErrLoginExpired):
-		answer(http.StatusOK, signinStatus{Status: "denied", Message: "Denied: " + outcome.Reason, Next: errorRedirect(a, "access_denied", outcome.Reason)})
+		return http.StatusOK, signinStatus{Status: "denied", Message: "Denied: " + outcome.Reason, Next: errorRedirect(a, "access_denied", outcome.Reason)}
 	default:
 		s.cfg.Log.Error("browser sign-in status failed", "auth_request", a.ID, "err", err)
-		answer(http.StatusInternalServerError, signinStatus{Status: "pending", Message: "Something went wrong; retrying…"})
+		return http.StatusInternalServerError, signinStatus{Status: "pending", Message: "Something went wrong; retrying…"}
 	}
 }
 

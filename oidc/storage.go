@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -33,8 +34,10 @@ type TokenStore interface {
 	// when a grant ended first, app.ErrConflict when the refresh token was spent or revoked.
 	RecordIssuance(ctx context.Context, iss app.Issuance) error
 	RefreshToken(ctx context.Context, hash string) (app.RefreshToken, error)
+	// RevokeSession ends a client session; until is when the last token it affects expires.
 	RevokeSession(ctx context.Context, id string, at, until time.Time) error
-	RevokeToken(ctx context.Context, jti string, at, until time.Time) error
+	// RevokeClientTokens records what an RFC 7009 revocation asks for, with its audit event.
+	RevokeClientTokens(ctx context.Context, r app.Revocation, e app.AuditEvent) error
 	// Revoked reports whether a token was revoked, itself, by its session or by a grant.
 	Revoked(ctx context.Context, ref app.TokenRef, now time.Time) (bool, error)
 	Ping(ctx context.Context) error
@@ -110,23 +113,10 @@ func (r *tokenRequest) grantIDs() []string {
 	return ids
 }
 
-// asTokenRequest finds the token request behind what the library passes around: one of
-// ours, or a browser sign-in redeemed by its code.
-func asTokenRequest(req any) (*tokenRequest, error) {
-	switch r := req.(type) {
-	case *tokenRequest:
-		return r, nil
-	case *authRequest:
-		if r.token != nil {
-			return r.token, nil
-		}
-	}
-	return nil, oidc.ErrUnsupportedGrantType().WithDescription("this grant is not supported")
-}
-
 // errHandledByServer: the library calls these storage methods only from the parts of its
 // server that Gatehouse's server replaces (token responses, introspection, userinfo,
-// revocation): Gatehouse signs its tokens itself (see mint).
+// revocation): Gatehouse signs its tokens itself (see mint), and its revocation searches
+// every token type whatever the hint (RFC 7009 §2.1), where the library's trusts the hint.
 var errHandledByServer = errors.New("handled by Gatehouse's server")
 
 // CreateAccessToken is never called; see errHandledByServer.
@@ -165,6 +155,15 @@ func (s *Storage) TokenRequestByRefreshToken(ctx context.Context, token string) 
 		sessionID: t.SessionID, refresh: t.Hash, sessionTo: t.ExpiresAt}
 	r.audience = s.cfg.Policy.Audience(t.ClientID, r.roles())
 	return r, nil
+}
+
+// revokeSession ends the client session of t: its refresh tokens, and every access token
+// issued with it, which all expire by the session's end plus one access token lifetime.
+func (s *Storage) revokeSession(ctx context.Context, t app.RefreshToken, now time.Time) error {
+	if err := s.tokens.RevokeSession(ctx, t.SessionID, now, t.ExpiresAt.Add(s.cfg.AccessTokenTTL)); err != nil {
+		return fmt.Errorf("revoke session: %w", err)
+	}
+	return nil
 }
 
 // GetRefreshTokenInfo is never called; see errHandledByServer.

@@ -27,6 +27,7 @@ type authRequestRow struct {
 	CodeExpiresAt       time.Time
 	CreatedAt           time.Time
 	ExpiresAt           time.Time `gorm:"index"`
+	SessionID           string
 }
 
 func (authRequestRow) TableName() string { return "auth_requests" }
@@ -80,28 +81,29 @@ func (s *Store) updateAuthRequest(ctx context.Context, what, id string, cond, up
 	return nil
 }
 
-// RedeemAuthCode returns the sign-in an unexpired code was issued for and deletes it in
-// the same write, so a code yields tokens once: a replay is app.ErrNotFound.
-func (s *Store) RedeemAuthCode(ctx context.Context, codeHash string, now time.Time) (app.AuthRequest, error) {
+// AuthRequestByCode returns the sign-in a code was issued for, whether or not the code
+// is still good: the caller checks expiry and SessionID (set once redeemed), so that a
+// replayed code is recognised as one.
+func (s *Store) AuthRequestByCode(ctx context.Context, codeHash string) (app.AuthRequest, error) {
 	var row authRequestRow
-	err := s.db.WithContext(ctx).Take(&row, "code_hash = ? AND code_expires_at > ?", codeHash, now.UTC()).Error
-	if err != nil {
-		return app.AuthRequest{}, fmt.Errorf("store: redeem auth code: %w", translate(err))
-	}
-	res := s.db.WithContext(ctx).Where("id = ? AND code_hash = ?", row.ID, codeHash).Delete(&authRequestRow{})
-	if res.Error != nil {
-		return app.AuthRequest{}, fmt.Errorf("store: redeem auth code: %w", res.Error)
-	}
-	if res.RowsAffected != 1 {
-		return app.AuthRequest{}, fmt.Errorf("store: redeem auth code: %w", app.ErrNotFound)
+	if err := s.db.WithContext(ctx).Take(&row, "code_hash = ?", codeHash).Error; err != nil {
+		return app.AuthRequest{}, fmt.Errorf("store: auth request by code: %w", translate(err))
 	}
 	return app.AuthRequest(row), nil
 }
 
-// DeleteAuthRequest forgets a sign-in.
-func (s *Store) DeleteAuthRequest(ctx context.Context, id string) error {
-	if err := s.db.WithContext(ctx).Where("id = ?", id).Delete(&authRequestRow{}).Error; err != nil {
-		return fmt.Errorf("store: delete auth request: %w", err)
+// RedeemAuthCode spends an unexpired, unredeemed code in one conditional write, recording
+// the client session its tokens belong to. A code already redeemed, expired or replaced
+// is app.ErrConflict, and nothing changes.
+func (s *Store) RedeemAuthCode(ctx context.Context, id, codeHash, sessionID string, now time.Time) error {
+	res := s.db.WithContext(ctx).Model(&authRequestRow{}).
+		Where("id = ? AND code_hash = ? AND session_id = ? AND code_expires_at > ?", id, codeHash, "", now.UTC()).
+		Update("session_id", sessionID)
+	if res.Error != nil {
+		return fmt.Errorf("store: redeem auth code: %w", res.Error)
+	}
+	if res.RowsAffected != 1 {
+		return fmt.Errorf("store: redeem auth code: %w", app.ErrConflict)
 	}
 	return nil
 }
@@ -132,10 +134,10 @@ func (s *Store) BrowserSession(ctx context.Context, hash string, now time.Time) 
 	return app.BrowserSession{Hash: row.Hash, Subject: row.Subject, ExpiresAt: row.ExpiresAt}, nil
 }
 
-// EndBrowserSessions signs every browser of the subject out.
-func (s *Store) EndBrowserSessions(ctx context.Context, subject string) error {
-	if err := s.db.WithContext(ctx).Where("subject = ?", subject).Delete(&browserSessionRow{}).Error; err != nil {
-		return fmt.Errorf("store: end browser sessions: %w", err)
+// EndBrowserSession signs one browser out: the session with that cookie hash.
+func (s *Store) EndBrowserSession(ctx context.Context, hash string) error {
+	if err := s.db.WithContext(ctx).Where("hash = ?", hash).Delete(&browserSessionRow{}).Error; err != nil {
+		return fmt.Errorf("store: end browser session: %w", err)
 	}
 	return nil
 }

@@ -20,8 +20,15 @@ func (s *Store) Purge(ctx context.Context, before time.Time) (int64, error) {
 		}
 		n += res.RowsAffected
 	}
-	// A client session whose refresh tokens are all gone can no longer be used or revoked.
-	res := s.db.WithContext(ctx).Where("id NOT IN (?)", s.db.Model(&refreshTokenRow{}).Select("session_id")).Delete(&sessionRow{})
+	res := s.db.WithContext(ctx).Where("at < ?", before).Delete(&codeGuessRow{})
+	if res.Error != nil {
+		return n, fmt.Errorf("store: purge code guesses: %w", res.Error)
+	}
+	n += res.RowsAffected
+	// A client session whose refresh tokens are all gone, and whose code is forgotten (so a
+	// replay of it is no longer recognised), can no longer be used or revoked.
+	res = s.db.WithContext(ctx).Where("id NOT IN (?) AND id NOT IN (?)", s.db.Model(&refreshTokenRow{}).Select("session_id"),
+		s.db.Model(&authRequestRow{}).Select("session_id")).Delete(&sessionRow{})
 	if res.Error != nil {
 		return n, fmt.Errorf("store: purge sessions: %w", res.Error)
 	}

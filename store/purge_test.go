@@ -24,7 +24,7 @@ func TestPurgeKeepsWhatIsStillNeeded(t *testing.T) {
 		t.Fatal(err)
 	}
 	expired := app.RefreshToken{Hash: "rt_old", SessionID: "ses_old", ClientID: "c", Subject: "U0ALICE", ExpiresAt: t0.Add(time.Hour)}
-	if err := s.RecordIssuance(ctx, app.Issuance{At: t0, Refresh: &expired}); err != nil {
+	if err := s.RecordIssuance(ctx, app.Issuance{At: t0, SessionID: "ses_old", Refresh: &expired}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.RevokeSession(ctx, "ses_old", t0, t0.Add(time.Hour)); err != nil {

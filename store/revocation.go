@@ -167,15 +167,3 @@ func loadRevocations(ctx context.Context, db *gorm.DB, prev *revocationSnapshot,
 	}
 	return next, nil
 }
-
-// RevokeToken records that one access token is revoked, until it expires.
-func (s *Store) RevokeToken(ctx context.Context, jti string, at, until time.Time) error {
-	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		return appendRevocation(tx, app.Revocation{Kind: app.RevokedToken, Ref: jti, At: at, Until: until})
-	})
-	if err != nil {
-		return fmt.Errorf("store: revoke token: %w", err)
-	}
-	s.revoked.committed()
-	return nil
-}

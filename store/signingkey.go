@@ -84,3 +84,17 @@ func (s *Store) PruneSigningKeys(ctx context.Context, retiredBefore time.Time) (
 	}
 	return int(res.RowsAffected), nil
 }
+
+// ReplacePrivateKey changes key id's stored private key from old to new in one conditional
+// write (encrypting a key stored in clear, or re-encrypting it under a new key-encryption
+// key). A key whose private key is no longer old is app.ErrConflict, and nothing changes.
+func (s *Store) ReplacePrivateKey(ctx context.Context, id string, old, new []byte) error {
+	res := s.db.WithContext(ctx).Model(&signingKeyRow{}).Where("id = ? AND private_key = ?", id, old).Update("private_key", new)
+	if res.Error != nil {
+		return fmt.Errorf("store: replace private key %s: %w", id, res.Error)
+	}
+	if res.RowsAffected != 1 {
+		return fmt.Errorf("store: replace private key %s: %w", id, app.ErrConflict)
+	}
+	return nil
+}

@@ -9,7 +9,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
+	"os"
 	"runtime"
 
 	"gorm.io/driver/sqlite"
@@ -45,6 +47,13 @@ var _ app.RequestStore = (*Store)(nil)
 // Reads outside a transaction use a pool of read-only connections, one per core or more,
 // so that no lock is shared by every request.
 func Open(path string) (*Store, error) {
+	// Created 0600 before SQLite opens it: SQLite gives the -wal and -shm files the
+	// database file's permissions.
+	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
+		f.Close()
+	} else if !errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("store: create %s: %w", path, err)
+	}
 	q := url.Values{}
 	q.Set("_journal_mode", "WAL")
 	q.Set("_busy_timeout", "10000")
@@ -93,8 +102,21 @@ func openPool(dsn string, conns int) (*gorm.DB, error) {
 	return db, nil
 }
 
+// ReadableByOthers returns those of the database's files (the file, -wal, -shm) that
+// users other than the owner may read or write: a copy of them gives away every grant and
+// token record. Start-up warns about them.
+func ReadableByOthers(path string) []string {
+	var loose []string
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if info, err := os.Stat(p); err == nil && info.Mode().Perm()&0o077 != 0 {
+			loose = append(loose, fmt.Sprintf("%s (%s)", p, info.Mode().Perm()))
+		}
+	}
+	return loose
+}
+
 func (s *Store) migrate() error {
-	if err := s.db.AutoMigrate(&requestRow{}, &decisionRow{}, &grantRow{}, &auditEventRow{}, &loginRow{}, &refreshTokenRow{}, &sessionRow{}, &authRequestRow{}, &browserSessionRow{}, &signingKeyRow{}, &revocationRow{}, &revocationHeadRow{}); err != nil {
+	if err := s.db.AutoMigrate(&requestRow{}, &decisionRow{}, &grantRow{}, &auditEventRow{}, &loginRow{}, &refreshTokenRow{}, &sessionRow{}, &authRequestRow{}, &browserSessionRow{}, &signingKeyRow{}, &revocationRow{}, &revocationHeadRow{}, &codeGuessRow{}); err != nil {
 		return err
 	}
 	if err := s.db.Migrator().DropTable("access_tokens"); err != nil { // access tokens are self-contained JWTs now

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -181,5 +182,34 @@ func TestGrantCreatedWithApproval(t *testing.T) {
 	err = s.UpdateRequest(ctx, "req_a", func(r app.Request) (app.RequestChange, error) { return app.RequestChange{Request: r, Grant: &g2}, nil })
 	if !errors.Is(err, app.ErrConflict) {
 		t.Errorf("second grant: err = %v, want ErrConflict", err)
+	}
+}
+
+// The database and its WAL files are created readable by their owner only.
+func TestDatabaseFilesOwnerOnly(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gatehouse.db")
+	s, err := store.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		info, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if perm := info.Mode().Perm(); perm != 0o600 {
+			t.Errorf("%s is %s, want -rw-------", p, perm)
+		}
+	}
+	if loose := store.ReadableByOthers(path); len(loose) != 0 {
+		t.Errorf("ReadableByOthers = %v", loose)
+	}
+	os.Chmod(path, 0o644)
+	if loose := store.ReadableByOthers(path); len(loose) != 1 {
+		t.Errorf("ReadableByOthers after chmod 644 = %v, want the database named", loose)
 	}
 }

@@ -38,11 +38,19 @@ func (sessionRow) TableName() string { return "sessions" }
 // same moment. In that transaction it checks that every grant the tokens carry is still
 // active (else app.ErrGrantEnded: a revocation that committed first wins), rotates the
 // refresh token (a replay, a race with another refresh or a revoked session is
-// app.ErrConflict) and appends the audit events. On error nothing of it is written.
+// app.ErrConflict), records the client session the tokens open, if any (so that revoking
+// it, on a replayed code say, ends them even without a refresh token), and appends the
+// audit events. On error nothing of it is written.
 func (s *Store) RecordIssuance(ctx context.Context, iss app.Issuance) error {
-	err := s.batch.do(ctx, iss.Refresh != nil, func(tx *gorm.DB) ([]app.AuditEvent, error) {
+	opens := iss.SessionID != "" && iss.Replaces == ""
+	err := s.batch.do(ctx, opens || iss.Refresh != nil, func(tx *gorm.DB) ([]app.AuditEvent, error) {
 		if err := checkGrantsActive(tx, iss.GrantIDs, iss.At); err != nil {
 			return nil, err
+		}
+		if opens {
+			if err := tx.Create(&sessionRow{ID: iss.SessionID}).Error; err != nil {
+				return nil, translate(err)
+			}
 		}
 		if iss.Refresh != nil {
 			if err := addRefreshToken(tx, *iss.Refresh, iss.Replaces); err != nil {
@@ -101,8 +109,6 @@ func addRefreshToken(tx *gorm.DB, t app.RefreshToken, replaces string) error {
 		if res.RowsAffected != 1 {
 			return app.ErrConflict
 		}
-	} else if err := tx.Create(&sessionRow{ID: t.SessionID}).Error; err != nil {
-		return translate(err)
 	}
 	row := refreshTokenRow{Hash: t.Hash, SessionID: t.SessionID, ClientID: t.ClientID, Subject: t.Subject, Scopes: t.Scopes,
 		AuthTime: t.AuthTime.UTC(), ExpiresAt: t.ExpiresAt.UTC()}
@@ -123,23 +129,45 @@ func (s *Store) RefreshToken(ctx context.Context, hash string) (app.RefreshToken
 
 // RevokeSession ends a client session: its refresh tokens and the access tokens issued
 // with them stop working. until is when the last of those tokens expires, after which the
-// revocation record may go.
+// revocation record may go. A session already revoked is left as it was.
 func (s *Store) RevokeSession(ctx context.Context, id string, at, until time.Time) error {
-	at = at.UTC()
-	revoked := false
-	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		res := tx.Model(&sessionRow{}).Where("id = ? AND revoked_at IS NULL", id).Update("revoked_at", &at)
-		if res.Error != nil || res.RowsAffected == 0 {
-			return res.Error
-		}
-		revoked = true
-		return appendRevocation(tx, app.Revocation{Kind: app.RevokedSession, Ref: id, At: at, Until: until})
-	})
-	if err != nil {
+	if err := s.revoke(ctx, app.Revocation{Kind: app.RevokedSession, Ref: id, At: at, Until: until}, nil); err != nil {
 		return fmt.Errorf("store: revoke session: %w", err)
 	}
-	if revoked {
-		s.revoked.committed()
+	return nil
+}
+
+// RevokeClientTokens records what an RFC 7009 revocation asks for, in one transaction with
+// its audit event e: r names a client session (app.RevokedSession: its refresh tokens and
+// every access token issued in it end) or one access token (app.RevokedToken, by jti), and
+// when the last token it affects expires. A session already revoked is left as it was, and
+// no event is written for it.
+func (s *Store) RevokeClientTokens(ctx context.Context, r app.Revocation, e app.AuditEvent) error {
+	if err := s.revoke(ctx, r, []app.AuditEvent{e}); err != nil {
+		return fmt.Errorf("store: revoke client tokens: %w", err)
 	}
+	return nil
+}
+
+// revoke records r and events in one transaction; a session revocation only if the session
+// was still live.
+func (s *Store) revoke(ctx context.Context, r app.Revocation, events []app.AuditEvent) error {
+	r.At = r.At.UTC()
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if r.Kind == app.RevokedSession {
+			res := tx.Model(&sessionRow{}).Where("id = ? AND revoked_at IS NULL", r.Ref).Update("revoked_at", &r.At)
+			if res.Error != nil || res.RowsAffected == 0 {
+				return res.Error
+			}
+		}
+		if err := appendRevocation(tx, r); err != nil {
+			return err
+		}
+		return appendEvents(tx, events)
+	})
+	if err != nil {
+		return err
+	}
+	s.revoked.committed() // harmless when nothing was revoked: the cache re-reads the head
 	return nil
 }

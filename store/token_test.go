@@ -50,7 +50,8 @@ func TestIssuancesShareCommitsAndKeepTheChain(t *testing.T) {
 	for i := range 200 {
 		wg.Go(func() {
 			iss := issuance(i)
-			iss.Refresh = &app.RefreshToken{Hash: fmt.Sprintf("rt-%d", i), SessionID: fmt.Sprintf("ses-%d", i), ClientID: "c", ExpiresAt: bgT0.Add(time.Hour)}
+			iss.SessionID = fmt.Sprintf("ses-%d", i)
+			iss.Refresh = &app.RefreshToken{Hash: fmt.Sprintf("rt-%d", i), SessionID: iss.SessionID, ClientID: "c", ExpiresAt: bgT0.Add(time.Hour)}
 			errs <- s.RecordIssuance(ctx, iss)
 		})
 	}
@@ -74,6 +75,7 @@ func TestOneRotationWinsAndTheRestOfItsBatchCommits(t *testing.T) {
 	s, _ := openTokenStore(t)
 	ctx := context.Background()
 	first := issuance(0)
+	first.SessionID = "ses"
 	first.Refresh = &app.RefreshToken{Hash: "rt-0", SessionID: "ses", ClientID: "c", ExpiresAt: bgT0.Add(time.Hour)}
 	if err := s.RecordIssuance(ctx, first); err != nil {
 		t.Fatal(err)
@@ -203,7 +205,8 @@ func TestRevocationsSeenByAnotherProcess(t *testing.T) {
 	if ok, err := s.Revoked(ctx, ref, now); ok || err != nil {
 		t.Fatalf("revoked before anything happened: %v, %v", ok, err)
 	}
-	if err := other.RevokeToken(ctx, "jti-other", now, now.Add(time.Hour)); err != nil {
+	revoked := app.Revocation{Kind: app.RevokedToken, Ref: "jti-other", At: now, Until: now.Add(time.Hour)}
+	if err := other.RevokeClientTokens(ctx, revoked, app.AuditEvent{At: now, Actor: "c", Action: app.ActionTokenRevoked, Source: app.SourceOIDC}); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
@@ -223,6 +226,7 @@ func TestRevocationsSeenByAnotherProcess(t *testing.T) {
 	t.Logf("another process's revocation seen after %s", time.Since(start).Round(time.Millisecond))
 	mine := app.TokenRef{JTI: "jti-2", SessionID: "ses-2"}
 	iss := issuance(1)
+	iss.SessionID = "ses-2"
 	iss.Refresh = &app.RefreshToken{Hash: "rt", SessionID: "ses-2", ClientID: "c", ExpiresAt: now.Add(time.Hour)}
 	if err := s.RecordIssuance(ctx, iss); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,239 @@
+package app
+
+import (
+	"context"
+	"hash/fnv"
+	"slices"
+	"strings"
+	"time"
+)
+
+// DecisionInput is an approver's approve or deny as submitted.
+type DecisionInput struct {
+	RequestID string
+	Approver  string // Slack user ID of whoever submitted it
+	Approve   bool
+	Comment   string // required when denying
+	Source    string
+}
+
+// CheckApprover returns the request if user may decide it now: it is pending, user is one of
+// its approvers (the role's, and its escalate_to once escalated), and not its requester. Use it before showing a decision form;
+// Decide checks again.
+func (s *Service) CheckApprover(ctx context.Context, requestID, user string) (Request, error) {
+	r, err := s.Store.Request(ctx, requestID)
+	if err != nil {
+		return Request{}, err
+	}
+	if err := s.mayDecide(ctx, r, user); err != nil {
+		return r, err
+	}
+	if r.Status != StatusPending || !s.Now().Before(r.ExpiresAt) {
+		return r, ErrNotPending
+	}
+	if r.decidedBy(user) {
+		return r, ErrAlreadyDecided
+	}
+	return r, nil
+}
+
+// Decide records an approver's decision. A deny ends the request; the approval that reaches
+// the quorum approves it and creates the grant, active from now for the requested duration
+// (or, for an extension, moves the grant's end out). It returns the request as it is
+// afterwards. Errors: *InputError (a deny without reason, a bad comment), ErrNotFound,
+// ErrSelfApproval, ErrNotApprover, ErrAlreadyDecided, ErrNotPending (with the request's
+// current state; a request whose time is up is expired on the way). Otherwise nothing
+// changes on error.
+func (s *Service) Decide(ctx context.Context, in DecisionInput) (Request, error) {
+	comment, problem := checkText(in.Comment, !in.Approve)
+	if problem != "" {
+		field := FieldComment
+		if !in.Approve {
+			field = FieldReason
+		}
+		return Request{}, &InputError{Problems: []FieldProblem{{Field: field, Message: problem}}}
+	}
+	r, err := s.Store.Request(ctx, in.RequestID)
+	if err != nil {
+		return Request{}, err
+	}
+	// Who may decide a request only grows (escalation adds approvers, never removes any), so it
+	// is checked before the write, keeping group look-ups out of the database transaction.
+	if err := s.mayDecide(ctx, r, in.Approver); err != nil {
+		return r, err
+	}
+	var extended Grant
+	if r.ExtendsGrantID != "" {
+		if extended, err = s.Grants.Grant(ctx, r.ExtendsGrantID); err != nil {
+			return r, err
+		}
+	}
+	now := s.Now()
+	if r.Status == StatusPending && !now.Before(r.ExpiresAt) {
+		s.expireRequest(ctx, r.ID)
+		expired, _ := s.Store.Request(ctx, r.ID)
+		return expired, ErrNotPending
+	}
+	var (
+		after  Request
+		grant  *Grant
+		events []AuditEvent
+	)
+	err = s.Store.UpdateRequest(ctx, in.RequestID, func(r Request) (RequestChange, error) {
+		after = r // on a refusal, the request as it is
+		change, g, err := s.applyDecision(r, in, comment, extended, now)
+		if err != nil {
+			return RequestChange{}, err
+		}
+		after, grant, events = change.Request, g, change.Events
+		return change, nil
+	})
+	if err != nil {
+		return after, err
+	}
+	s.recorded(events...)
+	s.Log.Info("decision recorded", "request_id", after.ID, "approver", in.Approver, "approve", in.Approve, "status", after.Status)
+	s.inBackground(func(ctx context.Context) {
+		s.refresh(ctx, after.ID)
+		if after.ExtendsGrantID != "" && grant != nil {
+			s.refresh(ctx, grant.RequestID) // the extended grant's own message shows its new end
+		}
+		if after.Status != StatusPending {
+			if err := s.Notifier.NotifyRequester(ctx, after, grant); err != nil {
+				s.Log.Error("telling requester failed", "request_id", after.ID, "err", err)
+			}
+		}
+	})
+	return after, nil
+}
+
+// applyDecision is in's effect on r, as of now: the decision, and the outcome it brings
+// (denied; approved with a new grant; approved extending extended). It returns the change
+// to write and the grant the request now names, if any.
+func (s *Service) applyDecision(r Request, in DecisionInput, comment string, extended Grant, now time.Time) (RequestChange, *Grant, error) {
+	var grant *Grant
+	if r.Status != StatusPending || !now.Before(r.ExpiresAt) {
+		return RequestChange{}, nil, ErrNotPending
+	}
+	if r.decidedBy(in.Approver) {
+		return RequestChange{}, nil, ErrAlreadyDecided
+	}
+	d := Decision{Approver: in.Approver, Approve: in.Approve, Comment: comment, At: now}
+	r.Decisions = append(r.Decisions, d)
+	change := RequestChange{Decision: &d}
+	action := ActionDecisionDeny
+	if in.Approve {
+		action = ActionDecisionApprove
+	}
+	change.Events = append(change.Events, AuditEvent{At: now, Actor: in.Approver, Action: action,
+		Principal: r.Requester, RequestID: r.ID, Reason: comment, Source: in.Source})
+	switch {
+	case !in.Approve:
+		r.Status, r.DecidedAt = StatusDenied, now
+		change.Events = append(change.Events, AuditEvent{At: now, Actor: in.Approver, Action: ActionRequestDenied,
+			Principal: r.Requester, RequestID: r.ID, Reason: comment, Source: in.Source})
+	case len(r.Approvers()) >= r.ApprovalsRequired && r.ExtendsGrantID != "":
+		role, _ := s.Policy.Role(r.Role)
+		g := extended
+		g.ExpiresAt, g.Extensions = role.extensionEnd(extended, r.Duration), extended.Extensions+1
+		grant = &g
+		r.Status, r.DecidedAt, r.GrantID = StatusApproved, now, g.ID
+		change.Extension = &GrantExtension{GrantID: g.ID, Extensions: extended.Extensions, ExpiresAt: g.ExpiresAt}
+		change.Events = append(change.Events,
+			AuditEvent{At: now, Actor: in.Approver, Action: ActionRequestApproved, Principal: r.Requester,
+				RequestID: r.ID, GrantID: g.ID, Source: in.Source},
+			AuditEvent{At: now, Actor: in.Approver, Action: ActionGrantExtended, Principal: r.Requester,
+				RequestID: r.ID, GrantID: g.ID, Reason: "until " + g.ExpiresAt.UTC().Format(time.RFC3339), Source: in.Source})
+	case len(r.Approvers()) >= r.ApprovalsRequired:
+		grant = &Grant{
+			ID: newID("grt"), RequestID: r.ID, Principal: r.Requester, Role: r.Role,
+			ApprovedBy: r.Approvers(), CreatedAt: now, ExpiresAt: now.Add(r.Duration), Status: GrantActive,
+		}
+		r.Status, r.DecidedAt, r.GrantID = StatusApproved, now, grant.ID
+		change.Grant = grant
+		change.Events = append(change.Events,
+			AuditEvent{At: now, Actor: in.Approver, Action: ActionRequestApproved, Principal: r.Requester,
+				RequestID: r.ID, GrantID: grant.ID, Source: in.Source},
+			AuditEvent{At: now, Actor: in.Approver, Action: ActionGrantCreated, Principal: r.Requester,
+				RequestID: r.ID, GrantID: grant.ID, Reason: "approved by " + strings.Join(grant.ApprovedBy, ", "), Source: in.Source})
+	}
+	change.Request = r
+	return change, grant, nil
+}
+
+// mayDecide checks that user may approve or deny r under the current policy: the role's
+// approvers, and its escalate_to once r was escalated.
+func (s *Service) mayDecide(ctx context.Context, r Request, user string) error {
+	if r.Requester.Kind == PrincipalUser && r.Requester.ID == user {
+		return ErrSelfApproval
+	}
+	role, ok := s.Policy.Role(r.Role)
+	if !ok {
+		return ErrUnknownRole
+	}
+	if !s.isAmong(ctx, requestApprovers(r, role), user) {
+		return ErrNotApprover
+	}
+	return nil
+}
+
+// isApprover reports whether user is one of the role's approvers, directly or through a
+// user group. A group that cannot be looked up counts as not containing the user.
+func (s *Service) isApprover(ctx context.Context, role Role, user string) bool {
+	return s.isAmong(ctx, role.Approvers, user)
+}
+
+// isAmong reports whether user is one of ids (user and user-group IDs), directly or through a
+// user group. A group that cannot be looked up counts as not containing the user.
+func (s *Service) isAmong(ctx context.Context, ids []string, user string) bool {
+	if slices.Contains(ids, user) {
+		return true
+	}
+	for _, id := range ids {
+		if !groupIDPattern.MatchString(id) {
+			continue
+		}
+		members, err := s.Groups.GroupMembers(ctx, id)
+		if err != nil {
+			s.Log.Error("looking up user group failed", "group", id, "err", err)
+			continue
+		}
+		if slices.Contains(members, user) {
+			return true
+		}
+	}
+	return false
+}
+
+// refresh redraws a request's message from its stored state. Redraws of one request are
+// serialised and always read the latest state, so an older redraw never lands last.
+func (s *Service) refresh(ctx context.Context, id string) {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	mu := &s.refreshing[h.Sum32()%uint32(len(s.refreshing))]
+	mu.Lock()
+	defer mu.Unlock()
+	r, err := s.Store.Request(ctx, id)
+	if err == nil && r.Message.TS != "" {
+		var g *Grant
+		if r.GrantID != "" {
+			found, gErr := s.Grants.Grant(ctx, r.GrantID)
+			if gErr != nil {
+				err = gErr
+			}
+			g = &found
+		}
+		if err == nil {
+			err = s.Notifier.UpdateRequest(ctx, r, g)
+		}
+	}
+	if err != nil {
+		s.Log.Error("updating approval message failed", "request_id", id, "err", err)
+	}
+	if r.ID != "" {
+		s.refreshHomes(ctx, r)
+	}
+}
+
+// backgroundTimeout bounds one background notification, Slack retries included.
+const backgroundTimeout = 2 * time.Minute

@@ -1,0 +1,186 @@
+package oidc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/zitadel/oidc/v3/pkg/oidc"
+	"github.com/zitadel/oidc/v3/pkg/op"
+
+	"github.com/gatehouse/gatehouse/app"
+)
+
+// errInvalidToken is the RFC 6750 answer to a bad, expired or revoked bearer token; it
+// says nothing more, whatever the reason.
+func errInvalidToken() error {
+	return op.NewStatusError(&oidc.Error{ErrorType: "invalid_token", Description: "the access token is invalid, expired or revoked"},
+		http.StatusUnauthorized)
+}
+
+// errBadClient answers bad client credentials with 401 (RFC 6749 §5.2, RFC 7662 §2.3);
+// serveOAuth adds WWW-Authenticate.
+func errBadClient() error {
+	return op.NewStatusError(oidc.ErrInvalidClient().WithDescription("unknown client or wrong secret"), http.StatusUnauthorized)
+}
+
+// VerifyClient authenticates the client at the token, device authorization and revocation
+// endpoints; bad credentials get 401.
+func (s *server) VerifyClient(ctx context.Context, r *op.Request[op.ClientCredentials]) (op.Client, error) {
+	c, err := s.LegacyServer.VerifyClient(ctx, r)
+	var e *oidc.Error
+	if errors.As(err, &e) && e.ErrorType == oidc.InvalidClient {
+		return nil, errBadClient()
+	}
+	return c, err
+}
+
+// VerifyAuthRequest adds Gatehouse's redirect_uri rule to the library's checks: exact
+// match, except the port of a public client's loopback redirect (RFC 8252 §7.3).
+func (s *server) VerifyAuthRequest(ctx context.Context, r *op.Request[oidc.AuthRequest]) (*op.ClientRequest[oidc.AuthRequest], error) {
+	cr, err := s.LegacyServer.VerifyAuthRequest(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	if c, ok := cr.Client.(*Client); ok && r.Data.RedirectURI != "" && !c.redirectAllowed(r.Data.RedirectURI) {
+		return nil, oidc.ErrInvalidRequestRedirectURI().WithDescription("redirect_uri is not registered for this client")
+	}
+	return cr, nil
+}
+
+// Discovery lists exactly what works (RFC 8414 §2): the code flow only, the four grants
+// Gatehouse serves, and the client authentication each endpoint accepts. A confidential
+// client may send its secret by HTTP Basic or in the form (client_secret_post): both work
+// everywhere, and gatehouse token uses the form at device authorization.
+func (s *server) Discovery(ctx context.Context, r *op.Request[struct{}]) (*op.Response, error) {
+	resp, err := s.LegacyServer.Discovery(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	d, ok := resp.Data.(*oidc.DiscoveryConfiguration)
+	if !ok {
+		return resp, nil
+	}
+	secret := []oidc.AuthMethod{oidc.AuthMethodBasic, oidc.AuthMethodPost}
+	d.ResponseTypesSupported = []string{string(oidc.ResponseTypeCode)}
+	d.ResponseModesSupported = []string{string(oidc.ResponseModeQuery)}
+	d.GrantTypesSupported = []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeRefreshToken, oidc.GrantTypeDeviceCode, oidc.GrantTypeClientCredentials}
+	d.TokenEndpointAuthMethodsSupported = append([]oidc.AuthMethod{oidc.AuthMethodNone}, secret...)
+	d.RevocationEndpointAuthMethodsSupported = append([]oidc.AuthMethod{oidc.AuthMethodNone}, secret...)
+	d.IntrospectionEndpointAuthMethodsSupported = secret
+	d.TokenEndpointAuthSigningAlgValuesSupported = nil
+	d.RevocationEndpointAuthSigningAlgValuesSupported = nil
+	d.IntrospectionEndpointAuthSigningAlgValuesSupported = nil
+	d.RequestObjectSigningAlgValuesSupported = nil
+	d.RequestParameterSupported = false
+	d.CodeChallengeMethodsSupported = []oidc.CodeChallengeMethod{oidc.CodeChallengeMethodS256}
+	d.ClaimsSupported = []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "amr", "at_hash", "azp", "jti",
+		"client_id", "scope", "name", "email", "email_verified", "roles", "grants"}
+	return resp, nil
+}
+
+// UserInfo answers who and the roles for a good access token (see Storage.accessToken);
+// any other token gets 401 invalid_token (RFC 6750 §3.1) and no internal text.
+func (s *server) UserInfo(ctx context.Context, r *op.Request[oidc.UserInfoRequest]) (*op.Response, error) {
+	c, err := s.storage.accessToken(ctx, r.Data.AccessToken)
+	switch {
+	case errors.Is(err, errInactive):
+		return nil, errInvalidToken()
+	case err != nil:
+		s.cfg.Log.Error("userinfo failed", "err", err)
+		return nil, oidc.ErrServerError()
+	}
+	info := new(oidc.UserInfo)
+	if err := s.storage.setUserinfo(ctx, info, c.Subject, c.Roles); err != nil {
+		s.cfg.Log.Error("userinfo failed", "err", err)
+		return nil, oidc.ErrServerError()
+	}
+	return op.NewResponse(info), nil
+}
+
+// Introspect answers RFC 7662 introspection, for authenticated clients marked
+// introspect: true only (bad credentials: 401; others: 403): active only while
+// Storage.accessToken says so, with the roles and grants the token carries.
+func (s *server) Introspect(ctx context.Context, r *op.Request[op.IntrospectionRequest]) (*op.Response, error) {
+	cc := r.Data.ClientCredentials
+	c, ok := s.storage.clients[cc.ClientID]
+	if cc.ClientAssertion != "" || !ok || !c.checkSecret(cc.ClientSecret) {
+		return nil, errBadClient()
+	}
+	if !c.cfg.Introspect {
+		return nil, op.NewStatusError(oidc.ErrUnauthorizedClient().WithDescription("only clients marked introspect: true may introspect tokens"),
+			http.StatusForbidden)
+	}
+	resp := new(oidc.IntrospectionResponse)
+	if r.Data.IntrospectionRequest == nil {
+		return op.NewResponse(resp), nil
+	}
+	claims, err := s.storage.accessToken(ctx, r.Data.Token)
+	switch {
+	case errors.Is(err, errInactive):
+		return op.NewResponse(resp), nil
+	case err != nil:
+		s.cfg.Log.Error("introspection failed; answering inactive", "err", err)
+		return op.NewResponse(resp), nil
+	}
+	resp.Active, resp.Subject, resp.ClientID, resp.TokenType = true, claims.Subject, claims.ClientID, oidc.BearerToken
+	resp.Scope = oidc.SpaceDelimitedArray(splitScope(claims.Scope))
+	resp.Expiration, resp.IssuedAt = oidc.FromTime(time.Unix(claims.Expiry, 0)), oidc.FromTime(time.Unix(claims.IssuedAt, 0))
+	resp.Audience, resp.Issuer, resp.JWTID = claims.Audience, claims.Issuer, claims.JTI
+	resp.Claims = map[string]any{"roles": claims.Roles, "grants": claims.Grants}
+	return op.NewResponse(resp), nil
+}
+
+// Revocation revokes a refresh token (its whole client session) or an access token of the
+// calling client. The token_type_hint is not trusted: every token type is searched
+// (RFC 7009 §2.1). Unknown tokens are ignored, as RFC 7009 asks. Each revocation is an
+// audit event.
+func (s *server) Revocation(ctx context.Context, r *op.ClientRequest[oidc.RevocationRequest]) (*op.Response, error) {
+	if err := s.revoke(ctx, r.Data.Token, r.Client.GetID()); err != nil {
+		return nil, op.RevocationError(err)
+	}
+	return op.NewResponse(nil), nil
+}
+
+// revoke records what revoking token asks for. A refresh token ends its client session,
+// whose tokens all expire by the session's end plus one access token lifetime; an access
+// token is revoked by its jti until it expires.
+func (s *server) revoke(ctx context.Context, token, clientID string) error {
+	now := s.cfg.Now()
+	event := app.AuditEvent{At: now, Actor: clientID, Action: app.ActionTokenRevoked, Source: app.SourceOIDC}
+	refresh, err := s.storage.tokens.RefreshToken(ctx, app.HashSecret(token))
+	switch {
+	case err == nil && refresh.ClientID != clientID:
+		return errOtherClient()
+	case err == nil:
+		event.Principal, event.Reason = s.cfg.Policy.Principal(refresh.Subject), "refresh token revoked: its client session ended"
+		return s.recordRevocation(ctx, app.Revocation{Kind: app.RevokedSession, Ref: refresh.SessionID, At: now,
+			Until: refresh.ExpiresAt.Add(s.cfg.AccessTokenTTL)}, event)
+	case !errors.Is(err, app.ErrNotFound):
+		return oidc.ErrServerError().WithParent(err)
+	}
+	access, err := s.storage.accessToken(ctx, token)
+	switch {
+	case errors.Is(err, errInactive):
+		return nil // not an access token of ours, expired or already revoked: nothing to revoke
+	case err != nil:
+		return oidc.ErrServerError().WithParent(err)
+	case access.ClientID != clientID:
+		return errOtherClient()
+	}
+	event.Principal, event.Reason = s.cfg.Policy.Principal(access.Subject), fmt.Sprintf("access token %s revoked", access.JTI)
+	return s.recordRevocation(ctx, app.Revocation{Kind: app.RevokedToken, Ref: access.JTI, At: now, Until: time.Unix(access.Expiry, 0)}, event)
+}
+
+func (s *server) recordRevocation(ctx context.Context, r app.Revocation, e app.AuditEvent) error {
+	if err := s.storage.tokens.RevokeClientTokens(ctx, r, e); err != nil {
+		return oidc.ErrServerError().WithParent(err)
+	}
+	return nil
+}
+
+func errOtherClient() *oidc.Error {
+	return oidc.ErrUnauthorizedClient().WithDescription("the token was issued to another client")
+}
