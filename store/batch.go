@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
-
-	"gorm.io/gorm"
 
 	"github.com/gatehouse/gatehouse/app"
 )
@@ -18,7 +15,7 @@ const maxBatch = 64
 // batchOp is one write of a group commit: it runs inside the batch's transaction and returns
 // the audit events it owes. An error from it undoes its own changes (a savepoint) and fails
 // only its caller; the other writes of the batch still commit.
-type batchOp func(tx *gorm.DB) ([]app.AuditEvent, error)
+type batchOp func(tx *batchTx) ([]app.AuditEvent, error)
 
 type pendingOp struct {
 	op     batchOp
@@ -32,13 +29,13 @@ type pendingOp struct {
 // transaction holding its write committed. Under load many writes share a commit (and the
 // audit chain's head is moved once per batch); alone, a write waits for nobody.
 type committer struct {
-	db      *gorm.DB
+	stmts   *batchStatements
 	queue   chan *pendingOp
 	stopped chan struct{}
 }
 
-func newCommitter(db *gorm.DB) *committer {
-	c := &committer{db: db, queue: make(chan *pendingOp, 4*maxBatch), stopped: make(chan struct{})}
+func newCommitter(stmts *batchStatements) *committer {
+	c := &committer{stmts: stmts, queue: make(chan *pendingOp, 4*maxBatch), stopped: make(chan struct{})}
 	go c.run()
 	return c
 }
@@ -124,9 +121,9 @@ func (c *committer) drain() {
 	}
 }
 
-// apply runs one write of a batch, under savepoint sp if it writes. Its own failure is
+// apply runs one write of a batch, under a savepoint if it writes. Its own failure is
 // recorded in p; the error returned is the database's, and fails the batch.
-func (c *committer) apply(tx *gorm.DB, p *pendingOp, sp string) ([]app.AuditEvent, error) {
+func (c *committer) apply(tx *batchTx, p *pendingOp) ([]app.AuditEvent, error) {
 	if !p.writes {
 		owed, err := p.op(tx)
 		if err != nil {
@@ -135,30 +132,33 @@ func (c *committer) apply(tx *gorm.DB, p *pendingOp, sp string) ([]app.AuditEven
 		}
 		return owed, nil
 	}
-	if err := tx.SavePoint(sp).Error; err != nil {
+	if _, err := tx.exec(stSavepoint); err != nil {
 		return nil, err
 	}
 	owed, err := p.op(tx)
 	if err != nil {
 		p.err = err
-		return nil, tx.RollbackTo(sp).Error
+		if _, err := tx.exec(stRollbackTo); err != nil {
+			return nil, err
+		}
 	}
-	return owed, tx.Exec("RELEASE SAVEPOINT " + sp).Error
+	_, err = tx.exec(stRelease)
+	return owed, err
 }
 
 // commit runs one batch in one transaction, each write under its own savepoint, then the
 // audit events of the writes that succeeded, then commits and wakes every caller.
 func (c *committer) commit(batch []*pendingOp) {
-	err := c.db.Transaction(func(tx *gorm.DB) error {
+	err := c.transaction(func(tx *batchTx) error {
 		var events []app.AuditEvent
-		for i, p := range batch {
-			owed, err := c.apply(tx, p, "w"+strconv.Itoa(i))
+		for _, p := range batch {
+			owed, err := c.apply(tx, p)
 			if err != nil {
 				return err
 			}
 			events = append(events, owed...)
 		}
-		return appendEvents(tx, events)
+		return tx.appendEvents(events)
 	})
 	for _, p := range batch {
 		if err != nil && p.err == nil {
@@ -166,4 +166,18 @@ func (c *committer) commit(batch []*pendingOp) {
 		}
 		close(p.done)
 	}
+}
+
+// transaction runs f in one transaction on the writer and commits it, or rolls it back if f
+// fails.
+func (c *committer) transaction(f func(tx *batchTx) error) error {
+	tx, err := c.stmts.begin(context.Background())
+	if err != nil {
+		return err
+	}
+	if err := f(tx); err != nil {
+		tx.tx.Rollback()
+		return err
+	}
+	return tx.tx.Commit()
 }

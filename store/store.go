@@ -80,7 +80,12 @@ func Open(path string) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	s.batch = newCommitter(s.db)
+	stmts, err := prepareBatchStatements(s.db)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	s.batch = newCommitter(stmts)
 	return s, nil
 }
 
@@ -132,6 +137,7 @@ func (s *Store) migrate() error {
 func (s *Store) Close() error {
 	if s.batch != nil {
 		s.batch.close()
+		s.batch.stmts.close()
 	}
 	if s.read != nil && s.read != s.db {
 		if sqlDB, err := s.read.DB(); err == nil {

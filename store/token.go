@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 
 	"github.com/gatehouse/gatehouse/app"
 )
@@ -43,17 +42,17 @@ func (sessionRow) TableName() string { return "sessions" }
 // audit events. On error nothing of it is written.
 func (s *Store) RecordIssuance(ctx context.Context, iss app.Issuance) error {
 	opens := iss.SessionID != "" && iss.Replaces == ""
-	err := s.batch.do(ctx, opens || iss.Refresh != nil, func(tx *gorm.DB) ([]app.AuditEvent, error) {
-		if err := checkGrantsActive(tx, iss.GrantIDs, iss.At); err != nil {
+	err := s.batch.do(ctx, opens || iss.Refresh != nil, func(tx *batchTx) ([]app.AuditEvent, error) {
+		if err := tx.checkGrantsActive(iss.GrantIDs, iss.At); err != nil {
 			return nil, err
 		}
 		if opens {
-			if err := tx.Create(&sessionRow{ID: iss.SessionID}).Error; err != nil {
-				return nil, translate(err)
+			if err := tx.openSession(iss.SessionID); err != nil {
+				return nil, err
 			}
 		}
 		if iss.Refresh != nil {
-			if err := addRefreshToken(tx, *iss.Refresh, iss.Replaces); err != nil {
+			if err := tx.addRefreshToken(*iss.Refresh, iss.Replaces); err != nil {
 				return nil, err
 			}
 		}
@@ -63,56 +62,6 @@ func (s *Store) RecordIssuance(ctx context.Context, iss app.Issuance) error {
 		return fmt.Errorf("store: record issuance: %w", err)
 	}
 	return nil
-}
-
-// checkGrantsActive fails with app.ErrGrantEnded unless every grant in ids is active and
-// unexpired at now. On PostgreSQL the rows are read FOR SHARE, so a revocation waits for
-// the issuance to commit, and the other way round.
-func checkGrantsActive(tx *gorm.DB, ids []string, now time.Time) error {
-	if len(ids) == 0 {
-		return nil
-	}
-	var found []string
-	err := tx.Model(&grantRow{}).Clauses(clause.Locking{Strength: "SHARE"}).
-		Where("id IN ? AND status = ? AND expires_at > ?", ids, string(app.GrantActive), now.UTC()).Pluck("id", &found).Error
-	if err != nil {
-		return err
-	}
-	for _, id := range ids {
-		if !containsString(found, id) {
-			return fmt.Errorf("%w: %s", app.ErrGrantEnded, id)
-		}
-	}
-	return nil
-}
-
-func containsString(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
-
-// addRefreshToken stores t; when it replaces one (rotation), the old one is marked used in
-// the same conditional write, which fails with app.ErrConflict if it was used already or its
-// session was revoked.
-func addRefreshToken(tx *gorm.DB, t app.RefreshToken, replaces string) error {
-	if replaces != "" {
-		res := tx.Model(&refreshTokenRow{}).
-			Where("hash = ? AND used = ? AND session_id IN (?)", replaces, false, tx.Model(&sessionRow{}).Select("id").Where("revoked_at IS NULL")).
-			Update("used", true)
-		if res.Error != nil {
-			return res.Error
-		}
-		if res.RowsAffected != 1 {
-			return app.ErrConflict
-		}
-	}
-	row := refreshTokenRow{Hash: t.Hash, SessionID: t.SessionID, ClientID: t.ClientID, Subject: t.Subject, Scopes: t.Scopes,
-		AuthTime: t.AuthTime.UTC(), ExpiresAt: t.ExpiresAt.UTC()}
-	return translate(tx.Create(&row).Error)
 }
 
 // RefreshToken returns the refresh token with that hash, unless its session was revoked.
