@@ -55,6 +55,23 @@ function must(cond, message) {
   if (!cond) throw new Error(message);
 }
 
+// refusal runs fn, which must fail, and returns its error.
+async function refusal(fn, what) {
+  try {
+    await fn();
+  } catch (err) {
+    return err;
+  }
+  throw new Error(`${what} was not refused`);
+}
+
+// challenge returns the first WWW-Authenticate challenge of a 401 answer.
+function challenge(err) {
+  must(err.status === 401, `status ${err.status} (${err.error ?? err.code ?? err.message}), want 401`);
+  must(err instanceof client.WWWAuthenticateChallengeError, `401 without WWW-Authenticate (${err.code ?? err.message})`);
+  return err.cause[0];
+}
+
 // The issuer is a loopback http URL in the test; production issuers are https.
 const insecure = { execute: [client.allowInsecureRequests] };
 
@@ -198,14 +215,16 @@ if (rs && refreshed) {
     must(info.client_id === env('CLIENT_ID'), `client_id ${info.client_id}`);
   });
   await check('introspection refused to a client that is no resource server', async () => {
-    let answered = false;
-    try {
-      await client.tokenIntrospection(config, refreshed.access_token);
-      answered = true;
-    } catch { /* refused */ }
-    must(!answered, 'a relying party introspected a token');
+    await refusal(() => client.tokenIntrospection(config, refreshed.access_token), 'introspection by a relying party');
   });
 }
+
+// --- Bad client credentials: 401 with a challenge (RFC 6749 §5.2, RFC 7662 §2.3).
+await check('bad client credentials get 401 with a challenge', async () => {
+  const bad = await client.discovery(new URL(issuer), env('CLIENT_ID'), undefined, client.ClientSecretBasic('not-the-secret'), insecure);
+  const err = await refusal(() => client.refreshTokenGrant(bad, 'any-refresh-token'), 'a grant with a wrong secret');
+  must(challenge(err).scheme === 'basic', `challenge ${JSON.stringify(err.cause)}`);
+});
 
 // --- Revocation (RFC 7009); introspection then says active:false.
 if (rs && refreshed) {
@@ -228,6 +247,11 @@ if (rs && device) {
     await client.tokenRevocation(config, device.access_token, { token_type_hint: 'access_token' });
     const info = await client.tokenIntrospection(rs, device.access_token);
     must(info.active === false, `still active: ${JSON.stringify(info)}`);
+  });
+  await check('userinfo refuses the revoked token with 401 invalid_token', async () => {
+    const err = await refusal(() => client.fetchUserInfo(config, device.access_token, user), 'userinfo with a revoked token');
+    const c = challenge(err);
+    must(c.scheme === 'bearer' && c.parameters.error === 'invalid_token', `challenge ${JSON.stringify(c)}`);
   });
 }
 
