@@ -1,7 +1,8 @@
 // A standards-strict relying party for Gatehouse: openid-client does discovery, the device
 // flow, the code flow with PKCE (S256) and nonce, refresh, userinfo, revocation and
 // introspection with its default (strict) checks, ID tokens included; jose validates each
-// access token as RFC 9068 §4 asks.
+// access token as RFC 9068 §4 asks. Refusals are checked too: 401 challenges for bad client
+// credentials and revoked tokens, introspection only for a resource server.
 //
 // The Go test (internal/e2e/strictclient_test.go) starts Gatehouse, runs this script and
 // plays the user: it reads these lines on stdout and answers them.
