@@ -171,16 +171,51 @@ func TokenExpiry(now time.Time, ttl time.Duration, grants []Grant) time.Time {
 	return exp
 }
 
-// IssuedToken records an access token, so introspection and revocation can find it.
-type IssuedToken struct {
-	ID        string // the JWT's jti
-	SessionID string // the refresh session it was issued with, if any
-	ClientID  string
-	Subject   string
-	Scopes    []string
+// ActionTokenIssued is the audit action of a token handed to a client.
+const ActionTokenIssued = "token.issued"
+
+// Issuance is the record of tokens about to be handed out, written before they are: the
+// grants they carry (still active at At, checked in the same write), the client session
+// they belong to, the refresh token they come with and the one it replaces, and their
+// audit events.
+type Issuance struct {
+	At        time.Time
 	GrantIDs  []string
-	ExpiresAt time.Time
-	Revoked   bool
+	SessionID string        // the client session, if any; opened by this write unless Replaces is set
+	Refresh   *RefreshToken // the session's next refresh token, if any
+	Replaces  string        // hash of the refresh token it rotates, if any
+	Events    []AuditEvent
+}
+
+// ErrGrantEnded: a grant a token was about to carry ended first.
+var ErrGrantEnded = errors.New("a grant behind the token ended")
+
+// TokenRef is what identifies an access token to revocation: its jti, the client session
+// it was issued with (if any), and the grants it carries.
+type TokenRef struct {
+	JTI       string
+	SessionID string
+	GrantIDs  []string
+}
+
+// RevocationKind says what a revocation ended.
+type RevocationKind string
+
+// What a revocation ends: an approval grant (every token carrying it), a client session
+// (its refresh tokens and every access token issued with them), or one access token.
+const (
+	RevokedGrant   RevocationKind = "grant"
+	RevokedSession RevocationKind = "session"
+	RevokedToken   RevocationKind = "token"
+)
+
+// Revocation records that something was revoked at At; after Until no token it affects
+// can still be valid, so it may be forgotten.
+type Revocation struct {
+	Kind  RevocationKind
+	Ref   string // the grant ID, session ID or jti
+	At    time.Time
+	Until time.Time
 }
 
 // RefreshToken is one link of a client session: using it yields new tokens and the next
@@ -263,4 +298,21 @@ func (s *Service) mayRevoke(ctx context.Context, g Grant, user string) bool {
 	}
 	role, ok := s.Policy.Role(g.Role)
 	return ok && s.isApprover(ctx, role, user)
+}
+
+// IssuanceEvents are the audit events of an access token handed to a client: one per grant
+// it carries (so each approval's trail shows every token it let out), or one if it carries
+// none. The reason names the token's jti, how it was obtained and when it expires.
+func IssuanceEvents(at time.Time, clientID string, subject Principal, grantType, jti string, exp time.Time, grants []Grant) []AuditEvent {
+	reason := fmt.Sprintf("access token %s for client %s (%s), expires %s", jti, clientID, grantType, exp.UTC().Format(time.RFC3339))
+	event := AuditEvent{At: at, Actor: clientID, Action: ActionTokenIssued, Principal: subject, Reason: reason, Source: SourceOIDC}
+	if len(grants) == 0 {
+		return []AuditEvent{event}
+	}
+	events := make([]AuditEvent, len(grants))
+	for i, g := range grants {
+		events[i] = event
+		events[i].RequestID, events[i].GrantID = g.RequestID, g.ID
+	}
+	return events
 }

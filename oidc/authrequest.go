@@ -33,11 +33,9 @@ type BrowserStore interface {
 // it right after the redirect.
 const authCodeTTL = time.Minute
 
-// authRequest is a browser sign-in as the library sees it. When redeemed by its code it
-// also carries the token request, with the grants looked up at that moment.
+// authRequest is a browser sign-in as the library sees it.
 type authRequest struct {
 	app.AuthRequest
-	token *tokenRequest
 }
 
 var _ op.AuthRequest = (*authRequest)(nil)
@@ -58,13 +56,8 @@ func (a *authRequest) GetResponseType() oidc.ResponseType {
 }
 func (a *authRequest) GetResponseMode() oidc.ResponseMode { return oidc.ResponseMode(a.ResponseMode) }
 
-// GetAudience is the client plus the roles' audiences, once redeemed.
-func (a *authRequest) GetAudience() []string {
-	if a.token != nil {
-		return a.token.audience
-	}
-	return []string{a.ClientID}
-}
+// GetAudience is the client: the tokens' audiences are decided when the code is redeemed.
+func (a *authRequest) GetAudience() []string { return []string{a.ClientID} }
 
 func (a *authRequest) GetCodeChallenge() *oidc.CodeChallenge {
 	if a.CodeChallenge == "" {

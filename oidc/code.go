@@ -3,6 +3,7 @@ package oidc
 import (
 	"context"
 	"errors"
+	"slices"
 
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
@@ -47,15 +48,15 @@ func (s *server) CodeExchange(ctx context.Context, r *op.ClientRequest[oidc.Acce
 	if err != nil {
 		return nil, oidc.ErrServerError().WithParent(err)
 	}
-	req := &authRequest{AuthRequest: a, token: &tokenRequest{
+	req := &tokenRequest{
 		subject: a.Subject, clientID: a.ClientID, scopes: a.Scopes, audience: s.cfg.Policy.Audience(a.ClientID, roles),
 		authTime: a.AuthTime, grants: grants, sessionID: sessionID, sessionTo: now.Add(s.cfg.RefreshTokenTTL),
-	}}
-	resp, err := op.CreateTokenResponse(ctx, req, client, s.Provider(), true, r.Data.Code, "")
+	}
+	resp, err := s.mint(ctx, issue{req: req, client: client, grantType: oidc.GrantTypeCode, withIDToken: true, nonce: a.Nonce,
+		withRefresh: slices.Contains(a.Scopes, oidc.ScopeOfflineAccess) && client.allows(oidc.GrantTypeRefreshToken)})
 	if err != nil {
 		return nil, err
 	}
-	s.cfg.Metrics.TokenIssued(string(oidc.GrantTypeCode))
 	return op.NewResponse(resp), nil
 }
 
@@ -70,7 +71,10 @@ func (s *server) checkCode(ctx context.Context, client *Client, data *oidc.Acces
 	case err != nil:
 		return a, oidc.ErrServerError().WithParent(err)
 	case a.SessionID != "":
-		if err := s.storage.tokens.RevokeSession(ctx, a.SessionID, now); err != nil {
+		// Every token of the session expires by its end (at most RefreshTokenTTL after the
+		// code was redeemed, before now) plus one access token lifetime.
+		until := now.Add(s.cfg.RefreshTokenTTL + s.cfg.AccessTokenTTL)
+		if err := s.storage.tokens.RevokeSession(ctx, a.SessionID, now, until); err != nil {
 			return a, oidc.ErrServerError().WithParent(err)
 		}
 		s.cfg.Log.Warn("authorization code replayed: the tokens it issued are revoked", "client_id", a.ClientID, "auth_request", a.ID)

@@ -3,7 +3,9 @@ package oidc
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
@@ -79,19 +81,19 @@ func (s *server) Discovery(ctx context.Context, r *op.Request[struct{}]) (*op.Re
 	return resp, nil
 }
 
-// UserInfo answers the current roles for a good access token; any other token gets 401
-// invalid_token (RFC 6750 §3.1) and no internal text.
+// UserInfo answers who and the roles for a good access token (see Storage.accessToken);
+// any other token gets 401 invalid_token (RFC 6750 §3.1) and no internal text.
 func (s *server) UserInfo(ctx context.Context, r *op.Request[oidc.UserInfoRequest]) (*op.Response, error) {
-	claims, err := op.VerifyAccessToken[*oidc.AccessTokenClaims](ctx, r.Data.AccessToken, s.Provider().AccessTokenVerifier(ctx))
-	if err != nil {
-		return nil, errInvalidToken()
-	}
-	info := new(oidc.UserInfo)
-	err = s.storage.SetUserinfoFromToken(ctx, info, claims.JWTID, claims.Subject, "")
+	c, err := s.storage.accessToken(ctx, r.Data.AccessToken)
 	switch {
-	case errors.Is(err, errTokenInactive):
+	case errors.Is(err, errInactive):
 		return nil, errInvalidToken()
 	case err != nil:
+		s.cfg.Log.Error("userinfo failed", "err", err)
+		return nil, oidc.ErrServerError()
+	}
+	info := new(oidc.UserInfo)
+	if err := s.storage.setUserinfo(ctx, info, c.Subject, c.Roles); err != nil {
 		s.cfg.Log.Error("userinfo failed", "err", err)
 		return nil, oidc.ErrServerError()
 	}
@@ -99,7 +101,8 @@ func (s *server) UserInfo(ctx context.Context, r *op.Request[oidc.UserInfoReques
 }
 
 // Introspect answers RFC 7662 introspection, for authenticated clients marked
-// introspect: true only (bad credentials: 401; others: 403).
+// introspect: true only (bad credentials: 401; others: 403): active only while
+// Storage.accessToken says so, with the roles and grants the token carries.
 func (s *server) Introspect(ctx context.Context, r *op.Request[op.IntrospectionRequest]) (*op.Response, error) {
 	cc := r.Data.ClientCredentials
 	c, ok := s.storage.clients[cc.ClientID]
@@ -111,18 +114,22 @@ func (s *server) Introspect(ctx context.Context, r *op.Request[op.IntrospectionR
 			http.StatusForbidden)
 	}
 	resp := new(oidc.IntrospectionResponse)
-	claims, err := op.VerifyAccessToken[*oidc.AccessTokenClaims](ctx, r.Data.Token, s.Provider().AccessTokenVerifier(ctx))
-	if err != nil {
+	if r.Data.IntrospectionRequest == nil {
 		return op.NewResponse(resp), nil
 	}
-	err = s.storage.SetIntrospectionFromToken(ctx, resp, claims.JWTID, claims.Subject, c.GetID())
+	claims, err := s.storage.accessToken(ctx, r.Data.Token)
 	switch {
-	case errors.Is(err, errTokenInactive):
+	case errors.Is(err, errInactive):
+		return op.NewResponse(resp), nil
 	case err != nil:
 		s.cfg.Log.Error("introspection failed; answering inactive", "err", err)
-	default:
-		resp.Active = true
+		return op.NewResponse(resp), nil
 	}
+	resp.Active, resp.Subject, resp.ClientID, resp.TokenType = true, claims.Subject, claims.ClientID, oidc.BearerToken
+	resp.Scope = oidc.SpaceDelimitedArray(splitScope(claims.Scope))
+	resp.Expiration, resp.IssuedAt = oidc.FromTime(time.Unix(claims.Expiry, 0)), oidc.FromTime(time.Unix(claims.IssuedAt, 0))
+	resp.Audience, resp.Issuer, resp.JWTID = claims.Audience, claims.Issuer, claims.JTI
+	resp.Claims = map[string]any{"roles": claims.Roles, "grants": claims.Grants}
 	return op.NewResponse(resp), nil
 }
 
@@ -137,39 +144,38 @@ func (s *server) Revocation(ctx context.Context, r *op.ClientRequest[oidc.Revoca
 	return op.NewResponse(nil), nil
 }
 
+// revoke records what revoking token asks for. A refresh token ends its client session,
+// whose tokens all expire by the session's end plus one access token lifetime; an access
+// token is revoked by its jti until it expires.
 func (s *server) revoke(ctx context.Context, token, clientID string) error {
-	event := app.AuditEvent{At: s.cfg.Now(), Actor: clientID, Action: app.ActionTokenRevoked, Source: app.SourceOIDC}
+	now := s.cfg.Now()
+	event := app.AuditEvent{At: now, Actor: clientID, Action: app.ActionTokenRevoked, Source: app.SourceOIDC}
 	refresh, err := s.storage.tokens.RefreshToken(ctx, app.HashSecret(token))
 	switch {
 	case err == nil && refresh.ClientID != clientID:
 		return errOtherClient()
 	case err == nil:
 		event.Principal, event.Reason = s.cfg.Policy.Principal(refresh.Subject), "refresh token revoked: its client session ended"
-		return s.recordRevocation(ctx, refresh.SessionID, "", event)
+		return s.recordRevocation(ctx, app.Revocation{Kind: app.RevokedSession, Ref: refresh.SessionID, At: now,
+			Until: refresh.ExpiresAt.Add(s.cfg.AccessTokenTTL)}, event)
 	case !errors.Is(err, app.ErrNotFound):
 		return oidc.ErrServerError().WithParent(err)
 	}
-	claims, err := op.VerifyAccessToken[*oidc.AccessTokenClaims](ctx, token, s.Provider().AccessTokenVerifier(ctx))
-	if err != nil {
-		return nil // not a token of ours, or already expired: nothing to revoke
-	}
-	access, err := s.storage.tokens.AccessToken(ctx, claims.JWTID)
+	access, err := s.storage.accessToken(ctx, token)
 	switch {
-	case errors.Is(err, app.ErrNotFound):
-		return nil
+	case errors.Is(err, errInactive):
+		return nil // not an access token of ours, expired or already revoked: nothing to revoke
 	case err != nil:
 		return oidc.ErrServerError().WithParent(err)
 	case access.ClientID != clientID:
 		return errOtherClient()
-	case access.Revoked:
-		return nil
 	}
-	event.Principal, event.Reason = s.cfg.Policy.Principal(access.Subject), "access token revoked"
-	return s.recordRevocation(ctx, "", access.ID, event)
+	event.Principal, event.Reason = s.cfg.Policy.Principal(access.Subject), fmt.Sprintf("access token %s revoked", access.JTI)
+	return s.recordRevocation(ctx, app.Revocation{Kind: app.RevokedToken, Ref: access.JTI, At: now, Until: time.Unix(access.Expiry, 0)}, event)
 }
 
-func (s *server) recordRevocation(ctx context.Context, sessionID, accessID string, e app.AuditEvent) error {
-	if err := s.storage.tokens.RevokeClientTokens(ctx, sessionID, accessID, e); err != nil {
+func (s *server) recordRevocation(ctx context.Context, r app.Revocation, e app.AuditEvent) error {
+	if err := s.storage.tokens.RevokeClientTokens(ctx, r, e); err != nil {
 		return oidc.ErrServerError().WithParent(err)
 	}
 	return nil

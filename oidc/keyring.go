@@ -192,6 +192,30 @@ func (k *Keyring) SigningKey(ctx context.Context) (op.SigningKey, error) {
 	return snap.active, nil
 }
 
+// activeKey returns the key to sign with now.
+func (k *Keyring) activeKey(ctx context.Context) (*signingKey, error) {
+	snap, err := k.current(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("oidc: signing key: %w", err)
+	}
+	return snap.active, nil
+}
+
+// publicKey returns the published key with that kid, if any.
+func (k *Keyring) publicKey(ctx context.Context, kid string) (*publicKey, error) {
+	snap, err := k.current(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("oidc: key set: %w", err)
+	}
+	now := k.now()
+	for _, pub := range snap.public {
+		if pub.id == kid && k.published(pub.retiredAt, now) {
+			return pub, nil
+		}
+	}
+	return nil, fmt.Errorf("oidc: no published key %q", clip(kid))
+}
+
 // SignatureAlgorithms returns the algorithms of the published keys, active first (for
 // op.Storage.SignatureAlgorithms; discovery announces them).
 func (k *Keyring) SignatureAlgorithms(ctx context.Context) ([]jose.SignatureAlgorithm, error) {
@@ -429,14 +453,39 @@ func parseKey(k app.SigningKey) (*signingKey, error) {
 	if !ok {
 		return nil, fmt.Errorf("signing key %s: a %T is not an %s key", k.ID, priv, k.Algorithm)
 	}
-	return &signingKey{id: k.ID, alg: jose.SignatureAlgorithm(k.Algorithm), key: priv.(crypto.Signer)}, nil
+	key := &signingKey{id: k.ID, alg: jose.SignatureAlgorithm(k.Algorithm), key: priv.(crypto.Signer)}
+	for typ, signer := range map[string]*jose.Signer{accessTokenType: &key.accessSigner, "JWT": &key.idSigner} {
+		*signer, err = jose.NewSigner(jose.SigningKey{Algorithm: key.alg, Key: &jose.JSONWebKey{Key: key.key, KeyID: key.id}},
+			(&jose.SignerOptions{}).WithType(jose.ContentType(typ)))
+		if err != nil {
+			return nil, fmt.Errorf("signing key %s: %w", k.ID, err)
+		}
+	}
+	return key, nil
 }
 
-// signingKey implements op.SigningKey.
+// signingKey implements op.SigningKey, and signs Gatehouse's tokens itself: the library's
+// signer marks every JWT "typ": "JWT", where access tokens must say "at+jwt" (RFC 9068).
 type signingKey struct {
-	id  string
-	alg jose.SignatureAlgorithm
-	key crypto.Signer // *rsa.PrivateKey or *ecdsa.PrivateKey
+	id           string
+	alg          jose.SignatureAlgorithm
+	key          crypto.Signer // *rsa.PrivateKey or *ecdsa.PrivateKey
+	accessSigner jose.Signer   // header typ at+jwt
+	idSigner     jose.Signer   // header typ JWT
+}
+
+// sign returns the compact JWS of payload, with the header typ of an access token when
+// access is set and of an ID token otherwise.
+func (s *signingKey) sign(payload []byte, access bool) (string, error) {
+	signer := s.idSigner
+	if access {
+		signer = s.accessSigner
+	}
+	jws, err := signer.Sign(payload)
+	if err != nil {
+		return "", fmt.Errorf("oidc: sign: %w", err)
+	}
+	return jws.CompactSerialize()
 }
 
 var _ op.SigningKey = (*signingKey)(nil)

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -26,13 +27,19 @@ type Service interface {
 	Login(ctx context.Context, id string) (app.Login, error)
 }
 
-// TokenStore records issued tokens and client sessions.
+// TokenStore records issuances, client sessions and revocations. Access tokens themselves
+// are not stored: they are self-contained JWTs.
 type TokenStore interface {
-	SaveTokens(ctx context.Context, access app.IssuedToken, refresh *app.RefreshToken, replaces string) error
-	AccessToken(ctx context.Context, id string) (app.IssuedToken, error)
-	RevokeClientTokens(ctx context.Context, sessionID, accessID string, e app.AuditEvent) error
+	// RecordIssuance records tokens about to be handed out (see app.Issuance): app.ErrGrantEnded
+	// when a grant ended first, app.ErrConflict when the refresh token was spent or revoked.
+	RecordIssuance(ctx context.Context, iss app.Issuance) error
 	RefreshToken(ctx context.Context, hash string) (app.RefreshToken, error)
-	RevokeSession(ctx context.Context, id string, at time.Time) error
+	// RevokeSession ends a client session; until is when the last token it affects expires.
+	RevokeSession(ctx context.Context, id string, at, until time.Time) error
+	// RevokeClientTokens records what an RFC 7009 revocation asks for, with its audit event.
+	RevokeClientTokens(ctx context.Context, r app.Revocation, e app.AuditEvent) error
+	// Revoked reports whether a token was revoked, itself, by its session or by a grant.
+	Revoked(ctx context.Context, ref app.TokenRef, now time.Time) (bool, error)
 	Ping(ctx context.Context) error
 }
 
@@ -53,11 +60,9 @@ type Storage struct {
 }
 
 var (
-	_ op.Storage                        = (*Storage)(nil)
-	_ op.DeviceAuthorizationStorage     = (*Storage)(nil)
-	_ op.CanSetUserinfoFromRequest      = (*Storage)(nil)
-	_ op.CanGetPrivateClaimsFromRequest = (*Storage)(nil)
-	_ op.ClientCredentialsStorage       = (*Storage)(nil)
+	_ op.Storage                    = (*Storage)(nil)
+	_ op.DeviceAuthorizationStorage = (*Storage)(nil)
+	_ op.ClientCredentialsStorage   = (*Storage)(nil)
 )
 
 // tokenRequest is every token Gatehouse mints: who, for which client, which scopes, and
@@ -108,76 +113,20 @@ func (r *tokenRequest) grantIDs() []string {
 	return ids
 }
 
-// grantsClaim is the grants claim of a token: which approval let the caller in.
-func grantsClaim(grants []app.Grant) []map[string]any {
-	claim := make([]map[string]any, len(grants))
-	for i, g := range grants {
-		claim[i] = map[string]any{"id": g.ID, "role": g.Role, "request_id": g.RequestID, "approved_by": g.ApprovedBy, "expires_at": g.ExpiresAt.Unix()}
-		if g.BreakGlass {
-			claim[i]["break_glass"] = true // taken without approval; approved_by is empty
-		}
-	}
-	return claim
+// errHandledByServer: the library calls these storage methods only from the parts of its
+// server that Gatehouse's server replaces (token responses, introspection, userinfo,
+// revocation): Gatehouse signs its tokens itself (see mint), and its revocation searches
+// every token type whatever the hint (RFC 7009 §2.1), where the library's trusts the hint.
+var errHandledByServer = errors.New("handled by Gatehouse's server")
+
+// CreateAccessToken is never called; see errHandledByServer.
+func (s *Storage) CreateAccessToken(context.Context, op.TokenRequest) (string, time.Time, error) {
+	return "", time.Time{}, errHandledByServer
 }
 
-// asTokenRequest finds the token request behind what the library passes around: one of
-// ours, or a browser sign-in redeemed by its code.
-func asTokenRequest(req any) (*tokenRequest, error) {
-	switch r := req.(type) {
-	case *tokenRequest:
-		return r, nil
-	case *authRequest:
-		if r.token != nil {
-			return r.token, nil
-		}
-	}
-	return nil, oidc.ErrUnsupportedGrantType().WithDescription("this grant is not supported")
-}
-
-// CreateAccessToken records a new access token. Its expiry never passes the earliest end
-// of its grants.
-func (s *Storage) CreateAccessToken(ctx context.Context, req op.TokenRequest) (string, time.Time, error) {
-	r, err := asTokenRequest(req)
-	if err != nil {
-		return "", time.Time{}, err
-	}
-	id, _, exp, err := s.saveTokens(ctx, r, false)
-	return id, exp, err
-}
-
-// CreateAccessAndRefreshTokens records a new access token and the next refresh token of
-// the session; rotating a refresh token spends the old one in the same write.
-func (s *Storage) CreateAccessAndRefreshTokens(ctx context.Context, req op.TokenRequest, _ string) (string, string, time.Time, error) {
-	r, err := asTokenRequest(req)
-	if err != nil {
-		return "", "", time.Time{}, err
-	}
-	return s.saveTokens(ctx, r, true)
-}
-
-// saveTokens records the access token for r and, when withRefresh, the next refresh token
-// of its session (a new session unless r continues one), in one write.
-func (s *Storage) saveTokens(ctx context.Context, r *tokenRequest, withRefresh bool) (id, refresh string, exp time.Time, err error) {
-	now := s.cfg.Now()
-	var next *app.RefreshToken
-	if withRefresh {
-		if r.sessionID == "" {
-			r.sessionID, r.sessionTo = randomToken(18), now.Add(s.cfg.RefreshTokenTTL)
-		}
-		refresh = randomToken(32)
-		next = &app.RefreshToken{Hash: app.HashSecret(refresh), SessionID: r.sessionID, ClientID: r.clientID, Subject: r.subject,
-			Scopes: r.scopes, AuthTime: r.authTime, ExpiresAt: r.sessionTo}
-	}
-	access := app.IssuedToken{ID: randomToken(18), SessionID: r.sessionID, ClientID: r.clientID, Subject: r.subject,
-		Scopes: r.scopes, GrantIDs: r.grantIDs(), ExpiresAt: app.TokenExpiry(now, s.cfg.AccessTokenTTL, r.grants)}
-	err = s.tokens.SaveTokens(ctx, access, next, r.refresh)
-	if errors.Is(err, app.ErrConflict) {
-		return "", "", time.Time{}, oidc.ErrInvalidGrant().WithDescription("refresh token already used")
-	}
-	if err != nil {
-		return "", "", time.Time{}, err
-	}
-	return access.ID, refresh, access.ExpiresAt, nil
+// CreateAccessAndRefreshTokens is never called; see errHandledByServer.
+func (s *Storage) CreateAccessAndRefreshTokens(context.Context, op.TokenRequest, string) (string, string, time.Time, error) {
+	return "", "", time.Time{}, errHandledByServer
 }
 
 // TokenRequestByRefreshToken checks a refresh token and has the app re-check the grants
@@ -190,7 +139,7 @@ func (s *Storage) TokenRequestByRefreshToken(ctx context.Context, token string) 
 	}
 	now := s.cfg.Now()
 	if t.Used {
-		if err := s.tokens.RevokeSession(ctx, t.SessionID, now); err != nil {
+		if err := s.revokeSession(ctx, t, now); err != nil {
 			return nil, err
 		}
 		return nil, errors.New("refresh token replayed: session revoked")
@@ -208,89 +157,41 @@ func (s *Storage) TokenRequestByRefreshToken(ctx context.Context, token string) 
 	return r, nil
 }
 
-// errRevocationInServer: server.Revocation searches every token type itself (RFC 7009
-// §2.1), whatever the hint; the library's path, which trusts the hint, is never taken.
-var errRevocationInServer = errors.New("revocation is handled by the server")
-
-// GetRefreshTokenInfo is never called; see errRevocationInServer.
-func (s *Storage) GetRefreshTokenInfo(context.Context, string, string) (string, string, error) {
-	return "", "", errRevocationInServer
-}
-
-// RevokeToken is never called; see errRevocationInServer.
-func (s *Storage) RevokeToken(context.Context, string, string, string) *oidc.Error {
-	return oidc.ErrServerError().WithParent(errRevocationInServer)
-}
-
-// errTokenInactive: the access token is unknown, revoked, expired or a grant behind it
-// ended. Callers answer "inactive" or invalid_token, without saying which.
-var errTokenInactive = errors.New("token inactive")
-
-// activeToken returns an access token's record, its grants and their roles, if it is still
-// good: not revoked (itself or its session), not expired, and every grant it carries still
-// active.
-func (s *Storage) activeToken(ctx context.Context, id, subject string) (app.IssuedToken, []app.Grant, []string, error) {
-	t, err := s.tokens.AccessToken(ctx, id)
-	if errors.Is(err, app.ErrNotFound) {
-		return app.IssuedToken{}, nil, nil, errTokenInactive
+// revokeSession ends the client session of t: its refresh tokens, and every access token
+// issued with it, which all expire by the session's end plus one access token lifetime.
+func (s *Storage) revokeSession(ctx context.Context, t app.RefreshToken, now time.Time) error {
+	if err := s.tokens.RevokeSession(ctx, t.SessionID, now, t.ExpiresAt.Add(s.cfg.AccessTokenTTL)); err != nil {
+		return fmt.Errorf("revoke session: %w", err)
 	}
-	if err != nil {
-		return app.IssuedToken{}, nil, nil, err
-	}
-	if t.Revoked || t.Subject != subject || !s.cfg.Now().Before(t.ExpiresAt) {
-		return app.IssuedToken{}, nil, nil, errTokenInactive
-	}
-	grants, ok, err := s.svc.GrantsStillActive(ctx, t.GrantIDs)
-	if err != nil {
-		return app.IssuedToken{}, nil, nil, err
-	}
-	if !ok {
-		return app.IssuedToken{}, nil, nil, errTokenInactive
-	}
-	roles := make([]string, len(grants))
-	for i, g := range grants {
-		roles[i] = g.Role
-	}
-	return t, grants, roles, nil
-}
-
-// SetIntrospectionFromToken answers introspection: active only while activeToken says so,
-// with the roles and grants the token carries.
-func (s *Storage) SetIntrospectionFromToken(ctx context.Context, resp *oidc.IntrospectionResponse, tokenID, subject, _ string) error {
-	t, grants, roles, err := s.activeToken(ctx, tokenID, subject)
-	if err != nil {
-		return err
-	}
-	resp.Subject, resp.ClientID, resp.Scope, resp.TokenType = t.Subject, t.ClientID, t.Scopes, oidc.BearerToken
-	resp.Expiration = oidc.FromTime(t.ExpiresAt)
-	resp.Audience = s.cfg.Policy.Audience(t.ClientID, roles)
-	resp.Claims = map[string]any{"roles": roles, "grants": grantsClaim(grants)}
 	return nil
 }
 
-// GetPrivateClaimsFromRequest adds Gatehouse's claims to an access token.
-func (s *Storage) GetPrivateClaimsFromRequest(_ context.Context, req op.TokenRequest, _ []string) (map[string]any, error) {
-	r, err := asTokenRequest(req)
-	if err != nil {
-		return nil, err
-	}
-	return map[string]any{"scope": strings.Join(r.scopes, " "), "roles": r.roles(), "grants": grantsClaim(r.grants)}, nil
+// GetRefreshTokenInfo is never called; see errHandledByServer.
+func (s *Storage) GetRefreshTokenInfo(context.Context, string, string) (string, string, error) {
+	return "", "", errHandledByServer
 }
 
-// GetPrivateClaimsFromScopes is unused: GetPrivateClaimsFromRequest takes its place.
+// RevokeToken is never called; see errHandledByServer.
+func (s *Storage) RevokeToken(context.Context, string, string, string) *oidc.Error {
+	return oidc.ErrServerError().WithParent(errHandledByServer)
+}
+
+// SetIntrospectionFromToken is never called; see errHandledByServer.
+func (s *Storage) SetIntrospectionFromToken(context.Context, *oidc.IntrospectionResponse, string, string, string) error {
+	return errHandledByServer
+}
+
+// SetUserinfoFromToken is never called; see errHandledByServer.
+func (s *Storage) SetUserinfoFromToken(context.Context, *oidc.UserInfo, string, string, string) error {
+	return errHandledByServer
+}
+
+// GetPrivateClaimsFromScopes is never called; see errHandledByServer.
 func (s *Storage) GetPrivateClaimsFromScopes(context.Context, string, string, []string) (map[string]any, error) {
 	return nil, nil
 }
 
-// SetUserinfoFromRequest fills an ID token: who (name and email from Slack) and the roles.
-func (s *Storage) SetUserinfoFromRequest(ctx context.Context, info *oidc.UserInfo, req op.IDTokenRequest, _ []string) error {
-	r, err := asTokenRequest(req)
-	if err != nil {
-		return err
-	}
-	return s.setUserinfo(ctx, info, r.subject, r.roles())
-}
-
+// setUserinfo fills who the subject is (name and email from Slack for a person) and roles.
 func (s *Storage) setUserinfo(ctx context.Context, info *oidc.UserInfo, subject string, roles []string) error {
 	info.Subject = subject
 	if s.cfg.Policy.Principal(subject).Kind == app.PrincipalUser {
@@ -310,15 +211,6 @@ func (s *Storage) setUserinfo(ctx context.Context, info *oidc.UserInfo, subject 
 // SetUserinfoFromScopes is deprecated by the library; SetUserinfoFromRequest does the work.
 func (s *Storage) SetUserinfoFromScopes(context.Context, *oidc.UserInfo, string, string, []string) error {
 	return nil
-}
-
-// SetUserinfoFromToken answers the userinfo endpoint for a still-active access token.
-func (s *Storage) SetUserinfoFromToken(ctx context.Context, info *oidc.UserInfo, tokenID, subject, _ string) error {
-	t, _, roles, err := s.activeToken(ctx, tokenID, subject)
-	if err != nil {
-		return err
-	}
-	return s.setUserinfo(ctx, info, t.Subject, roles)
 }
 
 // GetClientByClientID returns a configured client.
@@ -406,6 +298,8 @@ func (s *Storage) StoreDeviceAuthorization(context.Context, string, string, stri
 func (s *Storage) GetDeviceAuthorizatonState(context.Context, string, string) (*op.DeviceAuthorizationState, error) {
 	return nil, errDeviceFlowInServer
 }
+
+func splitScope(scope string) []string { return strings.Fields(scope) }
 
 // randomToken returns n random bytes, URL-safe encoded.
 func randomToken(n int) string {

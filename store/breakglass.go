@@ -34,5 +34,5 @@ func (s *Store) CreateBreakGlass(ctx context.Context, r app.Request, g app.Grant
 // with the event, or app.ErrAlreadyReviewed when the grant does not need review.
 func (s *Store) ReviewGrant(ctx context.Context, id string, e app.AuditEvent) error {
 	return s.changeGrant(ctx, "review grant", id, func(q *gorm.DB) *gorm.DB { return q.Where("needs_review = ?", true) },
-		map[string]any{"needs_review": false, "reviewed_by": e.Actor, "reviewed_at": e.At.UTC()}, e, app.ErrAlreadyReviewed)
+		map[string]any{"needs_review": false, "reviewed_by": e.Actor, "reviewed_at": e.At.UTC()}, e, app.ErrAlreadyReviewed, nil)
 }

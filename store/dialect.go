@@ -1,9 +1,9 @@
 package store
 
 // This file is the one place that knows which database is underneath: how to connect to
-// SQLite and to PostgreSQL, how big the connection pool is, how two processes migrating at
-// once keep out of each other's way, and which errors only one of them gives. Everything
-// else in the package is dialect-neutral gorm.
+// SQLite and to PostgreSQL, how big the connection pools are, how two processes migrating
+// at once keep out of each other's way, how hand-written SQL differs, and which errors
+// only one of them gives. Everything else in the package is dialect-neutral gorm.
 
 import (
 	"database/sql"
@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 
@@ -62,14 +63,18 @@ func redact(u *url.URL) string {
 
 // dialect is what differs between the databases.
 type dialect struct {
-	// dialector is gorm's driver. (Not embedded: gorm looks for its error translation on
-	// the value it is given, and would not find it on a wrapper.)
-	dialector gorm.Dialector
-	// configurePool sizes the connection pool.
-	configurePool func(*sql.DB)
+	// writer is gorm's driver for the pool that writes (not embedded: gorm looks for its
+	// error translation on the value it is given, and would not find it on a wrapper).
+	writer     gorm.Dialector
+	writerPool func(*sql.DB)
+	// readers, when set, is a second pool for reads outside a transaction.
+	readers    gorm.Dialector
+	readerPool func(*sql.DB)
 	// lockMigrations, run first in the migration transaction, keeps every other process
 	// out of migrating until that transaction ends.
 	lockMigrations func(tx *gorm.DB) error
+	// rewrite turns the store's hand-written SQL (batch statements) into the dialect's.
+	rewrite func(query string) string
 }
 
 func dialectOf(database string) (dialect, error) {
@@ -77,12 +82,69 @@ func dialectOf(database string) (dialect, error) {
 		return dialect{}, err
 	}
 	if IsPostgres(database) {
-		return dialect{dialector: postgres.Open(database), configurePool: postgresPool, lockMigrations: postgresMigrationLock}, nil
+		return dialect{writer: postgres.Open(database), writerPool: postgresPool, lockMigrations: postgresMigrationLock,
+			rewrite: postgresSQL}, nil
 	}
 	if err := createPrivateFile(database); err != nil {
 		return dialect{}, err
 	}
-	return dialect{dialector: sqlite.Open(sqliteDSN(database)), configurePool: sqlitePool, lockMigrations: sqliteMigrationLock}, nil
+	q := sqliteParams()
+	writer := sqlite.Open("file:" + url.PathEscape(database) + "?" + q.Encode())
+	q.Del("_journal_mode") // set by the writer, once for the file
+	q.Set("_query_only", "true")
+	q.Set("_txlock", "deferred")
+	readers := sqlite.Open("file:" + url.PathEscape(database) + "?" + q.Encode())
+	return dialect{writer: writer, writerPool: sqliteWriterPool, readers: readers, readerPool: sqliteReaderPool,
+		lockMigrations: sqliteMigrationLock, rewrite: sqliteSQL}, nil
+}
+
+// sqliteParams are the writer's settings: WAL, a busy timeout so other processes' writers
+// queue instead of failing, foreign keys on, and BEGIN IMMEDIATE so a transaction that
+// reads then writes holds the write lock from its start (two approvers at once serialise
+// instead of deadlocking on a lock upgrade). synchronous NORMAL: a commit reaches the WAL
+// file before it is acknowledged, so a killed process loses nothing; only a power cut may
+// lose the last commits before a checkpoint.
+func sqliteParams() url.Values {
+	q := url.Values{}
+	q.Set("_journal_mode", "WAL")
+	q.Set("_busy_timeout", "10000")
+	q.Set("_foreign_keys", "on")
+	q.Set("_txlock", "immediate")
+	q.Set("_synchronous", "NORMAL")
+	return q
+}
+
+// sqliteWriterPool keeps one connection: SQLite has one writer anyway, and queueing in Go
+// is cheaper than writers sleeping in SQLite's busy handler, each holding an OS thread.
+func sqliteWriterPool(db *sql.DB) { db.SetMaxOpenConns(1); db.SetMaxIdleConns(1) }
+
+// sqliteReaderPool keeps read-only connections, one per core or more, so that no lock is
+// shared by every request.
+func sqliteReaderPool(db *sql.DB) {
+	n := max(4, 2*runtime.GOMAXPROCS(0))
+	db.SetMaxOpenConns(n)
+	db.SetMaxIdleConns(n)
+}
+
+// sqliteSQL drops row locks: SQLite has none, and needs none, since a transaction holds the
+// database's one write lock from BEGIN IMMEDIATE.
+func sqliteSQL(query string) string {
+	return strings.NewReplacer(" FOR UPDATE", "", " FOR SHARE", "").Replace(query)
+}
+
+// postgresSQL numbers the parameters: PostgreSQL's are $1, $2, … where SQLite's are ?.
+func postgresSQL(query string) string {
+	var b strings.Builder
+	n := 0
+	for _, r := range query {
+		if r == '?' {
+			n++
+			fmt.Fprintf(&b, "$%d", n)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // createPrivateFile creates the SQLite file, if it is new, readable by its owner only,
@@ -113,24 +175,6 @@ func ReadableByOthers(database string) []string {
 	return loose
 }
 
-// sqliteDSN turns a path into a DSN: WAL, a busy timeout so other processes' writers queue
-// instead of failing, foreign keys on, and BEGIN IMMEDIATE so a transaction that reads then
-// writes holds the write lock from its start (two approvers at once serialise instead of
-// deadlocking on a lock upgrade).
-func sqliteDSN(path string) string {
-	q := url.Values{}
-	q.Set("_journal_mode", "WAL")
-	q.Set("_busy_timeout", "10000")
-	q.Set("_foreign_keys", "on")
-	q.Set("_txlock", "immediate")
-	q.Set("_synchronous", "NORMAL")
-	return "file:" + url.PathEscape(path) + "?" + q.Encode()
-}
-
-// sqlitePool keeps one connection: SQLite has one writer anyway, and queueing in Go is
-// cheaper than writers sleeping in SQLite's busy handler, each holding an OS thread.
-func sqlitePool(db *sql.DB) { db.SetMaxOpenConns(1) }
-
 // PostgresMaxConns is the most connections one Gatehouse process opens to PostgreSQL.
 // Requests, sign-ins and tokens each hold one for a few milliseconds, so ten carry
 // hundreds of operations a second; N replicas need N×10 below the server's max_connections
@@ -149,7 +193,7 @@ func postgresPool(db *sql.DB) {
 }
 
 // sqliteMigrationLock needs to do nothing: the migration transaction began with BEGIN
-// IMMEDIATE (see sqliteDSN), which already holds the database's one write lock.
+// IMMEDIATE (see sqliteParams), which already holds the database's one write lock.
 func sqliteMigrationLock(*gorm.DB) error { return nil }
 
 // migrationLockKey names Gatehouse's migration lock among the database's advisory locks.

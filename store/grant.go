@@ -60,7 +60,7 @@ func (row grantRow) toApp() app.Grant {
 // Grant returns the grant with the given ID.
 func (s *Store) Grant(ctx context.Context, id string) (app.Grant, error) {
 	var row grantRow
-	if err := s.db.WithContext(ctx).Take(&row, "id = ?", id).Error; err != nil {
+	if err := s.read.WithContext(ctx).Take(&row, "id = ?", id).Error; err != nil {
 		return app.Grant{}, fmt.Errorf("store: grant %s: %w", id, translate(err))
 	}
 	return row.toApp(), nil
@@ -69,7 +69,7 @@ func (s *Store) Grant(ctx context.Context, id string) (app.Grant, error) {
 // GrantsOf returns every grant the principal holds or held, newest first.
 func (s *Store) GrantsOf(ctx context.Context, p app.Principal) ([]app.Grant, error) {
 	var rows []grantRow
-	err := s.db.WithContext(ctx).Where("principal_kind = ? AND principal_id = ?", string(p.Kind), p.ID).
+	err := s.read.WithContext(ctx).Where("principal_kind = ? AND principal_id = ?", string(p.Kind), p.ID).
 		Order("created_at DESC").Find(&rows).Error
 	if err != nil {
 		return nil, fmt.Errorf("store: grants of %s: %w", p.ID, err)
@@ -80,7 +80,7 @@ func (s *Store) GrantsOf(ctx context.Context, p app.Principal) ([]app.Grant, err
 // ActiveGrants returns the principal's grants that are active and unexpired at now.
 func (s *Store) ActiveGrants(ctx context.Context, p app.Principal, now time.Time) ([]app.Grant, error) {
 	var rows []grantRow
-	err := s.db.WithContext(ctx).Where("principal_kind = ? AND principal_id = ? AND status = ? AND expires_at > ?",
+	err := s.read.WithContext(ctx).Where("principal_kind = ? AND principal_id = ? AND status = ? AND expires_at > ?",
 		string(p.Kind), p.ID, string(app.GrantActive), now.UTC()).Find(&rows).Error
 	if err != nil {
 		return nil, fmt.Errorf("store: active grants of %s: %w", p.ID, err)
@@ -91,7 +91,7 @@ func (s *Store) ActiveGrants(ctx context.Context, p app.Principal, now time.Time
 // Grants returns the grants with the given IDs; unknown IDs are left out.
 func (s *Store) Grants(ctx context.Context, ids []string) ([]app.Grant, error) {
 	var rows []grantRow
-	if err := s.db.WithContext(ctx).Where("id IN ?", ids).Find(&rows).Error; err != nil {
+	if err := s.read.WithContext(ctx).Where("id IN ?", ids).Find(&rows).Error; err != nil {
 		return nil, fmt.Errorf("store: grants: %w", err)
 	}
 	return grantsToApp(rows), nil
@@ -106,21 +106,37 @@ func grantsToApp(rows []grantRow) []app.Grant {
 }
 
 // EndGrant implements app.GrantStore: active → revoked or expired, with who, why and the
-// audit event, or app.ErrNotPending when the grant is no longer active.
+// audit event, or app.ErrNotPending when the grant is no longer active. A revocation is also
+// recorded as one (see Revoked), in the same transaction.
 func (s *Store) EndGrant(ctx context.Context, id string, status app.GrantStatus, e app.AuditEvent) error {
-	return s.changeGrant(ctx, "end grant", id, func(q *gorm.DB) *gorm.DB {
+	var revoke func(tx *gorm.DB) error
+	if status == app.GrantRevoked {
+		revoke = func(tx *gorm.DB) error {
+			var until time.Time // no token carrying the grant outlives it
+			if err := tx.Model(&grantRow{}).Select("expires_at").Where("id = ?", id).Scan(&until).Error; err != nil {
+				return err
+			}
+			return appendRevocation(tx, app.Revocation{Kind: app.RevokedGrant, Ref: id, At: e.At, Until: until})
+		}
+	}
+	err := s.changeGrant(ctx, "end grant", id, func(q *gorm.DB) *gorm.DB {
 		q = q.Where("status = ?", string(app.GrantActive))
 		if status == app.GrantExpired { // not one extended since the sweeper saw it
 			q = q.Where("expires_at <= ?", e.At.UTC())
 		}
 		return q
-	}, map[string]any{"status": string(status), "ended_by": e.Actor, "end_reason": e.Reason}, e, app.ErrNotPending)
+	}, map[string]any{"status": string(status), "ended_by": e.Actor, "end_reason": e.Reason}, e, app.ErrNotPending, revoke)
+	if err == nil && revoke != nil {
+		s.revoked.committed()
+	}
+	return err
 }
 
-// changeGrant applies updates to the grant where cond holds, with the audit event, in one
-// transaction: one conditional write. A grant that does not match is the error miss.
+// changeGrant applies updates to the grant where cond holds, with the audit event and then
+// also (if not nil), in one transaction: one conditional write. A grant that does not match
+// is the error miss.
 func (s *Store) changeGrant(ctx context.Context, what, id string, cond func(*gorm.DB) *gorm.DB, updates map[string]any,
-	e app.AuditEvent, miss error) error {
+	e app.AuditEvent, miss error, also func(tx *gorm.DB) error) error {
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		res := cond(tx.Model(&grantRow{}).Where("id = ?", id)).Updates(updates)
 		if res.Error != nil {
@@ -128,6 +144,11 @@ func (s *Store) changeGrant(ctx context.Context, what, id string, cond func(*gor
 		}
 		if res.RowsAffected != 1 {
 			return miss
+		}
+		if also != nil {
+			if err := also(tx); err != nil {
+				return err
+			}
 		}
 		return appendEvents(tx, []app.AuditEvent{e})
 	})

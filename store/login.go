@@ -77,7 +77,7 @@ func (s *Store) LoginBySecret(ctx context.Context, hash string) (app.Login, erro
 
 func (s *Store) findLogin(ctx context.Context, query string, arg string) (app.Login, error) {
 	var row loginRow
-	if err := s.db.WithContext(ctx).Take(&row, query, arg).Error; err != nil {
+	if err := s.read.WithContext(ctx).Take(&row, query, arg).Error; err != nil {
 		return app.Login{}, fmt.Errorf("store: login: %w", translate(err))
 	}
 	return row.toApp(), nil

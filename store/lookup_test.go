@@ -22,7 +22,6 @@ func TestLookupByUnstorableKeyFindsNothing(t *testing.T) {
 			"login":              func() error { _, err := s.Login(ctx, key); return err },
 			"login by user code": func() error { _, err := s.LoginByUserCode(ctx, key); return err },
 			"auth request":       func() error { _, err := s.AuthRequest(ctx, key); return err },
-			"access token":       func() error { _, err := s.AccessToken(ctx, key); return err },
 			"update request": func() error {
 				return s.UpdateRequest(ctx, key, func(r app.Request) (app.RequestChange, error) { return app.RequestChange{Request: r}, nil })
 			},

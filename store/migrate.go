@@ -20,15 +20,27 @@ type migration struct {
 //
 // To add a table or columns, define or change the row type, then append a line:
 //
-//	{3, "outbox", autoMigrate(&outboxRow{})},
+//	{6, "outbox", autoMigrate(&outboxRow{})},
 //
 // autoMigrate creates what is missing and leaves the rest, so a migration made with it is
 // also safe on a database whose schema already has the change.
 var migrations = []migration{
 	{1, "initial schema", autoMigrate(&requestRow{}, &decisionRow{}, &grantRow{}, &auditEventRow{}, &loginRow{},
-		&accessTokenRow{}, &refreshTokenRow{}, &sessionRow{}, &authRequestRow{}, &browserSessionRow{}, &signingKeyRow{})},
+		&refreshTokenRow{}, &sessionRow{}, &authRequestRow{}, &browserSessionRow{}, &signingKeyRow{})},
 	{2, "audit hash chain", migrateAuditChain},
 	{3, "user-code guesses", autoMigrate(&codeGuessRow{})},
+	{4, "revocations", func(tx *gorm.DB) error {
+		if err := tx.AutoMigrate(&revocationRow{}, &revocationHeadRow{}); err != nil {
+			return err
+		}
+		return migrateRevocationHead(tx)
+	}},
+	{5, "access tokens are self-contained JWTs", dropTable("access_tokens")},
+}
+
+// dropTable is a migration that drops a table no longer used, if it is there.
+func dropTable(name string) func(*gorm.DB) error {
+	return func(tx *gorm.DB) error { return tx.Migrator().DropTable(name) }
 }
 
 // autoMigrate is a migration that brings the tables of rows up to their row types.

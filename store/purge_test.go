@@ -26,12 +26,15 @@ func TestPurgeKeepsWhatIsStillNeeded(t *testing.T) {
 			t.Fatal(err)
 		}
 		expired := app.RefreshToken{Hash: "rt_old", SessionID: "ses_old", ClientID: "c", Subject: "U0ALICE", ExpiresAt: t0.Add(time.Hour)}
-		if err := s.SaveTokens(ctx, app.IssuedToken{ID: "at_old", SessionID: "ses_old", ExpiresAt: t0.Add(time.Hour)}, &expired, ""); err != nil {
+		if err := s.RecordIssuance(ctx, app.Issuance{At: t0, SessionID: "ses_old", Refresh: &expired}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.RevokeSession(ctx, "ses_old", t0, t0.Add(time.Hour)); err != nil {
 			t.Fatal(err)
 		}
 
 		n, err := s.Purge(ctx, t0.Add(24*time.Hour))
-		if err != nil || n != 4 { // the old login, token record, refresh token and its session
+		if err != nil || n != 4 { // the old login, the refresh token, its session and its revocation
 			t.Fatalf("purged %d rows, %v; want 4", n, err)
 		}
 		if _, err := s.Login(ctx, "lgn_old"); !errors.Is(err, app.ErrNotFound) {

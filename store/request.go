@@ -112,7 +112,7 @@ func (s *Store) CreateRequest(ctx context.Context, r app.Request, e app.AuditEve
 
 // Request returns the request with its decisions in the order they were made.
 func (s *Store) Request(ctx context.Context, id string) (app.Request, error) {
-	row, err := loadRequest(s.db.WithContext(ctx), id)
+	row, err := loadRequest(s.read.WithContext(ctx), id)
 	if err != nil {
 		return app.Request{}, fmt.Errorf("store: request %s: %w", id, translate(err))
 	}

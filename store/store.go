@@ -8,6 +8,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"net/url"
@@ -20,8 +21,16 @@ import (
 )
 
 // Store is the SQL-backed implementation of the app's storage interfaces.
+//
+// It holds two connection pools on SQLite: db, the one writer, and read, several readers
+// that never wait for it (WAL lets readers go on while a write is in progress); on
+// PostgreSQL one pool serves both. Writes on the token path go through batch, a group
+// commit over the writer.
 type Store struct {
-	db *gorm.DB
+	db      *gorm.DB // the writer: transactions and single writes
+	read    *gorm.DB // readers: queries outside a transaction
+	batch   *committer
+	revoked revocationCache
 }
 
 var _ app.RequestStore = (*Store)(nil)
@@ -60,7 +69,33 @@ func open(database string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := gorm.Open(d.dialector, &gorm.Config{
+	db, err := openPool(d.writer, d.writerPool)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{db: db, read: db}
+	if err := s.migrate(d); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if d.readers != nil {
+		if s.read, err = openPool(d.readers, d.readerPool); err != nil {
+			s.read = nil
+			s.Close()
+			return nil, err
+		}
+	}
+	stmts, err := prepareBatchStatements(s.db, d.rewrite)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.batch = newCommitter(stmts)
+	return s, nil
+}
+
+func openPool(dialector gorm.Dialector, configure func(*sql.DB)) (*gorm.DB, error) {
+	db, err := gorm.Open(dialector, &gorm.Config{
 		Logger:                 logger.Discard,
 		TranslateError:         true,
 		SkipDefaultTransaction: true, // single writes are atomic anyway; multi-row changes use Transaction
@@ -77,17 +112,21 @@ func open(database string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	d.configurePool(sqlDB)
-	s := &Store{db: db}
-	if err := s.migrate(d); err != nil {
-		s.Close()
-		return nil, err
-	}
-	return s, nil
+	configure(sqlDB)
+	return db, nil
 }
 
-// Close closes the database.
+// Close finishes the batched writes already queued, then closes the database.
 func (s *Store) Close() error {
+	if s.batch != nil {
+		s.batch.close()
+		s.batch.stmts.close()
+	}
+	if s.read != nil && s.read != s.db {
+		if sqlDB, err := s.read.DB(); err == nil {
+			sqlDB.Close()
+		}
+	}
 	sqlDB, err := s.db.DB()
 	if err != nil {
 		return err
@@ -97,7 +136,7 @@ func (s *Store) Close() error {
 
 // Ping reports whether the database answers.
 func (s *Store) Ping(ctx context.Context) error {
-	sqlDB, err := s.db.DB()
+	sqlDB, err := s.read.DB()
 	if err != nil {
 		return err
 	}

@@ -10,19 +10,6 @@ import (
 	"github.com/gatehouse/gatehouse/app"
 )
 
-type accessTokenRow struct {
-	ID        string `gorm:"primaryKey"`
-	SessionID string `gorm:"index"`
-	ClientID  string
-	Subject   string
-	Scopes    []string  `gorm:"serializer:json"`
-	GrantIDs  []string  `gorm:"serializer:json"`
-	ExpiresAt time.Time `gorm:"index"`
-	Revoked   bool
-}
-
-func (accessTokenRow) TableName() string { return "access_tokens" }
-
 type refreshTokenRow struct {
 	Hash      string `gorm:"primaryKey"`
 	SessionID string `gorm:"index"`
@@ -45,92 +32,42 @@ type sessionRow struct {
 
 func (sessionRow) TableName() string { return "sessions" }
 
-// AccessToken returns an access token's record; Revoked is also set when its session was revoked.
-func (s *Store) AccessToken(ctx context.Context, id string) (app.IssuedToken, error) {
-	var row accessTokenRow
-	if err := s.db.WithContext(ctx).Take(&row, "id = ?", id).Error; err != nil {
-		return app.IssuedToken{}, fmt.Errorf("store: access token: %w", translate(err))
-	}
-	revoked := row.Revoked
-	if row.SessionID != "" && !revoked {
-		var n int64
-		if err := s.db.WithContext(ctx).Model(&sessionRow{}).Where("id = ? AND revoked_at IS NOT NULL", row.SessionID).Count(&n).Error; err != nil {
-			return app.IssuedToken{}, fmt.Errorf("store: access token session: %w", err)
+// RecordIssuance records tokens about to be handed out, by group commit: it returns once
+// the transaction holding the record committed, shared with other issuances made at the
+// same moment. In that transaction it checks that every grant the tokens carry is still
+// active (else app.ErrGrantEnded: a revocation that committed first wins), rotates the
+// refresh token (a replay, a race with another refresh or a revoked session is
+// app.ErrConflict), records the client session the tokens open, if any (so that revoking
+// it, on a replayed code say, ends them even without a refresh token), and appends the
+// audit events. On error nothing of it is written.
+func (s *Store) RecordIssuance(ctx context.Context, iss app.Issuance) error {
+	opens := iss.SessionID != "" && iss.Replaces == ""
+	err := s.batch.do(ctx, opens || iss.Refresh != nil, func(tx *batchTx) ([]app.AuditEvent, error) {
+		if err := tx.checkGrantsActive(iss.GrantIDs, iss.At); err != nil {
+			return nil, err
 		}
-		revoked = n > 0
-	}
-	return app.IssuedToken{ID: row.ID, SessionID: row.SessionID, ClientID: row.ClientID, Subject: row.Subject, Scopes: row.Scopes,
-		GrantIDs: row.GrantIDs, ExpiresAt: row.ExpiresAt, Revoked: revoked}, nil
-}
-
-// RevokeClientTokens ends, in one transaction with its audit event, a client session and
-// every token issued in it (sessionID set) or a single access token (accessID set): what an
-// RFC 7009 revocation asks for.
-func (s *Store) RevokeClientTokens(ctx context.Context, sessionID, accessID string, e app.AuditEvent) error {
-	at := e.At.UTC()
-	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		var err error
-		if sessionID != "" {
-			err = tx.Model(&sessionRow{}).Where("id = ? AND revoked_at IS NULL", sessionID).Update("revoked_at", &at).Error
-		} else {
-			err = tx.Model(&accessTokenRow{}).Where("id = ?", accessID).Update("revoked", true).Error
-		}
-		if err != nil {
-			return err
-		}
-		return appendEvents(tx, []app.AuditEvent{e})
-	})
-	if err != nil {
-		return fmt.Errorf("store: revoke client tokens: %w", err)
-	}
-	return nil
-}
-
-// SaveTokens records an access token and, when refresh is set, the next refresh token of
-// its session, in one transaction. When the refresh token replaces one (rotation), the old
-// one is marked used in the same conditional write: if it was already used — a replay, or
-// two refreshes racing — nothing is stored and the error is app.ErrConflict.
-func (s *Store) SaveTokens(ctx context.Context, access app.IssuedToken, refresh *app.RefreshToken, replaces string) error {
-	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if access.SessionID != "" && replaces == "" { // the first tokens of a client session
-			if err := tx.Create(&sessionRow{ID: access.SessionID}).Error; err != nil {
-				return translate(err)
+		if opens {
+			if err := tx.openSession(iss.SessionID); err != nil {
+				return nil, err
 			}
 		}
-		if refresh != nil {
-			if err := addRefreshToken(tx, *refresh, replaces); err != nil {
-				return err
+		if iss.Refresh != nil {
+			if err := tx.addRefreshToken(*iss.Refresh, iss.Replaces); err != nil {
+				return nil, err
 			}
 		}
-		row := accessTokenRow{ID: access.ID, SessionID: access.SessionID, ClientID: access.ClientID, Subject: access.Subject,
-			Scopes: access.Scopes, GrantIDs: access.GrantIDs, ExpiresAt: access.ExpiresAt.UTC()}
-		return translate(tx.Create(&row).Error)
+		return iss.Events, nil
 	})
 	if err != nil {
-		return fmt.Errorf("store: save tokens: %w", err)
+		return fmt.Errorf("store: record issuance: %w", err)
 	}
 	return nil
-}
-
-func addRefreshToken(tx *gorm.DB, t app.RefreshToken, replaces string) error {
-	if replaces != "" {
-		res := tx.Model(&refreshTokenRow{}).Where("hash = ? AND used = ?", replaces, false).Update("used", true)
-		if res.Error != nil {
-			return res.Error
-		}
-		if res.RowsAffected != 1 {
-			return app.ErrConflict
-		}
-	}
-	row := refreshTokenRow{Hash: t.Hash, SessionID: t.SessionID, ClientID: t.ClientID, Subject: t.Subject, Scopes: t.Scopes,
-		AuthTime: t.AuthTime.UTC(), ExpiresAt: t.ExpiresAt.UTC()}
-	return translate(tx.Create(&row).Error)
 }
 
 // RefreshToken returns the refresh token with that hash, unless its session was revoked.
 func (s *Store) RefreshToken(ctx context.Context, hash string) (app.RefreshToken, error) {
 	var row refreshTokenRow
-	err := s.db.WithContext(ctx).Joins("JOIN sessions ON sessions.id = refresh_tokens.session_id AND sessions.revoked_at IS NULL").
+	err := s.read.WithContext(ctx).Joins("JOIN sessions ON sessions.id = refresh_tokens.session_id AND sessions.revoked_at IS NULL").
 		Take(&row, "refresh_tokens.hash = ?", hash).Error
 	if err != nil {
 		return app.RefreshToken{}, fmt.Errorf("store: refresh token: %w", translate(err))
@@ -140,12 +77,46 @@ func (s *Store) RefreshToken(ctx context.Context, hash string) (app.RefreshToken
 }
 
 // RevokeSession ends a client session: its refresh tokens and the access tokens issued
-// with them stop working.
-func (s *Store) RevokeSession(ctx context.Context, id string, at time.Time) error {
-	at = at.UTC()
-	err := s.db.WithContext(ctx).Model(&sessionRow{}).Where("id = ? AND revoked_at IS NULL", id).Update("revoked_at", &at).Error
-	if err != nil {
+// with them stop working. until is when the last of those tokens expires, after which the
+// revocation record may go. A session already revoked is left as it was.
+func (s *Store) RevokeSession(ctx context.Context, id string, at, until time.Time) error {
+	if err := s.revoke(ctx, app.Revocation{Kind: app.RevokedSession, Ref: id, At: at, Until: until}, nil); err != nil {
 		return fmt.Errorf("store: revoke session: %w", err)
 	}
+	return nil
+}
+
+// RevokeClientTokens records what an RFC 7009 revocation asks for, in one transaction with
+// its audit event e: r names a client session (app.RevokedSession: its refresh tokens and
+// every access token issued in it end) or one access token (app.RevokedToken, by jti), and
+// when the last token it affects expires. A session already revoked is left as it was, and
+// no event is written for it.
+func (s *Store) RevokeClientTokens(ctx context.Context, r app.Revocation, e app.AuditEvent) error {
+	if err := s.revoke(ctx, r, []app.AuditEvent{e}); err != nil {
+		return fmt.Errorf("store: revoke client tokens: %w", err)
+	}
+	return nil
+}
+
+// revoke records r and events in one transaction; a session revocation only if the session
+// was still live.
+func (s *Store) revoke(ctx context.Context, r app.Revocation, events []app.AuditEvent) error {
+	r.At = r.At.UTC()
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if r.Kind == app.RevokedSession {
+			res := tx.Model(&sessionRow{}).Where("id = ? AND revoked_at IS NULL", r.Ref).Update("revoked_at", &r.At)
+			if res.Error != nil || res.RowsAffected == 0 {
+				return res.Error
+			}
+		}
+		if err := appendRevocation(tx, r); err != nil {
+			return err
+		}
+		return appendEvents(tx, events)
+	})
+	if err != nil {
+		return err
+	}
+	s.revoked.committed() // harmless when nothing was revoked: the cache re-reads the head
 	return nil
 }

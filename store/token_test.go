@@ -1,69 +1,323 @@
-package store_test
+package store
 
 import (
+	"bufio"
 	"context"
 	"errors"
-	"slices"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gatehouse/gatehouse/app"
-	"github.com/gatehouse/gatehouse/store"
 )
 
-func TestTokensRotateOnceAndRevoke(t *testing.T) {
-	store.ForEachBackend(t, func(t *testing.T, b store.Backend) {
+func issuance(n int, grants ...app.Grant) app.Issuance {
+	now := bgT0.Add(time.Minute)
+	return app.Issuance{At: now, GrantIDs: grantIDs(grants),
+		Events: app.IssuanceEvents(now, "ci", app.User("U0ONCALL"), "client_credentials", fmt.Sprintf("jti-%d", n), now.Add(time.Minute), grants)}
+}
+
+func grantIDs(grants []app.Grant) []string {
+	var ids []string
+	for _, g := range grants {
+		ids = append(ids, g.ID)
+	}
+	return ids
+}
+
+func TestIssuancesShareCommitsAndKeepTheChain(t *testing.T) {
+	ForEachBackend(t, func(t *testing.T, b Backend) {
 		s, _ := b.Open(t)
 		ctx := context.Background()
-		access := app.IssuedToken{ID: "at_1", SessionID: "ses_a", ClientID: "kubectl", Subject: "U0ALICE", Scopes: []string{"openid", "role:prod-db-admin"},
-			GrantIDs: []string{"grt_a"}, ExpiresAt: t0.Add(10 * time.Minute)}
-		first := app.RefreshToken{Hash: "rt_1", SessionID: "ses_a", ClientID: "kubectl", Subject: "U0ALICE", Scopes: access.Scopes,
-			AuthTime: t0, ExpiresAt: t0.Add(8 * time.Hour)}
-		if err := s.SaveTokens(ctx, access, &first, ""); err != nil {
-			t.Fatal(err)
+		var wg sync.WaitGroup
+		errs := make(chan error, 200)
+		for i := range 200 {
+			wg.Go(func() {
+				iss := issuance(i)
+				iss.SessionID = fmt.Sprintf("ses-%d", i)
+				iss.Refresh = &app.RefreshToken{Hash: fmt.Sprintf("rt-%d", i), SessionID: iss.SessionID, ClientID: "c", ExpiresAt: bgT0.Add(time.Hour)}
+				errs <- s.RecordIssuance(ctx, iss)
+			})
 		}
-		got, err := s.AccessToken(ctx, "at_1")
-		if err != nil || got.Subject != "U0ALICE" || !slices.Equal(got.GrantIDs, access.GrantIDs) || !got.ExpiresAt.Equal(access.ExpiresAt) || got.Revoked {
-			t.Fatalf("access token = %+v, %v; want %+v", got, err, access)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
 		}
-		rt, err := s.RefreshToken(ctx, "rt_1")
-		if err != nil || rt.Used || !rt.AuthTime.Equal(t0) || !slices.Equal(rt.Scopes, first.Scopes) {
-			t.Fatalf("refresh token = %+v, %v; want %+v", rt, err, first)
+		v, err := s.VerifyAudit(ctx)
+		if err != nil || !v.OK() || v.Events != 200 {
+			t.Fatalf("audit after 200 issuances: %+v, %v", v, err)
 		}
-
-		next := first
-		next.Hash = "rt_2"
-		if err := s.SaveTokens(ctx, app.IssuedToken{ID: "at_2", SessionID: "ses_a", ExpiresAt: t0.Add(time.Hour)}, &next, "rt_1"); err != nil {
-			t.Fatal(err)
-		}
-		if rt, _ := s.RefreshToken(ctx, "rt_1"); !rt.Used {
-			t.Error("the rotated refresh token is not marked used")
-		}
-		replay := first
-		replay.Hash = "rt_3"
-		err = s.SaveTokens(ctx, app.IssuedToken{ID: "at_3", SessionID: "ses_a", ExpiresAt: t0.Add(time.Hour)}, &replay, "rt_1")
-		if !errors.Is(err, app.ErrConflict) {
-			t.Errorf("second use of rt_1: err = %v, want ErrConflict", err)
-		}
-		if _, err := s.AccessToken(ctx, "at_3"); !errors.Is(err, app.ErrNotFound) {
-			t.Errorf("the access token of a refused rotation was stored: %v", err)
-		}
-
-		revoked := app.AuditEvent{At: t0.Add(time.Minute), Actor: "kubectl", Action: app.ActionTokenRevoked, Principal: app.User("U0ALICE")}
-		if err := s.RevokeClientTokens(ctx, "", "at_2", revoked); err != nil {
-			t.Fatal(err)
-		}
-		if got, _ := s.AccessToken(ctx, "at_2"); !got.Revoked {
-			t.Error("a revoked access token is not revoked")
-		}
-		if err := s.RevokeClientTokens(ctx, "ses_a", "", revoked); err != nil {
-			t.Fatal(err)
-		}
-		if got, _ := s.AccessToken(ctx, "at_1"); !got.Revoked {
-			t.Error("an access token of a revoked session is not revoked")
-		}
-		if _, err := s.RefreshToken(ctx, "rt_2"); !errors.Is(err, app.ErrNotFound) {
-			t.Errorf("refresh token of a revoked session: err = %v, want ErrNotFound", err)
+		if _, err := s.RefreshToken(ctx, "rt-199"); err != nil {
+			t.Errorf("a refresh token of the batch is missing: %v", err)
 		}
 	})
+}
+
+func TestOneRotationWinsAndTheRestOfItsBatchCommits(t *testing.T) {
+	ForEachBackend(t, func(t *testing.T, b Backend) {
+		s, _ := b.Open(t)
+		ctx := context.Background()
+		first := issuance(0)
+		first.SessionID = "ses"
+		first.Refresh = &app.RefreshToken{Hash: "rt-0", SessionID: "ses", ClientID: "c", ExpiresAt: bgT0.Add(time.Hour)}
+		if err := s.RecordIssuance(ctx, first); err != nil {
+			t.Fatal(err)
+		}
+		var rotated, conflicts, others atomic.Int32
+		var wg sync.WaitGroup
+		for i := 1; i <= 40; i++ {
+			wg.Go(func() {
+				iss := issuance(i)
+				if i%2 == 0 { // half of them race to rotate rt-0
+					iss.Refresh = &app.RefreshToken{Hash: fmt.Sprintf("rt-%d", i), SessionID: "ses", ClientID: "c", ExpiresAt: bgT0.Add(time.Hour)}
+					iss.Replaces = "rt-0"
+				}
+				err := s.RecordIssuance(ctx, iss)
+				switch {
+				case err == nil && i%2 == 0:
+					rotated.Add(1)
+				case err == nil:
+					others.Add(1)
+				case errors.Is(err, app.ErrConflict):
+					conflicts.Add(1)
+				default:
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		if rotated.Load() != 1 || conflicts.Load() != 19 || others.Load() != 20 {
+			t.Errorf("rotated %d, conflicts %d, others %d; want 1, 19, 20", rotated.Load(), conflicts.Load(), others.Load())
+		}
+		v, err := s.VerifyAudit(ctx)
+		if err != nil || !v.OK() || v.Events != 1+1+20 { // a refused issuance leaves no event
+			t.Errorf("audit: %+v, %v", v, err)
+		}
+		var winner string
+		for i := 2; i <= 40; i += 2 {
+			if rt, err := s.RefreshToken(ctx, fmt.Sprintf("rt-%d", i)); err == nil {
+				winner = rt.Hash
+			}
+		}
+		if winner == "" {
+			t.Fatal("the winning rotation's refresh token is missing")
+		}
+		if err := s.RevokeSession(ctx, "ses", bgT0, bgT0.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		next := issuance(99)
+		next.Refresh = &app.RefreshToken{Hash: "rt-99", SessionID: "ses", ClientID: "c", ExpiresAt: bgT0.Add(time.Hour)}
+		next.Replaces = winner
+		if err := s.RecordIssuance(ctx, next); !errors.Is(err, app.ErrConflict) {
+			t.Errorf("rotation in a revoked session: %v, want ErrConflict", err)
+		}
+	})
+}
+
+// TestRevocationWinsOverIssuance: issue 11 finding 14. Tokens minted while the grant they
+// carry is revoked are either recorded before the revocation or refused: the audit trail
+// never shows a token issued for a grant after the grant was revoked.
+func TestRevocationWinsOverIssuance(t *testing.T) {
+	ForEachBackend(t, func(t *testing.T, b Backend) {
+		s, _ := b.Open(t)
+		ctx := context.Background()
+		r, g, events := breakGlassRecords("race")
+		if err := s.CreateBreakGlass(ctx, r, g, events); err != nil {
+			t.Fatal(err)
+		}
+		var issued, refused atomic.Int32
+		var wg sync.WaitGroup
+		for i := range 100 {
+			wg.Go(func() {
+				if i == 50 {
+					e := app.AuditEvent{At: bgT0.Add(time.Minute), Actor: "U0BOB", Action: app.ActionGrantRevoked, Principal: g.Principal, RequestID: r.ID, GrantID: g.ID}
+					if err := s.EndGrant(ctx, g.ID, app.GrantRevoked, e); err != nil {
+						t.Error(err)
+					}
+					return
+				}
+				switch err := s.RecordIssuance(ctx, issuance(i, g)); {
+				case err == nil:
+					issued.Add(1)
+				case errors.Is(err, app.ErrGrantEnded):
+					refused.Add(1)
+				default:
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		trail, err := s.AuditEvents(ctx, r.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		revoked, tokens := false, 0
+		for _, e := range trail {
+			switch e.Action {
+			case app.ActionGrantRevoked:
+				revoked = true
+			case app.ActionTokenIssued:
+				tokens++
+				if revoked {
+					t.Fatalf("token issued for grant %s after its revocation: %s", g.ID, e.Reason)
+				}
+			}
+		}
+		if int32(tokens) != issued.Load() || issued.Load()+refused.Load() != 99 {
+			t.Errorf("%d issued, %d refused, %d token events", issued.Load(), refused.Load(), tokens)
+		}
+		if err := s.RecordIssuance(ctx, issuance(100, g)); !errors.Is(err, app.ErrGrantEnded) {
+			t.Errorf("issuance after the revocation: %v, want ErrGrantEnded", err)
+		}
+		if ok, err := s.Revoked(ctx, app.TokenRef{JTI: "x", GrantIDs: []string{g.ID}}, bgT0.Add(time.Minute)); !ok || err != nil {
+			t.Errorf("a token carrying the revoked grant: revoked %v, %v", ok, err)
+		}
+	})
+}
+
+// TestRevocationsSeenByAnotherProcess: a second store on the same database stands for a
+// replica (or `gatehouse` run against it). Its revocations reach this one's cache within
+// RevocationStaleness; this one's own are seen at once.
+func TestRevocationsSeenByAnotherProcess(t *testing.T) {
+	ForEachBackend(t, func(t *testing.T, b Backend) {
+		s, path := b.Open(t)
+		other, err := Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer other.Close()
+		ctx := context.Background()
+		now := bgT0
+		ref := app.TokenRef{JTI: "jti-other", SessionID: "ses-mine"}
+		if ok, err := s.Revoked(ctx, ref, now); ok || err != nil {
+			t.Fatalf("revoked before anything happened: %v, %v", ok, err)
+		}
+		revoked := app.Revocation{Kind: app.RevokedToken, Ref: "jti-other", At: now, Until: now.Add(time.Hour)}
+		if err := other.RevokeClientTokens(ctx, revoked, app.AuditEvent{At: now, Actor: "c", Action: app.ActionTokenRevoked, Source: app.SourceOIDC}); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		for {
+			ok, err := s.Revoked(ctx, ref, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok {
+				break
+			}
+			if time.Since(start) > 2*RevocationStaleness+time.Second {
+				t.Fatalf("another process's revocation not seen after %s", time.Since(start))
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Logf("another process's revocation seen after %s", time.Since(start).Round(time.Millisecond))
+		mine := app.TokenRef{JTI: "jti-2", SessionID: "ses-2"}
+		iss := issuance(1)
+		iss.SessionID = "ses-2"
+		iss.Refresh = &app.RefreshToken{Hash: "rt", SessionID: "ses-2", ClientID: "c", ExpiresAt: now.Add(time.Hour)}
+		if err := s.RecordIssuance(ctx, iss); err != nil {
+			t.Fatal(err)
+		}
+		s.Revoked(ctx, mine, now) // the cache is fresh now
+		if err := s.RevokeSession(ctx, "ses-2", now, now.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := s.Revoked(ctx, mine, now); !ok || err != nil {
+			t.Errorf("own session revocation not seen at once: %v, %v", ok, err)
+		}
+		if ok, _ := s.Revoked(ctx, mine, now.Add(2*time.Hour)); ok {
+			t.Error("a revocation is still held after every token it affects expired")
+		}
+	})
+}
+
+// TestAcknowledgedIssuancesSurviveSIGKILL runs issuances in a child process, which prints
+// each one the store acknowledged, kills it with SIGKILL mid-stream and checks that every
+// acknowledged issuance is in the audit trail, and the trail intact.
+func TestAcknowledgedIssuancesSurviveSIGKILL(t *testing.T) {
+	if path := os.Getenv("GATEHOUSE_ISSUE_UNTIL_KILLED"); path != "" {
+		issueUntilKilled(path)
+		return
+	}
+	path := filepath.Join(t.TempDir(), "gatehouse.db")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestAcknowledgedIssuancesSurviveSIGKILL$")
+	cmd.Env = append(os.Environ(), "GATEHOUSE_ISSUE_UNTIL_KILLED="+path)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	acked := map[string]bool{}
+	lines := bufio.NewScanner(out)
+	for len(acked) < 500 && lines.Scan() {
+		if jti, ok := strings.CutPrefix(lines.Text(), "ACK "); ok {
+			acked[jti] = true
+		}
+	}
+	cmd.Process.Kill() // SIGKILL: no deferred Close, no checkpoint
+	cmd.Wait()
+	if len(acked) < 500 {
+		t.Fatalf("the child acknowledged only %d issuances", len(acked))
+	}
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var recorded int
+	err = s.AuditExport(context.Background(), time.Time{}, func(e app.AuditEvent) error {
+		for _, field := range strings.Fields(e.Reason) {
+			if acked[field] {
+				delete(acked, field)
+			}
+		}
+		recorded++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(acked) > 0 {
+		t.Errorf("%d acknowledged issuances lost on SIGKILL", len(acked))
+	}
+	if v, err := s.VerifyAudit(context.Background()); err != nil || !v.OK() {
+		t.Errorf("audit after SIGKILL: %+v, %v", v, err)
+	}
+	t.Logf("%d issuances recorded before the kill", recorded)
+}
+
+func issueUntilKilled(path string) {
+	s, err := Open(path)
+	if err != nil {
+		fmt.Println("open:", err)
+		os.Exit(1)
+	}
+	var mu sync.Mutex
+	var n atomic.Int64
+	for range 8 {
+		go func() {
+			for {
+				i := int(n.Add(1))
+				if err := s.RecordIssuance(context.Background(), issuance(i)); err != nil {
+					fmt.Println("issue:", err)
+					os.Exit(1)
+				}
+				mu.Lock()
+				fmt.Printf("ACK jti-%d\n", i)
+				mu.Unlock()
+			}
+		}()
+	}
+	select {}
 }

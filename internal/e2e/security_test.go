@@ -33,9 +33,9 @@ var confidentialWebapp = withClients(`
 
 // browserCode signs U0ALICE in through clientID's browser flow (no role) and returns the
 // authorization code and the sign-in's PKCE verifier.
-func (g *gatehouse) browserCode(clientID string) (code string, w *webSignIn) {
+func (g *gatehouse) browserCode(clientID string, scopes ...string) (code string, w *webSignIn) {
 	g.t.Helper()
-	rp := g.client(clientID, "openid", "offline_access")
+	rp := g.client(clientID, scopes...)
 	rp.oauth.RedirectURL = webappRedirect
 	rp.oauth.Endpoint.AuthURL = rp.provider.Endpoint().AuthURL
 	w = &webSignIn{oauth: rp.oauth, verifier: oauth2.GenerateVerifier(), state: "st-" + randomWord(), nonce: "n-" + randomWord()}
@@ -68,7 +68,7 @@ func (g *gatehouse) exchange(code, verifier string) (int, map[string]any) {
 // client; failed exchanges do not burn the code; a replay revokes what the code issued.
 func TestCodeExchangeChecksFirstAndReplayRevokes(t *testing.T) {
 	g := startGatehouse(t, confidentialWebapp)
-	code, w := g.browserCode("webapp-confidential")
+	code, w := g.browserCode("webapp-confidential", "openid", "offline_access")
 
 	if status, out := g.exchange(code, ""); status != 400 || out["error"] != "invalid_request" {
 		t.Errorf("no code_verifier: %d %v, want invalid_request", status, out)

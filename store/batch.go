@@ -1,0 +1,183 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/gatehouse/gatehouse/app"
+)
+
+// maxBatch bounds how many writes share one transaction, so that a batch commits within a
+// few milliseconds even when many requests queue behind it.
+const maxBatch = 64
+
+// batchOp is one write of a group commit: it runs inside the batch's transaction and returns
+// the audit events it owes. An error from it undoes its own changes (a savepoint) and fails
+// only its caller; the other writes of the batch still commit.
+type batchOp func(tx *batchTx) ([]app.AuditEvent, error)
+
+type pendingOp struct {
+	op     batchOp
+	writes bool // the op itself writes (else it only reads and returns events): it needs a savepoint
+	err    error
+	done   chan struct{}
+}
+
+// committer is a group commit over the writer: concurrent callers queue their writes, one
+// goroutine runs whatever is queued in one transaction, and each caller returns once the
+// transaction holding its write committed. Under load many writes share a commit (and the
+// audit chain's head is moved once per batch); alone, a write waits for nobody.
+type committer struct {
+	stmts   *batchStatements
+	queue   chan *pendingOp
+	stopped chan struct{}
+}
+
+func newCommitter(stmts *batchStatements) *committer {
+	c := &committer{stmts: stmts, queue: make(chan *pendingOp, 4*maxBatch), stopped: make(chan struct{})}
+	go c.run()
+	return c
+}
+
+// errClosed: the store was closed before the write could be queued.
+var errClosed = errors.New("store: closed")
+
+// do queues op and waits until the transaction holding it committed or failed. writes
+// says whether op writes anything itself. If ctx ends first the write may still commit; do
+// then returns ctx's error.
+func (c *committer) do(ctx context.Context, writes bool, op batchOp) error {
+	p := &pendingOp{op: op, writes: writes, done: make(chan struct{})}
+	select {
+	case c.queue <- p:
+	case <-c.stopped:
+		return errClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-p.done:
+		return p.err
+	case <-c.stopped: // queued as the store closed: done by the last batch, or never
+		select {
+		case <-p.done:
+			return p.err
+		default:
+			return errClosed
+		}
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// close stops taking writes, commits those queued and returns when they are done.
+func (c *committer) close() {
+	c.queue <- nil // the stop mark: everything queued before it is committed
+	<-c.stopped
+}
+
+func (c *committer) run() {
+	defer close(c.stopped)
+	for {
+		first := <-c.queue
+		if first == nil {
+			return
+		}
+		batch := []*pendingOp{first}
+		stop := false
+	gather:
+		for len(batch) < maxBatch {
+			select {
+			case p := <-c.queue:
+				if p == nil {
+					stop = true
+					break gather
+				}
+				batch = append(batch, p)
+			default:
+				break gather
+			}
+		}
+		c.commit(batch)
+		if stop {
+			c.drain()
+			return
+		}
+	}
+}
+
+// drain fails whatever was queued after the stop mark by a caller racing close.
+func (c *committer) drain() {
+	for {
+		select {
+		case p := <-c.queue:
+			if p != nil {
+				p.err = errClosed
+				close(p.done)
+			}
+		default:
+			return
+		}
+	}
+}
+
+// apply runs one write of a batch, under a savepoint if it writes. Its own failure is
+// recorded in p; the error returned is the database's, and fails the batch.
+func (c *committer) apply(tx *batchTx, p *pendingOp) ([]app.AuditEvent, error) {
+	if !p.writes {
+		owed, err := p.op(tx)
+		if err != nil {
+			p.err = err
+			return nil, nil
+		}
+		return owed, nil
+	}
+	if _, err := tx.exec(stSavepoint); err != nil {
+		return nil, err
+	}
+	owed, err := p.op(tx)
+	if err != nil {
+		p.err = err
+		if _, err := tx.exec(stRollbackTo); err != nil {
+			return nil, err
+		}
+	}
+	_, err = tx.exec(stRelease)
+	return owed, err
+}
+
+// commit runs one batch in one transaction, each write under its own savepoint, then the
+// audit events of the writes that succeeded, then commits and wakes every caller.
+func (c *committer) commit(batch []*pendingOp) {
+	err := c.transaction(func(tx *batchTx) error {
+		var events []app.AuditEvent
+		for _, p := range batch {
+			owed, err := c.apply(tx, p)
+			if err != nil {
+				return err
+			}
+			events = append(events, owed...)
+		}
+		return tx.appendEvents(events)
+	})
+	for _, p := range batch {
+		if err != nil && p.err == nil {
+			p.err = fmt.Errorf("store: group commit: %w", err)
+		}
+		close(p.done)
+	}
+}
+
+// transaction runs f in one transaction on the writer and commits it, or rolls it back if f
+// fails.
+func (c *committer) transaction(f func(tx *batchTx) error) error {
+	tx, err := c.stmts.begin(context.Background())
+	if err != nil {
+		return err
+	}
+	if err := f(tx); err != nil {
+		tx.tx.Rollback()
+		return err
+	}
+	return tx.tx.Commit()
+}

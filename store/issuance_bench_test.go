@@ -1,0 +1,49 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gatehouse/gatehouse/app"
+)
+
+// BenchmarkRecordIssuance measures the write behind every token response, from 16
+// concurrent callers (the group commit's case): a token without a refresh token (client
+// credentials: one audit event), and a refresh (rotation in an open session plus the event).
+func BenchmarkRecordIssuance(b *testing.B) {
+	for _, rotate := range []bool{false, true} {
+		name := map[bool]string{false: "event", true: "rotation"}[rotate]
+		b.Run(name, func(b *testing.B) {
+			s, err := Open(filepath.Join(b.TempDir(), "gatehouse.db"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			ctx := context.Background()
+			var next atomic.Int64
+			b.SetParallelism(16)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				n := next.Add(1) << 32
+				session, prev := fmt.Sprintf("ses-%d", n), ""
+				for pb.Next() {
+					n++
+					iss := issuance(int(n))
+					if rotate {
+						hash := fmt.Sprintf("rt-%d", n)
+						iss.Refresh = &app.RefreshToken{Hash: hash, SessionID: session, ClientID: "c", ExpiresAt: bgT0.Add(time.Hour)}
+						iss.SessionID, iss.Replaces, prev = session, prev, hash
+					}
+					if err := s.RecordIssuance(ctx, iss); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
