@@ -60,6 +60,20 @@ func (s *Server) serveResponseURL(w http.ResponseWriter, r *http.Request) {
 	}
 
 	s.mu.Lock()
+	fault := s.takeFault(ResponseURLs)
+	s.mu.Unlock()
+	if fault != nil && fault.Delay > 0 {
+		select {
+		case <-time.After(fault.Delay):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	if fault != nil && fault.refuses() && !fault.Applied {
+		fault.write(w)
+		return
+	}
+	s.mu.Lock()
 	defer s.mu.Unlock()
 	ru := s.replies[r.PathValue("id")]
 	switch {
@@ -80,6 +94,10 @@ func (s *Server) serveResponseURL(w http.ResponseWriter, r *http.Request) {
 
 	if err := s.applyResponse("response_url", ru.user, ru.channel, ru.original, msg); err != nil {
 		writeAPIError(w, err)
+		return
+	}
+	if fault != nil && fault.refuses() {
+		fault.write(w)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"ok": true})

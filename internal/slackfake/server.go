@@ -110,8 +110,10 @@ type Server struct {
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced on every state change
 
-	calls map[string]int
-	rates map[string]*rateWindow
+	calls   map[string]int
+	rates   map[string]*rateWindow
+	faults  map[string][]*Fault
+	faulted map[string]int
 
 	users  map[string]userRecord
 	groups map[string][]string
@@ -153,6 +155,8 @@ func New(t testing.TB) *Server {
 		changed:      make(chan struct{}),
 		calls:        map[string]int{},
 		rates:        map[string]*rateWindow{},
+		faults:       map[string][]*Fault{},
+		faulted:      map[string]int{},
 		users:        map[string]userRecord{},
 		groups:       map[string][]string{},
 		dmByUser:     map[string]string{},

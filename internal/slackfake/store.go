@@ -30,6 +30,8 @@ type Message struct {
 	Updated int
 	// Ephemeral is true for a message only User sees.
 	Ephemeral bool
+	// Metadata is the app metadata the message was posted with, if any.
+	Metadata *slack.SlackMetadata
 }
 
 // AllText returns what a person reads in the message: its text and every
@@ -102,12 +104,13 @@ type storedMessage struct {
 	text                  string
 	blocks                []any // normalized Block Kit JSON
 	updated               int
+	metadata              *slack.SlackMetadata
 }
 
 func (m *storedMessage) public() Message {
 	return Message{
 		Channel: m.channel, TS: m.ts, ThreadTS: m.threadTS, User: m.user,
-		Text: m.text, Blocks: decodeBlocks(m.blocks), Updated: m.updated, Ephemeral: m.ephemeral,
+		Text: m.text, Blocks: decodeBlocks(m.blocks), Updated: m.updated, Ephemeral: m.ephemeral, Metadata: m.metadata,
 	}
 }
 
@@ -123,6 +126,9 @@ func (m *storedMessage) payload() map[string]any {
 	}
 	if m.updated > 0 {
 		out["edited"] = map[string]any{"user": BotUserID, "ts": m.ts}
+	}
+	if m.metadata != nil {
+		out["metadata"] = map[string]any{"event_type": m.metadata.EventType, "event_payload": m.metadata.EventPayload}
 	}
 	return out
 }

@@ -29,6 +29,7 @@ var methods = map[string]apiMethod{
 	"chat.update":           {BotToken, (*Server).chatUpdate},
 	"chat.postEphemeral":    {BotToken, (*Server).chatPostEphemeral},
 	"chat.delete":           {BotToken, (*Server).chatDelete},
+	"conversations.history": {BotToken, (*Server).conversationsHistory},
 	"conversations.open":    {BotToken, (*Server).conversationsOpen},
 	"views.open":            {BotToken, (*Server).viewsOpen},
 	"views.push":            {BotToken, (*Server).viewsPush},
@@ -117,9 +118,24 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("method")
 	s.mu.Lock()
 	s.calls[name]++
-	retry := s.rateLimited(name)
+	fault := s.takeFault(name)
+	retry := 0
+	if fault == nil {
+		retry = s.rateLimited(name)
+	}
 	s.mu.Unlock()
 
+	if fault != nil && fault.Delay > 0 {
+		select {
+		case <-time.After(fault.Delay):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	if fault != nil && fault.refuses() && !fault.Applied {
+		fault.write(w)
+		return
+	}
 	if retry > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(retry))
 		writeJSON(w, http.StatusTooManyRequests, map[string]any{"ok": false, "error": "ratelimited"})
@@ -141,6 +157,10 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out, apiErr := m.handle(s, p)
+	if fault != nil && fault.refuses() { // applied: done, but the app hears of a failure
+		fault.write(w)
+		return
+	}
 	if apiErr != nil {
 		writeAPIError(w, apiErr)
 		return
@@ -349,6 +369,10 @@ func (s *Server) chatPostMessage(p *params) (map[string]any, *apiError) {
 	if err := s.checkMessage("chat.postMessage", text, blocks); err != nil {
 		return nil, err
 	}
+	metadata, err := s.parseMetadata(p)
+	if err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ch, err := s.resolveChannel("chat.postMessage", p.str("channel"))
@@ -356,6 +380,7 @@ func (s *Server) chatPostMessage(p *params) (map[string]any, *apiError) {
 		return nil, err
 	}
 	m := s.post(ch, p.str("thread_ts"), text, blocks)
+	m.metadata = metadata
 	return map[string]any{"channel": ch, "ts": m.ts, "message": m.payload()}, nil
 }
 
