@@ -9,13 +9,13 @@ import (
 
 // BreakGlassStore records break-glass grants and their reviews.
 type BreakGlassStore interface {
-	// CreateBreakGlass stores a request that is approved from the start, its grant and their
-	// audit events, in one transaction.
-	CreateBreakGlass(ctx context.Context, r Request, g Grant, events []AuditEvent) error
+	// CreateBreakGlass stores a request that is approved from the start, its grant, their
+	// audit events and the deliveries they owe, in one transaction.
+	CreateBreakGlass(ctx context.Context, r Request, g Grant, events []AuditEvent, owed ...Delivery) error
 	// ReviewGrant marks a grant that needs review as reviewed by e.Actor at e.At and appends
 	// e, in one conditional write (only while the grant needs review); a grant that does not
-	// need review (any more) is ErrAlreadyReviewed.
-	ReviewGrant(ctx context.Context, id string, e AuditEvent) error
+	// need review (any more) is ErrAlreadyReviewed. The deliveries owed are added with it.
+	ReviewGrant(ctx context.Context, id string, e AuditEvent, owed ...Delivery) error
 }
 
 // Break-glass errors.
@@ -33,19 +33,22 @@ const ActionGrantReviewed = "grant.reviewed"
 
 // mayBreakGlass reports whether user may take role at once, without approval: the role is
 // break-glass and user is in its break_glass_users, directly or through a user group.
-func (s *Service) mayBreakGlass(ctx context.Context, role Role, user string) bool {
-	return role.BreakGlass && s.isAmong(ctx, role.BreakGlassUsers, user)
+func (s *Service) mayBreakGlass(ctx context.Context, role Role, user string) (bool, error) {
+	if !role.BreakGlass {
+		return false, nil
+	}
+	return s.isAmong(ctx, role.BreakGlassUsers, user)
 }
 
 // breakGlass gives user the role at once for duration: one transaction stores the request,
 // approved from the start with no decisions, and its grant, active from now and flagged as
-// needing review. In the background the role's channel gets the break-glass notice (with
-// the Reviewed button) and the user a DM. The input was checked by the caller.
-func (s *Service) breakGlass(ctx context.Context, user string, role Role, duration time.Duration, reason, source string) (Request, error) {
+// needing review. The role's channel is owed the break-glass notice (with the Reviewed
+// button) and the user a DM. The input was checked by the caller; key is as for RequestAccess.
+func (s *Service) breakGlass(ctx context.Context, user string, role Role, duration time.Duration, reason, source, key string) (Request, error) {
 	now := s.Now()
 	requester := User(user)
 	r := Request{
-		ID:        newID("req"),
+		ID:        requestID(key),
 		Requester: requester,
 		Role:      role.Name,
 		Duration:  duration,
@@ -67,38 +70,20 @@ func (s *Service) breakGlass(ctx context.Context, user string, role Role, durati
 		{At: now, Actor: user, Action: ActionGrantCreated, Principal: requester, RequestID: r.ID, GrantID: g.ID,
 			Reason: how + "; needs review", Source: source},
 	}
-	if err := s.Grants.CreateBreakGlass(ctx, r, g, events); err != nil {
+	err := s.Grants.CreateBreakGlass(ctx, r, g, events,
+		Delivery{Kind: DeliverMessage, RequestID: r.ID}, Delivery{Kind: DeliverOutcome, RequestID: r.ID})
+	if errors.Is(err, ErrConflict) { // the same action again
+		if taken, findErr := s.Store.Request(ctx, r.ID); findErr == nil && taken.Requester == requester {
+			return taken, nil
+		}
+	}
+	if err != nil {
 		return Request{}, fmt.Errorf("break glass: %w", err)
 	}
 	s.recorded(events...)
+	s.owed()
 	s.Log.Warn("break-glass access taken", "request_id", r.ID, "grant_id", g.ID, "role", r.Role, "user", user, "duration", duration)
-	s.inBackground(func(ctx context.Context) {
-		s.announceBreakGlass(ctx, r, g)
-		if err := s.Notifier.NotifyRequester(ctx, r, &g); err != nil {
-			s.Log.Error("telling requester failed", "request_id", r.ID, "err", err)
-		}
-	})
 	return r, nil
-}
-
-// announceBreakGlass posts the break-glass notice and remembers where. The grant stands
-// whether or not the notice could be posted: it still needs review. If the grant changed
-// before the notice was stored (revoked, reviewed), the notice is redrawn.
-func (s *Service) announceBreakGlass(ctx context.Context, r Request, g Grant) {
-	ref, err := s.Notifier.PostRequest(ctx, r, &g)
-	if err == nil {
-		err = s.Store.UpdateRequest(ctx, r.ID, func(cur Request) (RequestChange, error) {
-			cur.Message = ref
-			return RequestChange{Request: cur}, nil
-		})
-	}
-	if err != nil {
-		s.Log.Error("posting break-glass notice failed; the grant stands and needs review", "request_id", r.ID, "grant_id", g.ID, "err", err)
-		return
-	}
-	if cur, err := s.Grants.Grant(ctx, g.ID); err == nil && (cur.Status != g.Status || cur.NeedsReview != g.NeedsReview) {
-		s.refresh(ctx, r.ID)
-	}
 }
 
 // ReviewGrant records that user, an approver of the role, reviewed a break-glass grant:
@@ -124,7 +109,7 @@ func (s *Service) ReviewGrant(ctx context.Context, grantID, user, source string)
 	now := s.Now()
 	event := AuditEvent{At: now, Actor: user, Action: ActionGrantReviewed, Principal: g.Principal, RequestID: g.RequestID,
 		GrantID: g.ID, Reason: "break-glass use reviewed", Source: source}
-	if err := s.Grants.ReviewGrant(ctx, g.ID, event); err != nil {
+	if err := s.Grants.ReviewGrant(ctx, g.ID, event, Delivery{Kind: DeliverMessage, RequestID: g.RequestID}); err != nil {
 		if errors.Is(err, ErrAlreadyReviewed) {
 			if cur, gErr := s.Grants.Grant(ctx, g.ID); gErr == nil {
 				g = cur
@@ -135,7 +120,7 @@ func (s *Service) ReviewGrant(ctx context.Context, grantID, user, source string)
 	s.recorded(event)
 	s.Log.Info("break-glass grant reviewed", "grant_id", g.ID, "by", user)
 	g.NeedsReview, g.ReviewedBy, g.ReviewedAt = false, user, now
-	s.inBackground(func(ctx context.Context) { s.refresh(ctx, g.RequestID) })
+	s.owed()
 	return g, nil
 }
 
@@ -148,7 +133,11 @@ func (s *Service) mayReview(ctx context.Context, g Grant, user string) error {
 	if !ok {
 		return ErrUnknownRole
 	}
-	if !s.isApprover(ctx, role, user) {
+	approver, err := s.isApprover(ctx, role, user)
+	if err != nil {
+		return err
+	}
+	if !approver {
 		return ErrNotReviewer
 	}
 	return nil

@@ -2,7 +2,7 @@ package app
 
 import (
 	"context"
-	"hash/fnv"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -28,7 +28,7 @@ func (s *Service) CheckApprover(ctx context.Context, requestID, user string) (Re
 	if err := s.mayDecide(ctx, r, user); err != nil {
 		return r, err
 	}
-	if r.Status != StatusPending || !s.Now().Before(r.ExpiresAt) {
+	if r.Status != StatusPending || r.timeUp(s.Now()) {
 		return r, ErrNotPending
 	}
 	if r.decidedBy(user) {
@@ -69,54 +69,43 @@ func (s *Service) Decide(ctx context.Context, in DecisionInput) (Request, error)
 		}
 	}
 	now := s.Now()
-	if r.Status == StatusPending && !now.Before(r.ExpiresAt) {
+	if r.Status == StatusPending && r.timeUp(now) {
 		s.expireRequest(ctx, r.ID)
 		expired, _ := s.Store.Request(ctx, r.ID)
 		return expired, ErrNotPending
 	}
 	var (
 		after  Request
-		grant  *Grant
 		events []AuditEvent
 	)
 	err = s.Store.UpdateRequest(ctx, in.RequestID, func(r Request) (RequestChange, error) {
 		after = r // on a refusal, the request as it is
-		change, g, err := s.applyDecision(r, in, comment, extended, now)
+		change, err := s.applyDecision(r, in, comment, extended, now)
 		if err != nil {
 			return RequestChange{}, err
 		}
-		after, grant, events = change.Request, g, change.Events
+		after, events = change.Request, change.Events
 		return change, nil
 	})
 	if err != nil {
 		return after, err
 	}
 	s.recorded(events...)
+	s.owed()
 	s.Log.Info("decision recorded", "request_id", after.ID, "approver", in.Approver, "approve", in.Approve, "status", after.Status)
-	s.inBackground(func(ctx context.Context) {
-		s.refresh(ctx, after.ID)
-		if after.ExtendsGrantID != "" && grant != nil {
-			s.refresh(ctx, grant.RequestID) // the extended grant's own message shows its new end
-		}
-		if after.Status != StatusPending {
-			if err := s.Notifier.NotifyRequester(ctx, after, grant); err != nil {
-				s.Log.Error("telling requester failed", "request_id", after.ID, "err", err)
-			}
-		}
-	})
 	return after, nil
 }
 
 // applyDecision is in's effect on r, as of now: the decision, and the outcome it brings
-// (denied; approved with a new grant; approved extending extended). It returns the change
-// to write and the grant the request now names, if any.
-func (s *Service) applyDecision(r Request, in DecisionInput, comment string, extended Grant, now time.Time) (RequestChange, *Grant, error) {
+// (denied; approved with a new grant; approved extending extended), and the Slack effects
+// it owes. It returns the change to write.
+func (s *Service) applyDecision(r Request, in DecisionInput, comment string, extended Grant, now time.Time) (RequestChange, error) {
 	var grant *Grant
-	if r.Status != StatusPending || !now.Before(r.ExpiresAt) {
-		return RequestChange{}, nil, ErrNotPending
+	if r.Status != StatusPending || r.timeUp(now) {
+		return RequestChange{}, ErrNotPending
 	}
 	if r.decidedBy(in.Approver) {
-		return RequestChange{}, nil, ErrAlreadyDecided
+		return RequestChange{}, ErrAlreadyDecided
 	}
 	d := Decision{Approver: in.Approver, Approve: in.Approve, Comment: comment, At: now}
 	r.Decisions = append(r.Decisions, d)
@@ -158,7 +147,14 @@ func (s *Service) applyDecision(r Request, in DecisionInput, comment string, ext
 				RequestID: r.ID, GrantID: grant.ID, Reason: "approved by " + strings.Join(grant.ApprovedBy, ", "), Source: in.Source})
 	}
 	change.Request = r
-	return change, grant, nil
+	change.Deliveries = []Delivery{{Kind: DeliverMessage, RequestID: r.ID}}
+	if change.Extension != nil { // the extended grant's own message shows its new end
+		change.Deliveries = append(change.Deliveries, Delivery{Kind: DeliverMessage, RequestID: grant.RequestID})
+	}
+	if r.Status != StatusPending {
+		change.Deliveries = append(change.Deliveries, Delivery{Kind: DeliverOutcome, RequestID: r.ID})
+	}
+	return change, nil
 }
 
 // mayDecide checks that user may approve or deny r under the current policy: the role's
@@ -171,69 +167,46 @@ func (s *Service) mayDecide(ctx context.Context, r Request, user string) error {
 	if !ok {
 		return ErrUnknownRole
 	}
-	if !s.isAmong(ctx, requestApprovers(r, role), user) {
+	among, err := s.isAmong(ctx, requestApprovers(r, role), user)
+	if err != nil {
+		return err
+	}
+	if !among {
 		return ErrNotApprover
 	}
 	return nil
 }
 
 // isApprover reports whether user is one of the role's approvers, directly or through a
-// user group. A group that cannot be looked up counts as not containing the user.
-func (s *Service) isApprover(ctx context.Context, role Role, user string) bool {
+// user group (see isAmong).
+func (s *Service) isApprover(ctx context.Context, role Role, user string) (bool, error) {
 	return s.isAmong(ctx, role.Approvers, user)
 }
 
 // isAmong reports whether user is one of ids (user and user-group IDs), directly or through a
-// user group. A group that cannot be looked up counts as not containing the user.
-func (s *Service) isAmong(ctx context.Context, ids []string, user string) bool {
+// user group. A failed group look-up is no answer: if no other group contains the user, it
+// is ErrMembershipUnknown (the GroupResolver falls back on the membership it last knew).
+func (s *Service) isAmong(ctx context.Context, ids []string, user string) (bool, error) {
 	if slices.Contains(ids, user) {
-		return true
+		return true, nil
 	}
+	var failed error
 	for _, id := range ids {
 		if !groupIDPattern.MatchString(id) {
 			continue
 		}
 		members, err := s.Groups.GroupMembers(ctx, id)
 		if err != nil {
-			s.Log.Error("looking up user group failed", "group", id, "err", err)
+			s.Log.Warn("looking up user group failed", "group", id, "err", err)
+			failed = err
 			continue
 		}
 		if slices.Contains(members, user) {
-			return true
+			return true, nil
 		}
 	}
-	return false
+	if failed != nil {
+		return false, fmt.Errorf("%w: %w", ErrMembershipUnknown, failed)
+	}
+	return false, nil
 }
-
-// refresh redraws a request's message from its stored state. Redraws of one request are
-// serialised and always read the latest state, so an older redraw never lands last.
-func (s *Service) refresh(ctx context.Context, id string) {
-	h := fnv.New32a()
-	h.Write([]byte(id))
-	mu := &s.refreshing[h.Sum32()%uint32(len(s.refreshing))]
-	mu.Lock()
-	defer mu.Unlock()
-	r, err := s.Store.Request(ctx, id)
-	if err == nil && r.Message.TS != "" {
-		var g *Grant
-		if r.GrantID != "" {
-			found, gErr := s.Grants.Grant(ctx, r.GrantID)
-			if gErr != nil {
-				err = gErr
-			}
-			g = &found
-		}
-		if err == nil {
-			err = s.Notifier.UpdateRequest(ctx, r, g)
-		}
-	}
-	if err != nil {
-		s.Log.Error("updating approval message failed", "request_id", id, "err", err)
-	}
-	if r.ID != "" {
-		s.refreshHomes(ctx, r)
-	}
-}
-
-// backgroundTimeout bounds one background notification, Slack retries included.
-const backgroundTimeout = 2 * time.Minute

@@ -55,7 +55,7 @@ func (s *Service) ExtendGrant(ctx context.Context, grantID, user string, in Requ
 		return Request{}, &InputError{Problems: []FieldProblem{{Field: FieldDuration, Message: fmt.Sprintf(
 			"This grant already ends at the latest %s allows: %s from its first approval.", role.Name, FormatDuration(role.MaxDuration))}}}
 	}
-	r := s.newRequest(g.Principal, role, duration, reason)
+	r := s.newRequest(g.Principal, role, duration, reason, in.Key)
 	r.ExtendsGrantID = g.ID
 	return s.file(ctx, r, role, source)
 }

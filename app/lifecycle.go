@@ -33,7 +33,7 @@ func (s *Service) Sweep(ctx context.Context) error {
 	for _, g := range grants {
 		event := AuditEvent{At: now, Actor: SystemActor, Action: ActionGrantExpired, Principal: g.Principal, RequestID: g.RequestID,
 			GrantID: g.ID, Reason: "its time was up", Source: SourceSystem}
-		err := s.Grants.EndGrant(ctx, g.ID, GrantExpired, event)
+		err := s.Grants.EndGrant(ctx, g.ID, GrantExpired, event, grantEndedDeliveries(g)...)
 		if errors.Is(err, ErrNotPending) {
 			continue // revoked meanwhile
 		}
@@ -41,8 +41,7 @@ func (s *Service) Sweep(ctx context.Context) error {
 			return fmt.Errorf("sweep: %w", err)
 		}
 		s.recorded(event)
-		g.Status, g.EndedBy, g.EndReason = GrantExpired, SystemActor, event.Reason
-		s.inBackground(func(ctx context.Context) { s.grantEnded(ctx, g) })
+		s.owed()
 	}
 	due, err := s.Store.DueRequests(ctx, now, sweepBatch)
 	if err != nil {
@@ -54,18 +53,19 @@ func (s *Service) Sweep(ctx context.Context) error {
 	return nil
 }
 
-// expireRequest ends a pending request whose time is up, with one conditional write, then
-// redraws its message and tells the requester. A request decided meanwhile is left alone.
+// expireRequest ends a pending request whose time is up, with one conditional write that
+// owes its message redrawn and its requester told. A request decided meanwhile is left alone.
 func (s *Service) expireRequest(ctx context.Context, id string) {
 	now := s.Now()
 	var change RequestChange
 	err := s.Store.UpdateRequest(ctx, id, func(r Request) (RequestChange, error) {
-		if r.Status != StatusPending || now.Before(r.ExpiresAt) {
+		if r.Status != StatusPending || !r.timeUp(now) {
 			return RequestChange{}, ErrNotPending
 		}
 		r.Status, r.DecidedAt = StatusExpired, now
 		change = RequestChange{Request: r, Events: []AuditEvent{{At: now, Actor: SystemActor, Action: ActionRequestExpired,
-			Principal: r.Requester, RequestID: r.ID, Reason: "not decided in time", Source: SourceSystem}}}
+			Principal: r.Requester, RequestID: r.ID, Reason: "not decided in time", Source: SourceSystem}},
+			Deliveries: []Delivery{{Kind: DeliverMessage, RequestID: r.ID}, {Kind: DeliverOutcome, RequestID: r.ID}}}
 		return change, nil
 	})
 	if errors.Is(err, ErrNotPending) {
@@ -76,13 +76,8 @@ func (s *Service) expireRequest(ctx context.Context, id string) {
 		return
 	}
 	s.recorded(change.Events...)
+	s.owed()
 	s.Log.Info("request expired", "request_id", id)
-	s.inBackground(func(ctx context.Context) {
-		s.refresh(ctx, id)
-		if err := s.Notifier.NotifyRequester(ctx, change.Request, nil); err != nil {
-			s.Log.Error("telling requester failed", "request_id", id, "err", err)
-		}
-	})
 }
 
 // followUps returns when a request for the role filed at filed is due a reminder and an
@@ -135,14 +130,12 @@ var errNotDue = errors.New("no reminder or escalation due")
 
 // followUp reminds the undecided approvers of a pending request, escalates it, or both, as
 // they fall due. One conditional write clears what is done and records it, so two sweepers
-// never remind or escalate twice; the thread replies (and, on escalation, the redraw that
-// names who it was escalated to) follow in the background, at most once: a reply Slack
-// refuses is logged, not retried. A request decided or expired meanwhile, or not posted yet,
-// is left alone.
+// never remind or escalate twice; the same write owes the thread replies (and, on
+// escalation, the redraw that names who it was escalated to). A request decided or expired
+// meanwhile, or not posted yet, is left alone.
 func (s *Service) followUp(ctx context.Context, id string) {
 	now := s.Now()
 	var (
-		after      Request
 		reminded   []string // who was reminded
 		escalation bool     // whether it was escalated now
 		escalated  []string // who of its escalate_to may decide it
@@ -150,7 +143,7 @@ func (s *Service) followUp(ctx context.Context, id string) {
 	)
 	err := s.Store.UpdateRequest(ctx, id, func(r Request) (RequestChange, error) {
 		reminded, escalation, escalated, events = nil, false, nil, nil
-		if r.Status != StatusPending || !now.Before(r.ExpiresAt) {
+		if r.Status != StatusPending || r.timeUp(now) {
 			return RequestChange{}, ErrNotPending
 		}
 		remind := !r.RemindAt.IsZero() && !now.Before(r.RemindAt)
@@ -180,8 +173,17 @@ func (s *Service) followUp(ctx context.Context, id string) {
 					RequestID: r.ID, Reason: "escalated to " + strings.Join(role.EscalateTo, ", "), Source: SourceSystem})
 			}
 		}
-		after = r
-		return RequestChange{Request: r, Events: events}, nil
+		change := RequestChange{Request: r, Events: events}
+		if len(reminded) > 0 {
+			change.Deliveries = append(change.Deliveries, Delivery{Kind: DeliverReminder, RequestID: r.ID, Approvers: reminded})
+		}
+		if escalation {
+			change.Deliveries = append(change.Deliveries, Delivery{Kind: DeliverMessage, RequestID: r.ID})
+			if len(escalated) > 0 {
+				change.Deliveries = append(change.Deliveries, Delivery{Kind: DeliverEscalation, RequestID: r.ID, Approvers: escalated})
+			}
+		}
+		return change, nil
 	})
 	if errors.Is(err, ErrNotPending) || errors.Is(err, errNotDue) {
 		return
@@ -197,20 +199,5 @@ func (s *Service) followUp(ctx context.Context, id string) {
 	if escalation {
 		s.Log.Info("request escalated", "request_id", id, "to", strings.Join(escalated, ","))
 	}
-	s.inBackground(func(ctx context.Context) {
-		if len(reminded) > 0 {
-			if err := s.Notifier.RemindApprovers(ctx, after, reminded); err != nil {
-				s.Log.Error("reminding approvers failed", "request_id", id, "err", err)
-			}
-		}
-		if escalation {
-			s.refresh(ctx, id)
-			if len(escalated) == 0 {
-				return
-			}
-			if err := s.Notifier.AnnounceEscalation(ctx, after, escalated); err != nil {
-				s.Log.Error("announcing escalation failed", "request_id", id, "err", err)
-			}
-		}
-	})
+	s.owed()
 }

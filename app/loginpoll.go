@@ -109,7 +109,7 @@ func (s *Service) loginProgress(ctx context.Context, l Login) (progress, error) 
 		case StatusExpired:
 			return progress{ErrLoginExpired, fmt.Sprintf("request %s for %s expired before it was decided", r.ID, r.Role), nil}, nil
 		case StatusPending:
-			if !s.Now().Before(r.ExpiresAt) {
+			if r.timeUp(s.Now()) {
 				return progress{ErrLoginExpired, fmt.Sprintf("request %s for %s expired before it was decided", r.ID, r.Role), nil}, nil
 			}
 			role, _ := s.Policy.Role(r.Role)

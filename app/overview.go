@@ -34,7 +34,7 @@ func (s *Service) Overview(ctx context.Context, user string) (Overview, error) {
 	now := s.Now()
 	for _, r := range pending {
 		switch {
-		case !now.Before(r.ExpiresAt):
+		case r.timeUp(now):
 			// expired; the sweeper is about to say so
 		case r.Requester == User(user):
 			o.Pending = append(o.Pending, r)
@@ -62,7 +62,7 @@ func (s *Service) concerned(ctx context.Context, r Request) []string {
 		}
 		members, err := s.Groups.GroupMembers(ctx, id)
 		if err != nil {
-			s.Log.Error("looking up approver group failed", "group", id, "err", err)
+			s.Log.Warn("looking up approver group failed", "group", id, "err", err)
 			continue
 		}
 		users = append(users, members...)

@@ -65,6 +65,13 @@ type Request struct {
 	EscalateAt        time.Time  // when to escalate to the role's escalate_to; zero when none is due (any more)
 	Escalated         bool       // the role's escalate_to may decide it too
 	ExtendsGrantID    string     // set for an extension: approving it moves that grant's end out
+	NotifyWhenPosted  bool       // the requester was told it is saved and is owed a DM once it is posted
+}
+
+// timeUp reports whether a pending request's time to be decided is over at now. That time
+// counts from the moment it was posted: a request its approvers have not seen never expires.
+func (r Request) timeUp(now time.Time) bool {
+	return r.Message.TS != "" && !now.Before(r.ExpiresAt)
 }
 
 // Approvers returns the IDs of those who approved, in order.
@@ -175,6 +182,7 @@ type RequestInput struct {
 	Role     string
 	Duration string // Go syntax: 30m, 2h, 1h30m; empty means the role's default
 	Reason   string
+	Key      string // optional: identifies the person's action (a Slack trigger ID), so that filing it again files nothing new
 }
 
 // MaxTextLength bounds reasons and comments, in characters.

@@ -5,14 +5,13 @@ import (
 	"crypto/rand"
 	"encoding/base32"
 	"log/slog"
-	"sync"
 	"time"
 )
 
 // RequestStore keeps requests, their decisions, the grants they become and the audit trail.
 type RequestStore interface {
-	// CreateRequest stores a new request and its creation event.
-	CreateRequest(ctx context.Context, r Request, e AuditEvent) error
+	// CreateRequest stores a new request, its creation event and the deliveries it owes.
+	CreateRequest(ctx context.Context, r Request, e AuditEvent, owed ...Delivery) error
 	// Request returns the request with its decisions, or ErrNotFound.
 	Request(ctx context.Context, id string) (Request, error)
 	// UpdateRequest reads the request, lets update decide the change, and writes it with one
@@ -31,11 +30,12 @@ type RequestStore interface {
 
 // RequestChange is what UpdateRequest writes atomically.
 type RequestChange struct {
-	Request   Request         // the request's new state
-	Decision  *Decision       // a decision to add, if any
-	Grant     *Grant          // a grant to create, if any
-	Extension *GrantExtension // an extension to apply to an active grant, if any
-	Events    []AuditEvent    // audit events to append
+	Request    Request         // the request's new state
+	Decision   *Decision       // a decision to add, if any
+	Grant      *Grant          // a grant to create, if any
+	Extension  *GrantExtension // an extension to apply to an active grant, if any
+	Events     []AuditEvent    // audit events to append
+	Deliveries []Delivery      // Slack effects the change owes, kept until delivered
 }
 
 // GrantExtension moves an active grant's end out. It applies only if the grant is still
@@ -52,17 +52,25 @@ type GroupResolver interface {
 	GroupMembers(ctx context.Context, groupID string) ([]string, error)
 }
 
-// Notifier tells people about requests. Slack is one implementation.
+// Notifier tells people about requests. Slack is one implementation. Its errors are
+// *DeliveryError where it can tell transient from permanent.
 type Notifier interface {
-	// PostRequest shows a new request to its approvers and says where; with a break-glass
-	// grant, it is the loud notice that r's requester took it, with a way to review it.
+	// PostRequest shows a new request to its approvers and says where, tagging the message
+	// with the request ID; with a break-glass grant, it is the loud notice that r's
+	// requester took it, with a way to review it.
 	PostRequest(ctx context.Context, r Request, grant *Grant) (MessageRef, error)
+	// FindRequestMessage finds the message PostRequest posted for r by its tag, or ErrNotFound.
+	FindRequestMessage(ctx context.Context, r Request) (MessageRef, error)
 	// UpdateRequest redraws the request's approval message from its current state and, once
 	// approved, its grant's.
 	UpdateRequest(ctx context.Context, r Request, grant *Grant) error
 	// NotifyRequester tells the requester how their request ended (grant is nil unless
 	// approved) or, when the grant is no longer active, how the grant ended.
 	NotifyRequester(ctx context.Context, r Request, grant *Grant) error
+	// NotifyPosted tells a requester who was told their request was saved that it is posted.
+	NotifyPosted(ctx context.Context, r Request) error
+	// NotifyStuck tells the requester their saved request cannot be posted, and why.
+	NotifyStuck(ctx context.Context, r Request, problem string) error
 	// RefreshHomes redraws the App Home of those users who look at it, with their overview.
 	RefreshHomes(ctx context.Context, users []string, overview func(user string) (Overview, error)) error
 	// RemindApprovers reminds the approvers (user and user-group IDs) who have not decided the
@@ -79,11 +87,13 @@ type Deps struct {
 	Store    RequestStore
 	Grants   GrantStore
 	Logins   LoginStore
+	Outbox   Outbox
 	Notifier Notifier
 	Groups   GroupResolver
-	Metrics  Metrics          // optional
+	Metrics  Metrics          // optional; may also implement DeliveryMetrics
 	Now      func() time.Time // defaults to time.Now
 	Log      *slog.Logger     // defaults to slog.Default()
+	Delivery DeliveryOptions
 }
 
 // Metrics counts what happened, from the audit events each state change records.
@@ -102,10 +112,7 @@ func (s *Service) recorded(events ...AuditEvent) {
 // decision is made here; adapters only translate.
 type Service struct {
 	Deps
-	background sync.WaitGroup
-	stopped    context.Context // cancelled by Shutdown once its grace period is over
-	stop       context.CancelFunc
-	refreshing [64]sync.Mutex // serialises redraws of one request's message, striped by ID
+	delivery *deliverer
 }
 
 // NewService returns a Service using d.
@@ -116,35 +123,11 @@ func NewService(d Deps) *Service {
 	if d.Log == nil {
 		d.Log = slog.Default()
 	}
-	stopped, stop := context.WithCancel(context.Background())
-	return &Service{Deps: d, stopped: stopped, stop: stop}
+	return &Service{Deps: d, delivery: newDeliverer(d.Delivery)}
 }
 
-// Wait blocks until the notifications the service sent in the background are done.
-func (s *Service) Wait() { s.background.Wait() }
-
-// Shutdown waits up to grace for the background notifications, then cancels those still
-// running (a Slack retry, say) and waits for them to return.
-func (s *Service) Shutdown(grace time.Duration) {
-	done := make(chan struct{})
-	go func() { s.background.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(grace):
-		s.Log.Warn("cancelling notifications still running at shutdown")
-		s.stop()
-		<-done
-	}
-}
-
-// inBackground runs f after the caller has answered, so Slack round trips never delay an ack.
-func (s *Service) inBackground(f func(ctx context.Context)) {
-	s.background.Go(func() {
-		ctx, cancel := context.WithTimeout(s.stopped, backgroundTimeout)
-		defer cancel()
-		f(ctx)
-	})
-}
+// owed tells the delivery loop that a committed change owes Slack something.
+func (s *Service) owed() { s.delivery.kick() }
 
 var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
 

@@ -38,7 +38,12 @@ func (r *recorder) PostRequest(_ context.Context, req app.Request, g *app.Grant)
 	r.posted = append(r.posted, req)
 	return app.MessageRef{Channel: "C0APPROVALS", TS: "1.000" + req.ID}, nil
 }
+func (r *recorder) FindRequestMessage(context.Context, app.Request) (app.MessageRef, error) {
+	return app.MessageRef{}, app.ErrNotFound
+}
 func (r *recorder) UpdateRequest(context.Context, app.Request, *app.Grant) error { return nil }
+func (r *recorder) NotifyPosted(context.Context, app.Request) error              { return nil }
+func (r *recorder) NotifyStuck(context.Context, app.Request, string) error       { return nil }
 func (r *recorder) RemindApprovers(_ context.Context, _ app.Request, approvers []string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -98,7 +103,7 @@ func newFixture(t *testing.T, roles ...app.Role) *fixture {
 	f := &fixture{store: db, clock: newClock(time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)), notes: &recorder{}}
 	f.svc = app.NewService(app.Deps{
 		Policy: app.Policy{ApprovalsChannel: "C0APPROVALS", Roles: roles}.WithDefaults(),
-		Store:  db, Grants: db, Logins: db, Notifier: f.notes, Groups: groups{"S0DBA": {"U0DAVE"}}, Now: f.clock.Now,
+		Store:  db, Grants: db, Logins: db, Outbox: db, Notifier: f.notes, Groups: groups{"S0DBA": {"U0DAVE"}}, Now: f.clock.Now,
 	})
 	t.Cleanup(f.svc.Wait)
 	return f
@@ -254,6 +259,7 @@ func TestDecisionRefusals(t *testing.T) {
 func TestPendingRequestExpires(t *testing.T) {
 	f := newFixture(t)
 	r := f.request(t)
+	f.svc.Wait()               // posted
 	f.clock.Advance(time.Hour) // request_ttl
 	after, err := f.decide("U0BOB", r, true, "")
 	if !errors.Is(err, app.ErrNotPending) || after.Status != app.StatusExpired {
@@ -292,14 +298,33 @@ func TestConcurrentApprovalsGrantOnce(t *testing.T) {
 	}
 }
 
-func TestUnpostableRequestIsCancelled(t *testing.T) {
+// Slack being unreachable never cancels a request: it stays saved, does not expire while its
+// approvers cannot see it, and is posted once Slack answers, its request_ttl counted from then.
+func TestUnpostedRequestWaitsForSlack(t *testing.T) {
 	f := newFixture(t)
-	f.notes.postErr = errors.New("channel_not_found")
+	f.notes.postErr = &app.DeliveryError{Method: "chat.postMessage", Code: "http_503"}
 	r := f.request(t)
 	f.svc.Wait()
+	f.clock.Advance(2 * time.Hour) // past request_ttl from filing
+	if err := f.svc.Sweep(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	f.svc.Wait()
 	got, _ := f.store.Request(context.Background(), r.ID)
-	if got.Status != app.StatusCancelled || len(f.notes.told) != 1 {
-		t.Errorf("status %s, told %d; want cancelled and the requester told", got.Status, len(f.notes.told))
+	if got.Status != app.StatusPending || len(f.notes.told) != 0 || len(f.notes.posted) != 0 {
+		t.Fatalf("while Slack fails: status %s, told %d, posted %d; want pending, nothing said", got.Status, len(f.notes.told), len(f.notes.posted))
+	}
+	f.notes.mu.Lock()
+	f.notes.postErr = nil
+	f.notes.mu.Unlock()
+	f.clock.Advance(10 * time.Minute) // past any backoff
+	f.svc.Wait()
+	got, _ = f.store.Request(context.Background(), r.ID)
+	if got.Message.TS == "" || len(f.notes.posted) != 1 || !got.ExpiresAt.Equal(f.clock.Now().Add(time.Hour)) {
+		t.Fatalf("after Slack came back: %+v, posted %d; want posted once, open for request_ttl from now", got, len(f.notes.posted))
+	}
+	if _, err := f.decide("U0BOB", r, true, ""); err != nil {
+		t.Errorf("deciding the posted request: %v", err)
 	}
 }
 

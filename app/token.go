@@ -21,8 +21,9 @@ type GrantStore interface {
 	// Grant returns one grant, or ErrNotFound.
 	Grant(ctx context.Context, id string) (Grant, error)
 	// EndGrant moves an active grant to status (revoked or expired), recording who ended it,
-	// why, and the event, in one conditional write; a grant no longer active is ErrNotPending.
-	EndGrant(ctx context.Context, id string, status GrantStatus, e AuditEvent) error
+	// why, the event and the deliveries owed, in one conditional write; a grant no longer
+	// active is ErrNotPending.
+	EndGrant(ctx context.Context, id string, status GrantStatus, e AuditEvent, owed ...Delivery) error
 	// ExpiredGrants returns up to limit grants still active whose time is up at now.
 	ExpiredGrants(ctx context.Context, now time.Time, limit int) ([]Grant, error)
 	BreakGlassStore
@@ -260,7 +261,11 @@ func (s *Service) RevokeGrant(ctx context.Context, grantID, user, reason, source
 	if err != nil {
 		return Grant{}, err
 	}
-	if !s.mayRevoke(ctx, g, user) {
+	may, err := s.mayRevoke(ctx, g, user)
+	if err != nil {
+		return g, err
+	}
+	if !may {
 		return g, ErrNotAllowed
 	}
 	now := s.Now()
@@ -269,35 +274,32 @@ func (s *Service) RevokeGrant(ctx context.Context, grantID, user, reason, source
 	}
 	event := AuditEvent{At: now, Actor: user, Action: ActionGrantRevoked, Principal: g.Principal, RequestID: g.RequestID,
 		GrantID: g.ID, Reason: reason, Source: source}
-	if err := s.Grants.EndGrant(ctx, g.ID, GrantRevoked, event); err != nil {
+	if err := s.Grants.EndGrant(ctx, g.ID, GrantRevoked, event, grantEndedDeliveries(g)...); err != nil {
 		return g, err
 	}
 	s.recorded(event)
+	s.owed()
 	s.Log.Info("grant revoked", "grant_id", g.ID, "by", user, "reason", reason)
 	g.Status, g.EndedBy, g.EndReason = GrantRevoked, user, reason
-	s.inBackground(func(ctx context.Context) { s.grantEnded(ctx, g) })
 	return g, nil
 }
 
-// grantEnded redraws the approval message of a grant that ended and tells its holder.
-func (s *Service) grantEnded(ctx context.Context, g Grant) {
-	s.refresh(ctx, g.RequestID)
-	r, err := s.Store.Request(ctx, g.RequestID)
-	if err == nil {
-		err = s.Notifier.NotifyRequester(ctx, r, &g)
-	}
-	if err != nil {
-		s.Log.Error("telling the holder about the grant's end failed", "grant_id", g.ID, "err", err)
-	}
+// grantEndedDeliveries are what the end of a grant owes: its approval message redrawn and
+// its holder told.
+func grantEndedDeliveries(g Grant) []Delivery {
+	return []Delivery{{Kind: DeliverMessage, RequestID: g.RequestID}, {Kind: DeliverGrantEnded, RequestID: g.RequestID, GrantID: g.ID}}
 }
 
 // mayRevoke: the holder, an approver of the grant's role, or an admin.
-func (s *Service) mayRevoke(ctx context.Context, g Grant, user string) bool {
+func (s *Service) mayRevoke(ctx context.Context, g Grant, user string) (bool, error) {
 	if g.Principal == User(user) || slices.Contains(s.Policy.Admins, user) {
-		return true
+		return true, nil
 	}
 	role, ok := s.Policy.Role(g.Role)
-	return ok && s.isApprover(ctx, role, user)
+	if !ok {
+		return false, nil
+	}
+	return s.isApprover(ctx, role, user)
 }
 
 // IssuanceEvents are the audit events of an access token handed to a client: one per grant

@@ -171,7 +171,7 @@ func requesterMessage(r app.Request, g *app.Grant) string {
 	case app.StatusExpired:
 		return fmt.Sprintf("*Expired*: %s was not decided in time.", what)
 	case app.StatusCancelled:
-		return fmt.Sprintf("*Cancelled*: %s could not be posted to the approvers, so it was cancelled. Please tell your Gatehouse admins.", what)
+		return fmt.Sprintf("*Cancelled*: %s was cancelled: the sign-in it was filed for did not go ahead.", what)
 	}
 	return fmt.Sprintf("%s is waiting for approval.", what)
 }
@@ -192,7 +192,7 @@ func (b *Bot) onDecisionButton(ctx context.Context, cb slack.InteractionCallback
 	err = retry(ctx, func() error { _, err := b.api.OpenViewContext(ctx, cb.TriggerID, view); return err })
 	if err != nil {
 		b.log.Error("slack: opening decision modal failed", "request_id", r.ID, "err", err)
-		b.reply(ctx, cb.ResponseURL, "Slack did not let me open the form in time. Please click again.")
+		b.reply(ctx, cb.ResponseURL, formProblem(err, "please click again."))
 	}
 }
 

@@ -35,6 +35,7 @@ type Service interface {
 	Overview(ctx context.Context, user string) (app.Overview, error)
 	CheckExtend(ctx context.Context, grantID, user string) (app.Grant, app.Role, error)
 	ExtendGrant(ctx context.Context, grantID, user string, in app.RequestInput, source string) (app.Request, error)
+	AwaitPosted(ctx context.Context, requestID string, wait time.Duration) (bool, error)
 }
 
 // Bot runs the Socket Mode connection and answers every envelope.

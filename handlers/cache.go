@@ -26,6 +26,8 @@ func newLookupCache[V any](ttl time.Duration, now func() time.Time) *lookupCache
 }
 
 // get returns the value for key, calling fetch when it is missing or older than the TTL.
+// While fetch fails, the last value fetched, however old, stands in for the answer: Slack
+// being unreachable is no reason to forget what it said.
 func (c *lookupCache[V]) get(ctx context.Context, key string, fetch func(ctx context.Context) (V, error)) (V, error) {
 	c.mu.Lock()
 	e, ok := c.entries[key]
@@ -35,6 +37,9 @@ func (c *lookupCache[V]) get(ctx context.Context, key string, fetch func(ctx con
 	}
 	v, err := fetch(ctx)
 	if err != nil {
+		if ok {
+			return e.value, nil
+		}
 		return v, err
 	}
 	c.mu.Lock()

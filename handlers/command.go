@@ -84,24 +84,16 @@ func (b *Bot) requestFromText(ctx context.Context, cmd slack.SlashCommand, in ap
 		b.reply(ctx, cmd.ResponseURL, userMessage(err)+" Nothing was requested. Try `/access help`.")
 		return
 	}
+	in.Key = cmd.TriggerID // a command finished again after a restart files nothing new
 	r, err := b.svc.RequestAccess(ctx, app.User(cmd.UserID), in, app.SourceSlack)
 	if err != nil {
-		b.log.Error("filing request failed", "user", cmd.UserID, "err", err)
+		if !isRefusal(err) {
+			b.log.Error("filing request failed", "user", cmd.UserID, "err", err)
+		}
 		b.reply(ctx, cmd.ResponseURL, userMessage(err))
 		return
 	}
-	b.reply(ctx, cmd.ResponseURL, b.filedText(r))
-}
-
-// filedText confirms a filed request to its requester.
-func (b *Bot) filedText(r app.Request) string {
-	role, _ := b.policy.Role(r.Role)
-	text := fmt.Sprintf("Request `%s` for *%s* (%s) is waiting for approval in <#%s>. You'll get a DM when it is decided.",
-		r.ID, r.Role, app.FormatDuration(r.Duration), b.policy.ChannelFor(role))
-	if role.BreakGlass {
-		return breakGlassFiledText(r, b.policy.ChannelFor(role), text)
-	}
-	return text
+	b.reply(ctx, cmd.ResponseURL, b.filedText(ctx, r, postWaitCommand))
 }
 
 // cutWord splits off the first word of s; the rest keeps its inner spacing.
@@ -119,7 +111,7 @@ func (b *Bot) openRequestModal(ctx context.Context, cmd slack.SlashCommand, in a
 	err := retry(ctx, func() error { _, err := b.api.OpenViewContext(ctx, cmd.TriggerID, view); return err })
 	if err != nil {
 		b.log.Error("slack: opening request modal failed", "user", cmd.UserID, "err", err)
-		b.reply(ctx, cmd.ResponseURL, "Slack did not let me open the form in time. Please run the command again.")
+		b.reply(ctx, cmd.ResponseURL, formProblem(err, "please run the command again."))
 	}
 }
 
@@ -229,17 +221,20 @@ func (b *Bot) onRequestSubmit(ctx context.Context, cb slack.InteractionCallback)
 		Role:     inputValue(cb.View.State, blockRole),
 		Duration: inputValue(cb.View.State, blockDuration),
 		Reason:   inputValue(cb.View.State, blockReason),
+		Key:      cb.View.ID, // one request per form, however often it is submitted
 	}
 	r, err := b.svc.RequestAccess(ctx, app.User(cb.User.ID), in, app.SourceSlack)
 	if err != nil {
 		var input *app.InputError
 		if !errors.As(err, &input) {
-			b.log.Error("filing request failed", "user", cb.User.ID, "err", err)
+			if !isRefusal(err) {
+				b.log.Error("filing request failed", "user", cb.User.ID, "err", err)
+			}
 			return slack.NewErrorsViewSubmissionResponse(map[string]string{blockReason: userMessage(err)})
 		}
 		return fieldErrors(input)
 	}
-	return outcomeView(filedTitle(r), b.filedText(r))
+	return outcomeView(filedTitle(r), b.filedText(ctx, r, postWaitSubmission))
 }
 
 // onInteractionFunc returns the work for a button click, a form change or a submission.

@@ -72,6 +72,7 @@ func (b *Bot) onExtendSubmit(ctx context.Context, cb slack.InteractionCallback) 
 	r, err := b.svc.ExtendGrant(ctx, cb.View.PrivateMetadata, cb.User.ID, app.RequestInput{
 		Duration: inputValue(cb.View.State, blockDuration),
 		Reason:   inputValue(cb.View.State, blockReason),
+		Key:      cb.View.ID,
 	}, app.SourceSlack)
 	var input *app.InputError
 	if errors.As(err, &input) {
@@ -83,5 +84,5 @@ func (b *Bot) onExtendSubmit(ctx context.Context, cb slack.InteractionCallback) 
 		}
 		return outcomeView("Extend access", userMessage(err))
 	}
-	return outcomeView("Extension requested", b.filedText(r))
+	return outcomeView("Extension requested", b.filedText(ctx, r, postWaitSubmission))
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/slack-go/slack"
 
@@ -31,7 +32,7 @@ func (b *Bot) onLogin(ctx context.Context, cmd slack.SlashCommand, code string) 
 	err = retry(ctx, func() error { _, err := b.api.OpenViewContext(ctx, cmd.TriggerID, view); return err })
 	if err != nil {
 		b.log.Error("slack: opening login modal failed", "user", cmd.UserID, "err", err)
-		b.reply(ctx, cmd.ResponseURL, "Slack did not let me open the form in time. Please run the command again.")
+		b.reply(ctx, cmd.ResponseURL, formProblem(err, "please run the command again."))
 	}
 }
 
@@ -108,7 +109,7 @@ func (b *Bot) onLoginSubmit(ctx context.Context, cb slack.InteractionCallback) a
 			lines[i] = fmt.Sprintf("You have *%s* now (break-glass, grant `%s`); its approvers are told and review it.", r.Role, r.GrantID)
 			continue
 		}
-		lines[i], waiting = b.filedText(r), true
+		lines[i], waiting = b.filedText(ctx, r, postWaitSubmission/time.Duration(len(filed))), true
 	}
 	if !waiting {
 		return outcomeView("Signed in", strings.Join(lines, "\n")+"\nYour client gets its token now.")

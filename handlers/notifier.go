@@ -11,7 +11,8 @@ import (
 )
 
 // Notifier is the Slack implementation of app.Notifier: approval messages in channels and
-// DMs to requesters.
+// DMs to requesters. It makes one attempt per call and says in an *app.DeliveryError whether
+// another may help; app's delivery loop does the retrying.
 type Notifier struct {
 	*Homes
 	api    *slack.Client
@@ -26,34 +27,62 @@ func NewNotifier(api *slack.Client, policy app.Policy, homes *Homes, log *slog.L
 	return &Notifier{Homes: homes, api: api, policy: policy, log: log}
 }
 
-// PostRequest posts the approval message (for a break-glass grant, its notice) to the role's channel.
+// requestEvent is the metadata event type that tags an approval message with its request.
+const requestEvent = "gatehouse_request"
+
+// historyPages bounds the channel history searched for a request's message (200 each).
+const historyPages = 5
+
+// PostRequest posts the approval message (for a break-glass grant, its notice) to the role's
+// channel, tagged with the request ID in its metadata.
 func (n *Notifier) PostRequest(ctx context.Context, r app.Request, g *app.Grant) (app.MessageRef, error) {
 	role, ok := n.policy.Role(r.Role)
 	if !ok {
-		return app.MessageRef{}, app.ErrUnknownRole
+		return app.MessageRef{}, classify("chat.postMessage", app.ErrUnknownRole)
 	}
 	text, blocks := approvalMessage(r, role, g)
-	var channel, ts string
-	err := retry(ctx, func() (err error) {
-		channel, ts, err = n.api.PostMessageContext(ctx, n.policy.ChannelFor(role), slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...))
-		return err
-	})
+	channel, ts, err := n.api.PostMessageContext(ctx, n.policy.ChannelFor(role), slack.MsgOptionText(text, false),
+		slack.MsgOptionBlocks(blocks...), slack.MsgOptionMetadata(slack.SlackMetadata{
+			EventType: requestEvent, EventPayload: map[string]any{"request_id": r.ID}}))
 	if err != nil {
-		return app.MessageRef{}, fmt.Errorf("slack: post request %s: %w", r.ID, err)
+		return app.MessageRef{}, fmt.Errorf("slack: post request %s: %w", r.ID, classify("chat.postMessage", err))
 	}
 	return app.MessageRef{Channel: channel, TS: ts}, nil
+}
+
+// FindRequestMessage looks through the recent history of the role's channel for the message
+// tagged with r's ID.
+func (n *Notifier) FindRequestMessage(ctx context.Context, r app.Request) (app.MessageRef, error) {
+	role, ok := n.policy.Role(r.Role)
+	if !ok {
+		return app.MessageRef{}, classify("conversations.history", app.ErrUnknownRole)
+	}
+	params := &slack.GetConversationHistoryParameters{ChannelID: n.policy.ChannelFor(role), Limit: 200, IncludeAllMetadata: true}
+	for range historyPages {
+		page, err := n.api.GetConversationHistoryContext(ctx, params)
+		if err != nil {
+			return app.MessageRef{}, fmt.Errorf("slack: find message of %s: %w", r.ID, classify("conversations.history", err))
+		}
+		for _, m := range page.Messages {
+			if m.Metadata.EventType == requestEvent && m.Metadata.EventPayload["request_id"] == r.ID {
+				return app.MessageRef{Channel: params.ChannelID, TS: m.Timestamp}, nil
+			}
+		}
+		if !page.HasMore {
+			break
+		}
+		params.Cursor = page.ResponseMetaData.NextCursor
+	}
+	return app.MessageRef{}, app.ErrNotFound
 }
 
 // UpdateRequest redraws the approval message in place.
 func (n *Notifier) UpdateRequest(ctx context.Context, r app.Request, g *app.Grant) error {
 	role, _ := n.policy.Role(r.Role)
 	text, blocks := approvalMessage(r, role, g)
-	err := retry(ctx, func() error {
-		_, _, _, err := n.api.UpdateMessageContext(ctx, r.Message.Channel, r.Message.TS, slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...))
-		return err
-	})
+	_, _, _, err := n.api.UpdateMessageContext(ctx, r.Message.Channel, r.Message.TS, slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...))
 	if err != nil {
-		return fmt.Errorf("slack: update request %s: %w", r.ID, err)
+		return fmt.Errorf("slack: update request %s: %w", r.ID, classify("chat.update", err))
 	}
 	return nil
 }
@@ -69,12 +98,27 @@ func (n *Notifier) NotifyRequester(ctx context.Context, r app.Request, g *app.Gr
 	if g != nil && g.Status == app.GrantActive && !g.BreakGlass {
 		opts = append(opts, slack.MsgOptionBlocks(append([]slack.Block{slack.NewSectionBlock(markdown(text), nil, nil)}, extendBlocks([]app.Grant{*g})...)...))
 	}
-	err := retry(ctx, func() error {
-		_, _, err := n.api.PostMessageContext(ctx, r.Requester.ID, opts...)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("slack: DM %s about %s: %w", r.Requester.ID, r.ID, err)
+	return n.dm(ctx, r, opts...)
+}
+
+// NotifyPosted DMs a requester who was told their request was saved that it is posted now.
+func (n *Notifier) NotifyPosted(ctx context.Context, r app.Request) error {
+	return n.dm(ctx, r, slack.MsgOptionText(postedText(r, r.Message.Channel), false))
+}
+
+// NotifyStuck DMs the requester that their saved request cannot be posted, and why.
+func (n *Notifier) NotifyStuck(ctx context.Context, r app.Request, problem string) error {
+	role, _ := n.policy.Role(r.Role)
+	return n.dm(ctx, r, slack.MsgOptionText(stuckText(r, n.policy.ChannelFor(role), problem), false))
+}
+
+// dm posts a direct message to a request's requester.
+func (n *Notifier) dm(ctx context.Context, r app.Request, opts ...slack.MsgOption) error {
+	if r.Requester.Kind != app.PrincipalUser {
+		return nil
+	}
+	if _, _, err := n.api.PostMessageContext(ctx, r.Requester.ID, opts...); err != nil {
+		return fmt.Errorf("slack: DM %s about %s: %w", r.Requester.ID, r.ID, classify("chat.postMessage", err))
 	}
 	return nil
 }
@@ -99,8 +143,6 @@ func (n *Notifier) AnnounceEscalation(ctx context.Context, r app.Request, approv
 
 // replyInThread posts text as a reply to the request's approval message.
 func (n *Notifier) replyInThread(ctx context.Context, r app.Request, text string) error {
-	return retry(ctx, func() error {
-		_, _, err := n.api.PostMessageContext(ctx, r.Message.Channel, slack.MsgOptionText(text, false), slack.MsgOptionTS(r.Message.TS))
-		return err
-	})
+	_, _, err := n.api.PostMessageContext(ctx, r.Message.Channel, slack.MsgOptionText(text, false), slack.MsgOptionTS(r.Message.TS))
+	return classify("chat.postMessage", err)
 }

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -24,6 +25,12 @@ const (
 func userMessage(err error) string {
 	if msg, ok := refusal(err); ok {
 		return msg
+	}
+	switch {
+	case errors.Is(err, app.ErrMembershipUnknown):
+		return membershipText
+	case errors.Is(err, app.ErrBusy), errors.Is(err, context.DeadlineExceeded):
+		return busyText
 	}
 	return "Something went wrong on Gatehouse's side and nothing was changed. Please try again; if it keeps happening, tell your Gatehouse admins."
 }

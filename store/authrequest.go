@@ -44,7 +44,7 @@ func (s *Store) CreateAuthRequest(ctx context.Context, a app.AuthRequest) error 
 // AuthRequest returns a browser sign-in by ID.
 func (s *Store) AuthRequest(ctx context.Context, id string) (app.AuthRequest, error) {
 	var row authRequestRow
-	if err := s.db.WithContext(ctx).Take(&row, "id = ?", id).Error; err != nil {
+	if err := s.read.WithContext(ctx).Take(&row, "id = ?", id).Error; err != nil {
 		return app.AuthRequest{}, fmt.Errorf("store: auth request: %w", translate(err))
 	}
 	return app.AuthRequest(row), nil
@@ -128,7 +128,7 @@ func (s *Store) CreateBrowserSession(ctx context.Context, b app.BrowserSession) 
 // BrowserSession returns the unexpired session with that cookie hash.
 func (s *Store) BrowserSession(ctx context.Context, hash string, now time.Time) (app.BrowserSession, error) {
 	var row browserSessionRow
-	if err := s.db.WithContext(ctx).Take(&row, "hash = ? AND expires_at > ?", hash, now.UTC()).Error; err != nil {
+	if err := s.read.WithContext(ctx).Take(&row, "hash = ? AND expires_at > ?", hash, now.UTC()).Error; err != nil {
 		return app.BrowserSession{}, fmt.Errorf("store: browser session: %w", translate(err))
 	}
 	return app.BrowserSession{Hash: row.Hash, Subject: row.Subject, ExpiresAt: row.ExpiresAt}, nil

@@ -26,7 +26,7 @@ func (codeGuessRow) TableName() string { return "code_guesses" }
 func (s *Store) TryCodeGuess(ctx context.Context, user string, now time.Time, window time.Duration, max int) (uint64, bool, error) {
 	row := codeGuessRow{SlackUser: user, At: now.UTC()}
 	ok := false
-	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err := s.transaction(ctx, func(tx *gorm.DB) error {
 		var n int64
 		if err := tx.Model(&codeGuessRow{}).Where("slack_user = ? AND at > ?", user, now.Add(-window).UTC()).Count(&n).Error; err != nil {
 			return err

@@ -75,6 +75,9 @@ type dialect struct {
 	lockMigrations func(tx *gorm.DB) error
 	// rewrite turns the store's hand-written SQL (batch statements) into the dialect's.
 	rewrite func(query string) string
+	// oneWriter: the database has one writer connection, whose transactions wait in a
+	// queue of ours (see writeGate).
+	oneWriter bool
 }
 
 func dialectOf(database string) (dialect, error) {
@@ -95,11 +98,12 @@ func dialectOf(database string) (dialect, error) {
 	q.Set("_txlock", "deferred")
 	readers := sqlite.Open("file:" + url.PathEscape(database) + "?" + q.Encode())
 	return dialect{writer: writer, writerPool: sqliteWriterPool, readers: readers, readerPool: sqliteReaderPool,
-		lockMigrations: sqliteMigrationLock, rewrite: sqliteSQL}, nil
+		lockMigrations: sqliteMigrationLock, rewrite: sqliteSQL, oneWriter: true}, nil
 }
 
-// sqliteParams are the writer's settings: WAL, a busy timeout so other processes' writers
-// queue instead of failing, foreign keys on, and BEGIN IMMEDIATE so a transaction that
+// sqliteParams are the writer's settings: WAL, a short busy timeout (SQLite's own wait for
+// another process's lock cannot be cancelled: Store.transaction waits longer, in Go, as the
+// caller's deadline allows), foreign keys on, and BEGIN IMMEDIATE so a transaction that
 // reads then writes holds the write lock from its start (two approvers at once serialise
 // instead of deadlocking on a lock upgrade). synchronous NORMAL: a commit reaches the WAL
 // file before it is acknowledged, so a killed process loses nothing; only a power cut may
@@ -107,7 +111,7 @@ func dialectOf(database string) (dialect, error) {
 func sqliteParams() url.Values {
 	q := url.Values{}
 	q.Set("_journal_mode", "WAL")
-	q.Set("_busy_timeout", "10000")
+	q.Set("_busy_timeout", "100")
 	q.Set("_foreign_keys", "on")
 	q.Set("_txlock", "immediate")
 	q.Set("_synchronous", "NORMAL")
@@ -210,6 +214,21 @@ func postgresMigrationLock(tx *gorm.DB) error {
 func unstorable(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == "22021" // character_not_in_repertoire
+}
+
+// lockedOut reports whether err is the database refusing a write because another process
+// holds the lock: SQLite's "database is locked" after its busy timeout, PostgreSQL's
+// lock_not_available.
+func lockedOut(err error) bool {
+	var sqliteErr sqlite3.Error
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(err, &sqliteErr):
+		return sqliteErr.Code == sqlite3.ErrBusy || sqliteErr.Code == sqlite3.ErrLocked
+	case errors.As(err, &pgErr):
+		return pgErr.Code == "55P03"
+	}
+	return false
 }
 
 // busyAtOpen reports whether err is SQLite finding its file locked while opening it: a

@@ -108,16 +108,19 @@ func grantsToApp(rows []grantRow) []app.Grant {
 // EndGrant implements app.GrantStore: active → revoked or expired, with who, why and the
 // audit event, or app.ErrNotPending when the grant is no longer active. A revocation is also
 // recorded as one (see Revoked), in the same transaction.
-func (s *Store) EndGrant(ctx context.Context, id string, status app.GrantStatus, e app.AuditEvent) error {
-	var revoke func(tx *gorm.DB) error
-	if status == app.GrantRevoked {
-		revoke = func(tx *gorm.DB) error {
+func (s *Store) EndGrant(ctx context.Context, id string, status app.GrantStatus, e app.AuditEvent, owed ...app.Delivery) error {
+	revoking := status == app.GrantRevoked
+	also := func(tx *gorm.DB) error {
+		if revoking {
 			var until time.Time // no token carrying the grant outlives it
 			if err := tx.Model(&grantRow{}).Select("expires_at").Where("id = ?", id).Scan(&until).Error; err != nil {
 				return err
 			}
-			return appendRevocation(tx, app.Revocation{Kind: app.RevokedGrant, Ref: id, At: e.At, Until: until})
+			if err := appendRevocation(tx, app.Revocation{Kind: app.RevokedGrant, Ref: id, At: e.At, Until: until}); err != nil {
+				return err
+			}
 		}
+		return enqueue(tx, owed)
 	}
 	err := s.changeGrant(ctx, "end grant", id, func(q *gorm.DB) *gorm.DB {
 		q = q.Where("status = ?", string(app.GrantActive))
@@ -125,8 +128,8 @@ func (s *Store) EndGrant(ctx context.Context, id string, status app.GrantStatus,
 			q = q.Where("expires_at <= ?", e.At.UTC())
 		}
 		return q
-	}, map[string]any{"status": string(status), "ended_by": e.Actor, "end_reason": e.Reason}, e, app.ErrNotPending, revoke)
-	if err == nil && revoke != nil {
+	}, map[string]any{"status": string(status), "ended_by": e.Actor, "end_reason": e.Reason}, e, app.ErrNotPending, also)
+	if err == nil && revoking {
 		s.revoked.committed()
 	}
 	return err
@@ -137,7 +140,7 @@ func (s *Store) EndGrant(ctx context.Context, id string, status app.GrantStatus,
 // is the error miss.
 func (s *Store) changeGrant(ctx context.Context, what, id string, cond func(*gorm.DB) *gorm.DB, updates map[string]any,
 	e app.AuditEvent, miss error, also func(tx *gorm.DB) error) error {
-	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err := s.transaction(ctx, func(tx *gorm.DB) error {
 		res := cond(tx.Model(&grantRow{}).Where("id = ?", id)).Updates(updates)
 		if res.Error != nil {
 			return res.Error

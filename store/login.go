@@ -89,7 +89,7 @@ func (s *Store) findLogin(ctx context.Context, query string, arg string) (app.Lo
 func (s *Store) UpdateLogin(ctx context.Context, id string, update func(app.Login) (app.Login, []app.AuditEvent, error)) error {
 	var err error
 	for range maxUpdateAttempts {
-		err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		err = s.transaction(ctx, func(tx *gorm.DB) error {
 			var row loginRow
 			if err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).Take(&row, "id = ?", id).Error; err != nil {
 				return translate(err)

@@ -36,6 +36,7 @@ var migrations = []migration{
 		return migrateRevocationHead(tx)
 	}},
 	{5, "access tokens are self-contained JWTs", dropTable("access_tokens")},
+	{6, "outbox, kept commands, requests that owe a posted DM", autoMigrate(&deliveryRow{}, &inboxRow{}, &requestRow{})},
 }
 
 // dropTable is a migration that drops a table no longer used, if it is there.

@@ -31,6 +31,7 @@ type requestRow struct {
 	EscalateAt        *time.Time    `gorm:"index:request_escalate"` // NULL when no escalation is due (any more)
 	Escalated         bool          `gorm:"not null;default:false"`
 	ExtendsGrantID    string        `gorm:"not null;default:''"`
+	NotifyWhenPosted  bool          `gorm:"not null;default:false"`
 	Version           int           // bumped by every write; the condition of every update
 	Decisions         []decisionRow `gorm:"foreignKey:RequestID"`
 }
@@ -53,7 +54,7 @@ func requestFromApp(r app.Request) requestRow {
 		ID: r.ID, RequesterKind: string(r.Requester.Kind), RequesterID: r.Requester.ID, Role: r.Role,
 		Duration: r.Duration, Reason: r.Reason, Status: string(r.Status), ApprovalsRequired: r.ApprovalsRequired,
 		CreatedAt: r.CreatedAt.UTC(), ExpiresAt: r.ExpiresAt.UTC(), MessageChannel: r.Message.Channel,
-		MessageTS: r.Message.TS, GrantID: r.GrantID, ExtendsGrantID: r.ExtendsGrantID,
+		MessageTS: r.Message.TS, GrantID: r.GrantID, ExtendsGrantID: r.ExtendsGrantID, NotifyWhenPosted: r.NotifyWhenPosted,
 	}
 	if !r.DecidedAt.IsZero() {
 		t := r.DecidedAt.UTC()
@@ -88,21 +89,25 @@ func (row requestRow) toApp() app.Request {
 	if row.EscalateAt != nil {
 		r.EscalateAt = *row.EscalateAt
 	}
-	r.Escalated = row.Escalated
+	r.Escalated, r.NotifyWhenPosted = row.Escalated, row.NotifyWhenPosted
 	for _, d := range row.Decisions {
 		r.Decisions = append(r.Decisions, app.Decision{Approver: d.Approver, Approve: d.Approve, Comment: d.Comment, At: d.At})
 	}
 	return r
 }
 
-// CreateRequest stores a new request and its creation event in one transaction.
-func (s *Store) CreateRequest(ctx context.Context, r app.Request, e app.AuditEvent) error {
+// CreateRequest stores a new request, its creation event and the deliveries it owes in one
+// transaction. A request ID already taken is app.ErrConflict.
+func (s *Store) CreateRequest(ctx context.Context, r app.Request, e app.AuditEvent, owed ...app.Delivery) error {
 	row := requestFromApp(r)
-	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err := s.transaction(ctx, func(tx *gorm.DB) error {
 		if err := tx.Omit("Decisions").Create(&row).Error; err != nil {
 			return err
 		}
-		return appendEvents(tx, []app.AuditEvent{e})
+		if err := appendEvents(tx, []app.AuditEvent{e}); err != nil {
+			return err
+		}
+		return enqueue(tx, owed)
 	})
 	if err != nil {
 		return fmt.Errorf("store: create request %s: %w", r.ID, translate(err))
@@ -138,7 +143,7 @@ const maxUpdateAttempts = 5
 func (s *Store) UpdateRequest(ctx context.Context, id string, update func(app.Request) (app.RequestChange, error)) error {
 	var err error
 	for range maxUpdateAttempts {
-		err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		err = s.transaction(ctx, func(tx *gorm.DB) error {
 			row, err := loadRequest(tx.Clauses(clause.Locking{Strength: "UPDATE"}), id)
 			if err != nil {
 				return translate(err)
@@ -163,15 +168,17 @@ func (s *Store) UpdateRequest(ctx context.Context, id string, update func(app.Re
 func writeChange(tx *gorm.DB, version int, change app.RequestChange) error {
 	row := requestFromApp(change.Request)
 	res := tx.Model(&requestRow{}).Where("id = ? AND version = ?", row.ID, version).Updates(map[string]any{
-		"status":          row.Status,
-		"decided_at":      row.DecidedAt,
-		"message_channel": row.MessageChannel,
-		"message_ts":      row.MessageTS,
-		"grant_id":        row.GrantID,
-		"remind_at":       row.RemindAt,
-		"escalate_at":     row.EscalateAt,
-		"escalated":       row.Escalated,
-		"version":         version + 1,
+		"status":             row.Status,
+		"decided_at":         row.DecidedAt,
+		"message_channel":    row.MessageChannel,
+		"message_ts":         row.MessageTS,
+		"grant_id":           row.GrantID,
+		"remind_at":          row.RemindAt,
+		"escalate_at":        row.EscalateAt,
+		"escalated":          row.Escalated,
+		"expires_at":         row.ExpiresAt,
+		"notify_when_posted": row.NotifyWhenPosted,
+		"version":            version + 1,
 	})
 	if res.Error != nil {
 		return translate(res.Error)
@@ -200,14 +207,18 @@ func writeChange(tx *gorm.DB, version int, change app.RequestChange) error {
 			return translate(err)
 		}
 	}
-	return appendEvents(tx, change.Events)
+	if err := appendEvents(tx, change.Events); err != nil {
+		return err
+	}
+	return enqueue(tx, change.Deliveries)
 }
 
-// ExpiredRequests returns the IDs of up to limit pending requests whose time is up, oldest
-// first, through the (status, expires_at) index.
+// ExpiredRequests returns the IDs of up to limit posted pending requests whose time is up,
+// oldest first, through the (status, expires_at) index. A request not yet posted has no time
+// running.
 func (s *Store) ExpiredRequests(ctx context.Context, now time.Time, limit int) ([]string, error) {
 	var ids []string
-	err := s.db.WithContext(ctx).Model(&requestRow{}).Where("status = ? AND expires_at <= ?", string(app.StatusPending), now.UTC()).
+	err := s.db.WithContext(ctx).Model(&requestRow{}).Where("status = ? AND expires_at <= ? AND message_ts <> ''", string(app.StatusPending), now.UTC()).
 		Order("expires_at").Limit(limit).Pluck("id", &ids).Error
 	if err != nil {
 		return nil, fmt.Errorf("store: expired requests: %w", err)

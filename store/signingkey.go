@@ -62,7 +62,7 @@ func (s *Store) AddSigningKey(ctx context.Context, k app.SigningKey) error {
 	}
 	k.RetiredAt = time.Time{}
 	row := signingKeyFromApp(k)
-	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err := s.transaction(ctx, func(tx *gorm.DB) error {
 		err := tx.Model(&signingKeyRow{}).Where("retired_at IS NULL").Update("retired_at", row.CreatedAt).Error
 		if err != nil {
 			return translate(err)

@@ -31,6 +31,7 @@ type Store struct {
 	read    *gorm.DB // readers: queries outside a transaction
 	batch   *committer
 	revoked revocationCache
+	gate    *writeGate // SQLite: orders the transactions waiting for its one writer; nil on PostgreSQL
 }
 
 var _ app.RequestStore = (*Store)(nil)
@@ -74,6 +75,9 @@ func open(database string) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{db: db, read: db}
+	if d.oneWriter {
+		s.gate = &writeGate{}
+	}
 	if err := s.migrate(d); err != nil {
 		s.Close()
 		return nil, err
@@ -141,6 +145,48 @@ func (s *Store) Ping(ctx context.Context) error {
 		return err
 	}
 	return sqlDB.PingContext(ctx)
+}
+
+// defaultBusyWait bounds the wait for another process's lock when the context has no deadline.
+const defaultBusyWait = 10 * time.Second
+
+// transaction runs fn in a write transaction, trying again while another process holds the
+// database's write lock, until ctx ends (or defaultBusyWait passes): then it returns
+// app.ErrBusy and nothing was written. The database's own wait for a lock is short (see
+// sqliteParams) and cannot be cancelled; this one follows the caller's deadline.
+func (s *Store) transaction(ctx context.Context, fn func(tx *gorm.DB) error) error {
+	return s.transactionFirst(ctx, false, fn)
+}
+
+// transactionFirst is transaction; an urgent one goes before the others waiting to write.
+func (s *Store) transactionFirst(ctx context.Context, urgent bool, fn func(tx *gorm.DB) error) error {
+	deadline := time.Now().Add(defaultBusyWait)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	for {
+		err := s.gate.acquire(ctx, urgent)
+		if err == nil {
+			err = s.db.WithContext(ctx).Transaction(fn)
+			s.gate.release()
+		}
+		if err == nil || !(lockedOut(err) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
+			return err
+		}
+		if ctx.Err() != nil || time.Until(deadline) < 10*time.Millisecond {
+			return fmt.Errorf("%w: %w", app.ErrBusy, err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// CanWrite reports whether the database takes a write now: it takes and releases the write
+// lock, within ctx.
+func (s *Store) CanWrite(ctx context.Context) error {
+	return s.transaction(ctx, func(tx *gorm.DB) error { return tx.Exec("SELECT 1").Error })
 }
 
 // translate maps gorm errors to app sentinels, keeping the original in the chain.

@@ -102,7 +102,7 @@ func (s *Store) RevokeClientTokens(ctx context.Context, r app.Revocation, e app.
 // was still live.
 func (s *Store) revoke(ctx context.Context, r app.Revocation, events []app.AuditEvent) error {
 	r.At = r.At.UTC()
-	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err := s.transaction(ctx, func(tx *gorm.DB) error {
 		if r.Kind == app.RevokedSession {
 			res := tx.Model(&sessionRow{}).Where("id = ? AND revoked_at IS NULL", r.Ref).Update("revoked_at", &r.At)
 			if res.Error != nil || res.RowsAffected == 0 {

@@ -1,0 +1,332 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"hash/fnv"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// deliverer is the Service's delivery state: what this process has claimed and is carrying
+// out, and which Slack targets asked it to slow down.
+type deliverer struct {
+	opts DeliveryOptions
+	wake chan struct{} // a delivery was owed or finished: look again
+
+	mu       sync.Mutex
+	inflight map[int64]bool
+	paused   map[string]time.Time // Slack target → rate limited until
+	posted   chan struct{}        // closed and replaced whenever a message is posted
+	running  sync.WaitGroup
+	drawing  [64]sync.Mutex // serialises the drawing of one request's message, striped by ID
+}
+
+func newDeliverer(opts DeliveryOptions) *deliverer {
+	return &deliverer{opts: opts.withDefaults(), wake: make(chan struct{}, 1), inflight: map[int64]bool{},
+		paused: map[string]time.Time{}, posted: make(chan struct{})}
+}
+
+// kick tells the delivery loop to look for work now.
+func (d *deliverer) kick() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Deliver carries out the deliveries owed, at start and continuously, until ctx ends; then
+// it waits for the attempts in flight. Several processes may run it on one database.
+func (s *Service) Deliver(ctx context.Context) {
+	d := s.delivery
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		free := d.opts.Workers - d.inflightCount()
+		if free > 0 {
+			s.claimAndStart(ctx, free)
+		}
+		timer.Reset(d.opts.Poll)
+		select {
+		case <-ctx.Done():
+			d.running.Wait()
+			return
+		case <-d.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+// Wait carries out every delivery due now, waiting for those in flight, and returns when
+// none is left that is due (a delivery put off by backoff is not waited for). Tests use it.
+func (s *Service) Wait() {
+	d := s.delivery
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		started := s.claimAndStart(context.Background(), d.opts.Workers)
+		d.running.Wait()
+		if started == 0 && d.inflightCount() == 0 {
+			return
+		}
+	}
+}
+
+// Shutdown waits up to grace for the deliveries in flight; those still running go on until
+// their attempt times out. What is not done stays owed in the database.
+func (s *Service) Shutdown(grace time.Duration) {
+	done := make(chan struct{})
+	go func() { s.delivery.running.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		s.Log.Warn("deliveries still running at shutdown; they stay owed")
+	}
+}
+
+func (d *deliverer) inflightCount() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.inflight)
+}
+
+// claimAndStart claims up to n deliveries due and starts carrying each out; it returns how
+// many it started.
+func (s *Service) claimAndStart(ctx context.Context, n int) int {
+	d := s.delivery
+	d.mu.Lock()
+	skip := make([]int64, 0, len(d.inflight))
+	for id := range d.inflight {
+		skip = append(skip, id)
+	}
+	d.mu.Unlock()
+	now := s.Now()
+	claimed, err := s.Outbox.ClaimDeliveries(ctx, d.opts.Owner, now, now.Add(d.opts.Lease), n, skip)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.Log.Error("claiming deliveries failed", "err", err)
+		}
+		return 0
+	}
+	// One request's deliveries go in the order they were owed (a reminder before the
+	// escalation that follows it); different requests' go at once.
+	var order []string
+	byRequest := map[string][]Delivery{}
+	d.mu.Lock()
+	for _, dl := range claimed {
+		d.inflight[dl.ID] = true
+		if _, ok := byRequest[dl.RequestID]; !ok {
+			order = append(order, dl.RequestID)
+		}
+		byRequest[dl.RequestID] = append(byRequest[dl.RequestID], dl)
+	}
+	d.mu.Unlock()
+	for _, id := range order {
+		d.running.Go(func() {
+			for _, dl := range byRequest[id] {
+				s.attempt(dl)
+				d.mu.Lock()
+				delete(d.inflight, dl.ID)
+				d.mu.Unlock()
+			}
+			d.kick()
+		})
+	}
+	return len(claimed)
+}
+
+// attempt carries out one claimed delivery and records what became of it.
+func (s *Service) attempt(dl Delivery) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.delivery.opts.Attempt)
+	defer cancel()
+	err := s.carryOut(ctx, dl)
+	// The outcome is recorded even if the attempt used up its time.
+	rec, cancelRec := context.WithTimeout(context.Background(), s.delivery.opts.Attempt)
+	defer cancelRec()
+	s.settle(rec, dl, err)
+}
+
+// settle records the outcome of an attempt: done and moot deliveries are removed,
+// transient failures retried later, permanent ones reported.
+func (s *Service) settle(ctx context.Context, dl Delivery, err error) {
+	now := s.Now()
+	log := s.Log.With("delivery", dl.ID, "kind", dl.Kind, "request_id", dl.RequestID, "attempt", dl.Attempts)
+	var de *DeliveryError
+	switch {
+	case err == nil, errors.Is(err, errMoot), errors.Is(err, ErrNotFound):
+		outcome := "delivered"
+		if err != nil {
+			outcome = "moot"
+			log.Info("delivery no longer needed", "why", err)
+		}
+		s.countDelivery(dl.Kind, outcome, "")
+		if _, err := s.Outbox.FinishDelivery(ctx, dl.ID, now); err != nil {
+			log.Error("recording a delivery as done failed; it will be drawn again", "err", err)
+		}
+		return
+	case errors.As(err, &de) && de.Permanent:
+		s.countDelivery(dl.Kind, "failed", de.Code)
+		log.Error("Slack refused a delivery; retrying will not help", "method", de.Method, "error", de.Code, "fix", de.Fix)
+		if dl.Kind != DeliverMessage {
+			if _, err := s.Outbox.FinishDelivery(ctx, dl.ID, now); err != nil {
+				log.Error("dropping a failed delivery failed", "err", err)
+			}
+			return
+		}
+		// The request stays saved: its post is tried again now and then, in case an admin
+		// fixed the problem, and its requester is told once per problem.
+		var owed []Delivery
+		if dl.LastError != de.Code {
+			owed = append(owed, Delivery{Kind: DeliverStuck, RequestID: dl.RequestID, Problem: de.Code})
+		}
+		if err := s.Outbox.RetryDelivery(ctx, dl.ID, now.Add(s.delivery.opts.Parked), de.Code, owed...); err != nil {
+			log.Error("parking a failed post failed", "err", err)
+		}
+		s.delivery.kick()
+		return
+	}
+	code, wait := "error", s.backoff(dl.Attempts)
+	if errors.As(err, &de) {
+		code = de.Code
+		if de.RetryAfter > 0 {
+			wait = de.RetryAfter
+		}
+	}
+	if code != "paused" {
+		s.countDelivery(dl.Kind, "retry", code)
+		log.Warn("delivery failed; it will be retried", "in", wait.Round(time.Millisecond), "err", err)
+	}
+	if err := s.Outbox.RetryDelivery(ctx, dl.ID, now.Add(wait), code); err != nil {
+		log.Error("recording a delivery for retry failed; its lease will run out", "err", err)
+	}
+}
+
+// backoff is the wait before the next try after attempts transient failures: exponential,
+// with jitter so that many deliveries failed together do not retry together.
+func (s *Service) backoff(attempts int) time.Duration {
+	o := s.delivery.opts
+	wait := o.Backoff
+	for i := 1; i < attempts && wait < o.MaxBackoff; i++ {
+		wait *= 2
+	}
+	wait = min(wait, o.MaxBackoff)
+	return wait/2 + rand.N(wait/2+1)
+}
+
+func (s *Service) countDelivery(kind DeliveryKind, outcome, code string) {
+	if m, ok := s.Metrics.(DeliveryMetrics); ok {
+		m.Delivered(kind, outcome, code)
+	}
+}
+
+// carryOut makes one attempt at a delivery, drawing what it says from the current state.
+func (s *Service) carryOut(ctx context.Context, dl Delivery) error {
+	if dl.Kind == DeliverMessage {
+		return s.drawMessage(ctx, dl)
+	}
+	var r Request
+	var g *Grant
+	var err error
+	if dl.Kind == DeliverGrantEnded {
+		found, err := s.Grants.Grant(ctx, dl.GrantID)
+		if err != nil {
+			return err
+		}
+		g, dl.RequestID = &found, found.RequestID
+	}
+	if r, err = s.Store.Request(ctx, dl.RequestID); err != nil {
+		return err
+	}
+	if r.Requester.Kind != PrincipalUser && dl.Kind != DeliverReminder && dl.Kind != DeliverEscalation {
+		return errMoot // services learn of their requests from the token endpoint
+	}
+	target := r.Requester.ID
+	if dl.Kind == DeliverReminder || dl.Kind == DeliverEscalation {
+		target = r.Message.Channel
+	}
+	if err := s.delivery.checkPaused(target, s.Now()); err != nil {
+		return err
+	}
+	err = s.notify(ctx, dl, r, g)
+	s.delivery.noteLimit(target, s.Now(), err)
+	return err
+}
+
+// notify makes the Notifier call a delivery other than a message owes.
+func (s *Service) notify(ctx context.Context, dl Delivery, r Request, g *Grant) error {
+	switch dl.Kind {
+	case DeliverOutcome:
+		if r.GrantID != "" {
+			found, err := s.Grants.Grant(ctx, r.GrantID)
+			if err != nil {
+				return err
+			}
+			found.Status = GrantActive // the outcome as it was: its end has a DM of its own
+			g = &found
+		}
+		return s.Notifier.NotifyRequester(ctx, r, g)
+	case DeliverGrantEnded:
+		return s.Notifier.NotifyRequester(ctx, r, g)
+	case DeliverReminder, DeliverEscalation:
+		if r.Status != StatusPending || r.Message.TS == "" {
+			return errMoot
+		}
+		if dl.Kind == DeliverReminder {
+			return s.Notifier.RemindApprovers(ctx, r, dl.Approvers)
+		}
+		return s.Notifier.AnnounceEscalation(ctx, r, dl.Approvers)
+	case DeliverPosted:
+		return s.Notifier.NotifyPosted(ctx, r)
+	case DeliverStuck:
+		if r.Message.TS != "" {
+			return errMoot // posted after all
+		}
+		return s.Notifier.NotifyStuck(ctx, r, dl.Problem)
+	}
+	return errMoot // a kind this version does not know
+}
+
+// checkPaused returns a retry-later error while Slack asked us to leave target alone.
+func (d *deliverer) checkPaused(target string, now time.Time) error {
+	d.mu.Lock()
+	until := d.paused[target]
+	d.mu.Unlock()
+	if now.Before(until) {
+		return &DeliveryError{Method: "pause", Code: "paused", RetryAfter: until.Sub(now)}
+	}
+	return nil
+}
+
+// noteLimit remembers that Slack rate limited target, so other deliveries to it wait too.
+func (d *deliverer) noteLimit(target string, now time.Time, err error) {
+	var de *DeliveryError
+	if errors.As(err, &de) && de.RetryAfter > 0 && target != "" {
+		d.mu.Lock()
+		d.paused[target] = now.Add(de.RetryAfter)
+		d.mu.Unlock()
+	}
+}
+
+// lockDrawing serialises the drawing of one request's message, so that an older drawing
+// never lands after a newer one.
+func (d *deliverer) lockDrawing(id string) func() {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	mu := &d.drawing[h.Sum32()%uint32(len(d.drawing))]
+	mu.Lock()
+	return mu.Unlock
+}
+
+// announcePosted wakes those waiting for a request to be posted.
+func (d *deliverer) announcePosted() {
+	d.mu.Lock()
+	close(d.posted)
+	d.posted = make(chan struct{})
+	d.mu.Unlock()
+}
+
+func (d *deliverer) postedSignal() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.posted
+}

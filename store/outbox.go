@@ -1,0 +1,158 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+
+	"github.com/gatehouse/gatehouse/app"
+)
+
+var _ app.Outbox = (*Store)(nil)
+
+// deliveryRow is one Slack effect owed (the outbox). A message owed for a request has a
+// draw_key, so that a request has one such row at a time: asking again while it is claimed
+// sets redraw instead.
+type deliveryRow struct {
+	ID         int64      `gorm:"primaryKey;autoIncrement"`
+	Kind       string     `gorm:"not null"`
+	RequestID  string     `gorm:"not null;default:''"`
+	GrantID    string     `gorm:"not null;default:''"`
+	Approvers  []string   `gorm:"serializer:json"`
+	Problem    string     `gorm:"not null;default:''"`
+	DrawKey    *string    `gorm:"uniqueIndex"`
+	Redraw     bool       `gorm:"not null;default:false"`
+	NotBefore  time.Time  `gorm:"index:delivery_due"`
+	ClaimedBy  string     `gorm:"not null;default:''"`
+	LeaseUntil *time.Time `gorm:"index:delivery_due"`
+	Attempts   int        `gorm:"not null;default:0"`
+	LastError  string     `gorm:"not null;default:''"`
+	CreatedAt  time.Time
+}
+
+func (deliveryRow) TableName() string { return "outbox" }
+
+// atOnce is the not-before of a delivery owed now, whatever the clock says.
+var atOnce = time.Unix(0, 0).UTC()
+
+func (row deliveryRow) toApp() app.Delivery {
+	return app.Delivery{ID: row.ID, Kind: app.DeliveryKind(row.Kind), RequestID: row.RequestID, GrantID: row.GrantID,
+		Approvers: row.Approvers, Problem: row.Problem, LastError: row.LastError, Attempts: row.Attempts, CreatedAt: row.CreatedAt}
+}
+
+// enqueue adds the deliveries owed by a write, inside its transaction.
+func enqueue(tx *gorm.DB, owed []app.Delivery) error {
+	for _, d := range owed {
+		row := deliveryRow{Kind: string(d.Kind), RequestID: d.RequestID, GrantID: d.GrantID, Approvers: d.Approvers,
+			Problem: d.Problem, NotBefore: atOnce, CreatedAt: time.Now().UTC()}
+		q := tx
+		if d.Kind == app.DeliverMessage {
+			key := "message:" + d.RequestID
+			row.DrawKey = &key
+			// One row per request: one not yet claimed draws the latest state anyway; one
+			// being drawn is asked to draw again once done.
+			q = tx.Clauses(clause.OnConflict{Columns: []clause.Column{{Name: "draw_key"}}, DoUpdates: clause.Assignments(map[string]any{
+				"redraw": gorm.Expr("CASE WHEN outbox.claimed_by <> '' THEN ? ELSE outbox.redraw END", true)})})
+		}
+		if err := q.Create(&row).Error; err != nil {
+			return fmt.Errorf("owe %s for %s: %w", d.Kind, d.RequestID, err)
+		}
+	}
+	return nil
+}
+
+// ClaimDeliveries implements app.Outbox: one transaction picks the deliveries due and
+// leases them to owner; a lease that ran out (its holder died) counts as none.
+func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now, leaseUntil time.Time, limit int, skip []int64) ([]app.Delivery, error) {
+	now, leaseUntil = now.UTC(), leaseUntil.UTC()
+	var rows []deliveryRow
+	err := s.transaction(ctx, func(tx *gorm.DB) error {
+		ids, err := dueDeliveries(tx, now, limit, skip)
+		if err != nil || len(ids) == 0 {
+			return err
+		}
+		err = tx.Model(&deliveryRow{}).Where("id IN ? AND (lease_until IS NULL OR lease_until <= ?)", ids, now).
+			Updates(map[string]any{"claimed_by": owner, "lease_until": leaseUntil, "attempts": gorm.Expr("attempts + 1")}).Error
+		if err != nil {
+			return err
+		}
+		return tx.Where("id IN ? AND claimed_by = ? AND lease_until = ?", ids, owner, leaseUntil).Order("id").Find(&rows).Error
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: claim deliveries: %w", err)
+	}
+	out := make([]app.Delivery, len(rows))
+	for i, row := range rows {
+		out[i] = row.toApp()
+	}
+	return out, nil
+}
+
+// dueDeliveries returns the IDs of up to limit deliveries due at now and not leased, oldest
+// first, leaving out skip.
+//
+// Dialect-specific: SQLite serialises writers (the claim runs in a BEGIN IMMEDIATE
+// transaction), so a plain SELECT suffices; PostgreSQL will add FOR UPDATE SKIP LOCKED here
+// so that concurrent claimers pass over each other's rows instead of waiting.
+func dueDeliveries(tx *gorm.DB, now time.Time, limit int, skip []int64) ([]int64, error) {
+	q := tx.Model(&deliveryRow{}).Where("not_before <= ? AND (lease_until IS NULL OR lease_until <= ?)", now, now)
+	if len(skip) > 0 {
+		q = q.Where("id NOT IN ?", skip)
+	}
+	var ids []int64
+	err := q.Order("id").Limit(limit).Pluck("id", &ids).Error
+	return ids, err
+}
+
+// FinishDelivery implements app.Outbox.
+func (s *Store) FinishDelivery(ctx context.Context, id int64, now time.Time) (bool, error) {
+	finished := false
+	err := s.transaction(ctx, func(tx *gorm.DB) error {
+		res := tx.Where("id = ? AND redraw = ?", id, false).Delete(&deliveryRow{})
+		if res.Error != nil || res.RowsAffected == 1 {
+			finished = res.Error == nil
+			return res.Error
+		}
+		return tx.Model(&deliveryRow{}).Where("id = ?", id).Updates(map[string]any{
+			"redraw": false, "claimed_by": "", "lease_until": nil, "not_before": now.UTC()}).Error
+	})
+	if err != nil {
+		return false, fmt.Errorf("store: finish delivery %d: %w", id, err)
+	}
+	return finished, nil
+}
+
+// RetryDelivery implements app.Outbox.
+func (s *Store) RetryDelivery(ctx context.Context, id int64, notBefore time.Time, problem string, owed ...app.Delivery) error {
+	err := s.transaction(ctx, func(tx *gorm.DB) error {
+		err := tx.Model(&deliveryRow{}).Where("id = ?", id).Updates(map[string]any{
+			"redraw": false, "claimed_by": "", "lease_until": nil, "not_before": notBefore.UTC(), "last_error": problem}).Error
+		if err != nil {
+			return err
+		}
+		return enqueue(tx, owed)
+	})
+	if err != nil {
+		return fmt.Errorf("store: retry delivery %d: %w", id, err)
+	}
+	return nil
+}
+
+// OutboxState implements app.Outbox.
+func (s *Store) OutboxState(ctx context.Context) (int, time.Time, error) {
+	var depth int64
+	if err := s.read.WithContext(ctx).Model(&deliveryRow{}).Count(&depth).Error; err != nil {
+		return 0, time.Time{}, fmt.Errorf("store: outbox state: %w", err)
+	}
+	var oldest []deliveryRow
+	if err := s.read.WithContext(ctx).Order("created_at").Limit(1).Find(&oldest).Error; err != nil {
+		return 0, time.Time{}, fmt.Errorf("store: outbox state: %w", err)
+	}
+	if len(oldest) == 0 {
+		return int(depth), time.Time{}, nil
+	}
+	return int(depth), oldest[0].CreatedAt, nil
+}
