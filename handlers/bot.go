@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -50,6 +51,8 @@ type Bot struct {
 	teamID    string // the workspace this Gatehouse serves, from auth.test
 	connected atomic.Bool
 	seen      *recentKeys
+	actions   Actions // nil: commands are not kept before their ack
+	owner     string  // who this process is, for the leases on commands it keeps
 	handling  sync.WaitGroup
 	workers   chan struct{} // bounds the handlers running at once
 }
@@ -60,9 +63,12 @@ type Bot struct {
 // 285 ms unbounded (BenchmarkSlashCommandBurst).
 var maxConcurrentHandlers = 4 * runtime.GOMAXPROCS(0)
 
-// NewBot returns a bot using api, which must carry the app-level token.
-func NewBot(api *slack.Client, svc Service, policy app.Policy, homes *Homes, metrics Metrics, log *slog.Logger) *Bot {
+// NewBot returns a bot using api, which must carry the app-level token, keeping the slash
+// commands it acknowledges in actions.
+func NewBot(api *slack.Client, svc Service, policy app.Policy, homes *Homes, metrics Metrics, actions Actions, log *slog.Logger) *Bot {
 	return &Bot{
+		actions: actions,
+		owner:   fmt.Sprintf("bot-%d-%x", os.Getpid(), time.Now().UnixNano()),
 		api:     api,
 		homes:   homes,
 		metrics: metrics,
@@ -91,7 +97,10 @@ func (b *Bot) Run(ctx context.Context) error {
 
 	runErr := make(chan error, 1)
 	go func() { runErr <- b.socket.RunContext(ctx) }()
+	resumed := make(chan struct{})
+	go func() { defer close(resumed); b.resume(ctx) }()
 	defer b.handling.Wait()
+	defer func() { <-resumed }()
 	for {
 		select {
 		case <-ctx.Done():
@@ -141,8 +150,6 @@ func (b *Bot) dispatch(ctx context.Context, evt socketmode.Event) {
 	work := func(ctx context.Context) any { return nil }
 	ackFirst := true
 	switch data := evt.Data.(type) {
-	case slack.SlashCommand:
-		work = b.onCommandFunc(data)
 	case slack.InteractionCallback:
 		if data.Type == slack.InteractionTypeViewSubmission {
 			// The answer to a submission travels in the ack (field errors, the next view).
@@ -154,10 +161,15 @@ func (b *Bot) dispatch(ctx context.Context, evt socketmode.Event) {
 			work = func(ctx context.Context) any { b.onHomeOpened(ctx, data.TeamID, opened); return nil }
 		}
 	}
+	key := dedupeKey(req, evt.Data)
+	if cmd, ok := evt.Data.(slack.SlashCommand); ok {
+		b.handling.Go(func() { b.command(ctx, req, key, received, cmd) })
+		return
+	}
 	if ackFirst {
 		b.ack(req, nil, received)
 	}
-	if key := dedupeKey(req, evt.Data); !b.seen.add(key) {
+	if !b.seen.add(key) {
 		b.log.Info("slack: ignoring redelivered envelope", "envelope_id", req.EnvelopeID, "retry_attempt", req.RetryAttempt)
 		if !ackFirst {
 			b.ack(req, nil, received)

@@ -34,15 +34,8 @@ const helpText = "*Gatehouse: just-in-time access, approved by people*\n" +
 	"• `/access help` shows this.\n" +
 	"Approvers get Approve and Deny buttons in the approvals channel; you get a DM with the outcome."
 
-// onCommandFunc returns the work for one /access invocation. Every invocation is acked
-// empty at once; answers go to the response URL and forms are opened with the trigger.
-func (b *Bot) onCommandFunc(cmd slack.SlashCommand) func(context.Context) any {
-	return func(ctx context.Context) any {
-		b.onCommand(ctx, cmd)
-		return nil
-	}
-}
-
+// onCommand answers one /access invocation, after its (empty) ack: answers go to the
+// response URL and forms are opened with the trigger.
 func (b *Bot) onCommand(ctx context.Context, cmd slack.SlashCommand) {
 	if !b.sameTeam(cmd.TeamID) {
 		b.reply(ctx, cmd.ResponseURL, "This Gatehouse serves another workspace. Nothing was changed.")

@@ -62,6 +62,8 @@ var scopesOfCall = map[string][]string{
 	"GetUserGroupMembersContext": {"usergroups:read"},
 	"GetUserInfoContext":         {"users:read", "users:read.email"}, // ID tokens carry the email
 	"OpenConversationContext":    {"im:write"},
+	// Finding an approval message by the request it belongs to, in public and private channels.
+	"GetConversationHistoryContext": {"channels:history", "groups:history"},
 }
 
 func TestManifest(t *testing.T) {

@@ -80,8 +80,9 @@ func (m *Main) serve(ctx context.Context, cfg *config.Config) error {
 }
 
 // readyTimeout bounds how long /readyz waits for the database: a load balancer's probe
-// needs an answer, and a database this slow is as good as unreachable.
-const readyTimeout = time.Second
+// needs an answer, and a database this slow is as good as unreachable. It leaves room for
+// SQLite's own lock wait (100 ms) within a second.
+const readyTimeout = 700 * time.Millisecond
 
 // wire builds the program's parts on db: the signing keys, the use cases with Slack as
 // their notifier, the Socket Mode bot, and the HTTP handler (OpenID Provider, health,
@@ -108,13 +109,15 @@ func (m *Main) wire(ctx context.Context, cfg *config.Config, env settings, secre
 		Store:    db,
 		Grants:   db,
 		Logins:   db,
+		Outbox:   db,
 		Notifier: handlers.NewNotifier(api, cfg.Policy, homes, log),
 		Groups:   handlers.NewGroupCache(api, groupCacheTTL, m.Now),
 		Metrics:  metrics,
 		Now:      m.Now,
 		Log:      log,
 	})
-	bot := handlers.NewBot(api, svc, cfg.Policy, homes, metrics, log)
+	metrics.WatchOutbox(db.OutboxState)
+	bot := handlers.NewBot(api, svc, cfg.Policy, homes, metrics, db, log)
 	provider, err := oidc.NewHandler(oidc.Config{
 		Issuer: cfg.Issuer, Policy: cfg.Policy, Clients: secrets,
 		AccessTokenTTL: cfg.Tokens.AccessTokenTTL, IDTokenTTL: cfg.Tokens.IDTokenTTL, RefreshTokenTTL: cfg.Tokens.RefreshTokenTTL,
@@ -128,11 +131,12 @@ func (m *Main) wire(ctx context.Context, cfg *config.Config, env settings, secre
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		// A database host that drops packets would hold the probe until it times out.
+		// A database host that drops packets, or another process holding the write lock,
+		// would hold the probe: it gives up in time.
 		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 		defer cancel()
-		if err := db.Ping(ctx); err != nil {
-			http.Error(w, "database unreachable", http.StatusServiceUnavailable)
+		if err := db.CanWrite(ctx); err != nil {
+			http.Error(w, "database cannot be written", http.StatusServiceUnavailable)
 			return
 		}
 		if !bot.Connected() {
@@ -147,8 +151,9 @@ func (m *Main) wire(ctx context.Context, cfg *config.Config, env settings, secre
 	return &Service{Store: db, App: svc, Bot: bot, Keys: keys}, mux, nil
 }
 
-// run runs the bot and the sweeper until ctx ends, the bot stops or the HTTP server fails
-// (served), and waits for the envelopes in flight to be handled.
+// run runs the bot, the delivery of what is owed to Slack and the sweeper until ctx ends,
+// the bot stops or the HTTP server fails (served), and waits for the envelopes and
+// deliveries in flight.
 func (m *Main) run(ctx context.Context, cfg *config.Config, s *Service, served <-chan error, log *slog.Logger) error {
 	botCtx, stopBot := context.WithCancel(ctx)
 	defer stopBot()
@@ -158,6 +163,8 @@ func (m *Main) run(ctx context.Context, cfg *config.Config, s *Service, served <
 	// A retired key stays published while a token it signed may be valid (see oidc.Keyring).
 	keyRetention := max(cfg.Tokens.AccessTokenTTL, cfg.Tokens.IDTokenTTL) + oidc.DefaultKeyRefreshInterval + time.Minute
 	go func() { defer close(sweeperDone); m.sweep(botCtx, s.App, s.Store, keyRetention, log) }()
+	delivered := make(chan struct{})
+	go func() { defer close(delivered); s.App.Deliver(botCtx) }()
 	var err error
 	botStopped := false
 	select {
@@ -170,6 +177,7 @@ func (m *Main) run(ctx context.Context, cfg *config.Config, s *Service, served <
 	log.Info("gatehouse stopping")
 	stopBot()
 	<-sweeperDone
+	<-delivered
 	if !botStopped { // Run returns once the envelopes in flight are handled
 		if botErr := <-botDone; err == nil {
 			err = botErr

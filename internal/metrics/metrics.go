@@ -2,6 +2,7 @@
 package metrics
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"time"
@@ -22,6 +23,7 @@ type Metrics struct {
 	slackErrs  *prometheus.CounterVec
 	slackRetry *prometheus.CounterVec
 	ackLatency prometheus.Histogram
+	deliveries *prometheus.CounterVec
 }
 
 // New registers Gatehouse's metrics and the Go and process collectors.
@@ -38,10 +40,13 @@ func New() *Metrics {
 			Help: "Slack Web API calls that failed, by method and error."}, []string{"method", "error"}),
 		slackRetry: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gatehouse_slack_api_retries_total",
 			Help: "Slack Web API calls rate limited and retried, by method."}, []string{"method"}),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gatehouse_deliveries_total",
+			Help: "Attempts to deliver what a state change owes Slack, by kind, outcome (delivered, moot, retry, failed) and error."},
+			[]string{"kind", "outcome", "error"}),
 		ackLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "gatehouse_envelope_ack_seconds",
 			Help: "Time from receiving a Socket Mode envelope to acknowledging it.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
 	}
-	m.registry.MustRegister(m.requests, m.decisions, m.tokens, m.slackErrs, m.slackRetry, m.ackLatency,
+	m.registry.MustRegister(m.requests, m.decisions, m.tokens, m.slackErrs, m.slackRetry, m.ackLatency, m.deliveries,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -61,6 +66,37 @@ func (m *Metrics) EventsRecorded(events []app.AuditEvent) {
 			m.decisions.WithLabelValues(strings.TrimPrefix(e.Action, "decision.")).Inc()
 		}
 	}
+}
+
+// WatchOutbox exports the outbox's depth and the age of its oldest delivery, read at each
+// scrape from state.
+func (m *Metrics) WatchOutbox(state func(context.Context) (int, time.Time, error)) {
+	read := func() (int, time.Time) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		depth, oldest, err := state(ctx)
+		if err != nil {
+			return -1, time.Time{}
+		}
+		return depth, oldest
+	}
+	m.registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gatehouse_outbox_depth",
+			Help: "Slack effects owed and not yet delivered (-1: the database did not answer)."},
+			func() float64 { depth, _ := read(); return float64(depth) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "gatehouse_outbox_oldest_age_seconds",
+			Help: "How long the oldest Slack effect still owed has waited (0 when none)."},
+			func() float64 {
+				if _, oldest := read(); !oldest.IsZero() {
+					return time.Since(oldest).Seconds()
+				}
+				return 0
+			}))
+}
+
+// Delivered counts one delivery attempt (app.DeliveryMetrics).
+func (m *Metrics) Delivered(kind app.DeliveryKind, outcome, code string) {
+	m.deliveries.WithLabelValues(string(kind), outcome, code).Inc()
 }
 
 // TokenIssued, EnvelopeAcked, SlackAPIError and SlackAPIRetry count what their names say.
