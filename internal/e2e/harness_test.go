@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/app"
 	program "github.com/gatehouse/gatehouse/internal/gatehouse"
 	"github.com/gatehouse/gatehouse/internal/pgtest"
 	"github.com/gatehouse/gatehouse/internal/slackfake"
@@ -94,6 +95,7 @@ type gatehouse struct {
 	stop     func()
 	timeouts program.HTTPTimeouts
 	kek      string // GATEHOUSE_KEY_ENCRYPTION_KEY, set on PostgreSQL, where it is required
+	database string // the config's database: a SQLite file or a PostgreSQL URL
 }
 
 // newKeyEncryptionKey returns 32 random bytes in standard base64.
@@ -102,6 +104,9 @@ func newKeyEncryptionKey() string {
 	rand.Read(key)
 	return base64.StdEncoding.EncodeToString(key)
 }
+
+// testDelivery retries deliveries quickly: the tests move the clock past waits Slack asks for.
+var testDelivery = app.DeliveryOptions{Poll: 20 * time.Millisecond, Backoff: 20 * time.Millisecond, MaxBackoff: time.Second}
 
 // gatehouseOptions change the test config.
 type gatehouseOptions struct {
@@ -161,6 +166,7 @@ func startGatehouse(t testing.TB, options ...func(*gatehouseOptions)) *gatehouse
 	if strings.HasPrefix(database, "postgres://") { // replicas must share it, so it is required
 		g.kek = newKeyEncryptionKey()
 	}
+	g.database = database
 	yaml := strings.NewReplacer("DATABASE", database, "ISSUER", g.issuer(), "ALGORITHM", opts.algorithm,
 		"\nclients:\n", "\n"+opts.roles+"clients:\n").Replace(testConfig) + opts.clients
 	if err := os.WriteFile(config, []byte(yaml), 0o600); err != nil {
@@ -203,6 +209,7 @@ func (g *gatehouse) start() {
 		Getenv: func(k string) string { return env[k] },
 		Stdout: g.logs, Stderr: g.logs,
 		Now:      g.clock.Now,
+		Delivery: testDelivery,
 		Listener: g.listener,
 		Ready:    func(s *program.Service) { ready <- s },
 

@@ -30,6 +30,8 @@ type Main struct {
 	Stderr io.Writer
 	Now    func() time.Time // defaults to time.Now
 
+	// Delivery tunes the delivery of what is owed to Slack; tests shorten its waits.
+	Delivery app.DeliveryOptions
 	// Listener, if set, is where serve listens instead of the config's listen address.
 	Listener net.Listener
 	// Ready, if set, is called once serve has opened everything and the bot is about to connect.

@@ -115,6 +115,7 @@ func (m *Main) wire(ctx context.Context, cfg *config.Config, env settings, secre
 		Metrics:  metrics,
 		Now:      m.Now,
 		Log:      log,
+		Delivery: m.Delivery,
 	})
 	metrics.WatchOutbox(db.OutboxState)
 	bot := handlers.NewBot(api, svc, cfg.Policy, homes, metrics, db, log)

@@ -24,6 +24,9 @@ type Fault struct {
 	// message is posted, but the app sees the error (as when Slack's answer
 	// is lost on the way back).
 	Applied bool
+	// Channel, if set, limits the fault to calls whose channel argument is
+	// this (a channel ID, or the user ID a DM is sent to).
+	Channel string
 	// Calls is how many calls the fault affects; 0 means every call until
 	// Until passes or ClearFaults.
 	Calls int
@@ -63,32 +66,35 @@ func (s *Server) Faulted(method string) int {
 	return s.faulted[method]
 }
 
-// takeFault returns the fault that applies to this call of method, if any,
-// counting it; the caller holds s.mu.
-func (s *Server) takeFault(method string) *Fault {
+// takeFault returns the fault that applies to this call of method (with
+// its channel argument), if any, counting it; the caller holds s.mu.
+func (s *Server) takeFault(method, channel string) *Fault {
 	now := time.Now()
 	keys := []string{method}
 	if method != ResponseURLs {
 		keys = append(keys, AnyMethod)
 	}
 	for _, key := range keys {
-		list := s.faults[key]
-		for len(list) > 0 && !list[0].Until.IsZero() && !now.Before(list[0].Until) {
-			list = list[1:]
-		}
-		s.faults[key] = list
-		if len(list) == 0 {
-			continue
-		}
-		f := *list[0]
-		if list[0].Calls > 0 {
-			list[0].Calls--
-			if list[0].Calls == 0 {
-				s.faults[key] = list[1:]
+		var live []*Fault
+		for _, f := range s.faults[key] {
+			if f.Until.IsZero() || now.Before(f.Until) {
+				live = append(live, f)
 			}
 		}
-		s.faulted[method]++
-		return &f
+		s.faults[key] = live
+		for i, f := range live {
+			if f.Channel != "" && f.Channel != channel {
+				continue
+			}
+			taken := *f
+			if f.Calls > 0 {
+				if f.Calls--; f.Calls == 0 {
+					s.faults[key] = append(live[:i:i], live[i+1:]...)
+				}
+			}
+			s.faulted[method]++
+			return &taken
+		}
 	}
 	return nil
 }

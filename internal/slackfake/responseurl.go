@@ -60,7 +60,7 @@ func (s *Server) serveResponseURL(w http.ResponseWriter, r *http.Request) {
 	}
 
 	s.mu.Lock()
-	fault := s.takeFault(ResponseURLs)
+	fault := s.takeFault(ResponseURLs, "")
 	s.mu.Unlock()
 	if fault != nil && fault.Delay > 0 {
 		select {

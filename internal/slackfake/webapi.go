@@ -116,9 +116,13 @@ func (p *params) json(name string) (json.RawMessage, bool) {
 // serveAPI answers POST /api/<method>.
 func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("method")
+	p, perr := parseParams(r)
 	s.mu.Lock()
 	s.calls[name]++
-	fault := s.takeFault(name)
+	var fault *Fault
+	if perr == nil {
+		fault = s.takeFault(name, p.str("channel"))
+	}
 	retry := 0
 	if fault == nil {
 		retry = s.rateLimited(name)
@@ -147,9 +151,8 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, errorf("unknown_method"))
 		return
 	}
-	p, err := parseParams(r)
-	if err != nil {
-		writeAPIError(w, err)
+	if perr != nil {
+		writeAPIError(w, perr)
 		return
 	}
 	if err := checkToken(r, p, m.token); err != nil {
