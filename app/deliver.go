@@ -3,8 +3,10 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -252,8 +254,19 @@ func (s *Service) carryOut(ctx context.Context, dl Delivery) error {
 	return err
 }
 
-// notify makes the Notifier call a delivery other than a message owes.
+// notify makes the Notifier call a delivery other than a message owes. A direct message
+// tried before may have reached Slack without its answer reaching us: it is looked for first.
 func (s *Service) notify(ctx context.Context, dl Delivery, r Request, g *Grant) error {
+	tag := strconv.FormatInt(dl.ID, 10)
+	if dl.Attempts > 1 && dl.Kind != DeliverReminder && dl.Kind != DeliverEscalation {
+		sent, err := s.Notifier.DMSent(ctx, r.Requester.ID, tag)
+		if err != nil {
+			return err
+		}
+		if sent {
+			return fmt.Errorf("%w: sent before", errMoot)
+		}
+	}
 	switch dl.Kind {
 	case DeliverOutcome:
 		if r.GrantID != "" {
@@ -264,9 +277,9 @@ func (s *Service) notify(ctx context.Context, dl Delivery, r Request, g *Grant) 
 			found.Status = GrantActive // the outcome as it was: its end has a DM of its own
 			g = &found
 		}
-		return s.Notifier.NotifyRequester(ctx, r, g)
+		return s.Notifier.NotifyRequester(ctx, r, g, tag)
 	case DeliverGrantEnded:
-		return s.Notifier.NotifyRequester(ctx, r, g)
+		return s.Notifier.NotifyRequester(ctx, r, g, tag)
 	case DeliverReminder, DeliverEscalation:
 		if r.Status != StatusPending || r.Message.TS == "" {
 			return errMoot
@@ -276,12 +289,12 @@ func (s *Service) notify(ctx context.Context, dl Delivery, r Request, g *Grant) 
 		}
 		return s.Notifier.AnnounceEscalation(ctx, r, dl.Approvers)
 	case DeliverPosted:
-		return s.Notifier.NotifyPosted(ctx, r)
+		return s.Notifier.NotifyPosted(ctx, r, tag)
 	case DeliverStuck:
 		if r.Message.TS != "" {
 			return errMoot // posted after all
 		}
-		return s.Notifier.NotifyStuck(ctx, r, dl.Problem)
+		return s.Notifier.NotifyStuck(ctx, r, dl.Problem, tag)
 	}
 	return errMoot // a kind this version does not know
 }

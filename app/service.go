@@ -65,12 +65,15 @@ type Notifier interface {
 	// approved, its grant's.
 	UpdateRequest(ctx context.Context, r Request, grant *Grant) error
 	// NotifyRequester tells the requester how their request ended (grant is nil unless
-	// approved) or, when the grant is no longer active, how the grant ended.
-	NotifyRequester(ctx context.Context, r Request, grant *Grant) error
+	// approved) or, when the grant is no longer active, how the grant ended. The direct
+	// messages are tagged with tag (see DMSent).
+	NotifyRequester(ctx context.Context, r Request, grant *Grant, tag string) error
 	// NotifyPosted tells a requester who was told their request was saved that it is posted.
-	NotifyPosted(ctx context.Context, r Request) error
+	NotifyPosted(ctx context.Context, r Request, tag string) error
 	// NotifyStuck tells the requester their saved request cannot be posted, and why.
-	NotifyStuck(ctx context.Context, r Request, problem string) error
+	NotifyStuck(ctx context.Context, r Request, problem, tag string) error
+	// DMSent reports whether a direct message tagged tag already reached user.
+	DMSent(ctx context.Context, user, tag string) (bool, error)
 	// RefreshHomes redraws the App Home of those users who look at it, with their overview.
 	RefreshHomes(ctx context.Context, users []string, overview func(user string) (Overview, error)) error
 	// RemindApprovers reminds the approvers (user and user-group IDs) who have not decided the

@@ -41,9 +41,10 @@ func (r *recorder) PostRequest(_ context.Context, req app.Request, g *app.Grant)
 func (r *recorder) FindRequestMessage(context.Context, app.Request) (app.MessageRef, error) {
 	return app.MessageRef{}, app.ErrNotFound
 }
-func (r *recorder) UpdateRequest(context.Context, app.Request, *app.Grant) error { return nil }
-func (r *recorder) NotifyPosted(context.Context, app.Request) error              { return nil }
-func (r *recorder) NotifyStuck(context.Context, app.Request, string) error       { return nil }
+func (r *recorder) UpdateRequest(context.Context, app.Request, *app.Grant) error   { return nil }
+func (r *recorder) NotifyPosted(context.Context, app.Request, string) error        { return nil }
+func (r *recorder) NotifyStuck(context.Context, app.Request, string, string) error { return nil }
+func (r *recorder) DMSent(context.Context, string, string) (bool, error)           { return false, nil }
 func (r *recorder) RemindApprovers(_ context.Context, _ app.Request, approvers []string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -59,7 +60,7 @@ func (r *recorder) AnnounceEscalation(_ context.Context, _ app.Request, approver
 func (r *recorder) RefreshHomes(context.Context, []string, func(string) (app.Overview, error)) error {
 	return nil
 }
-func (r *recorder) NotifyRequester(_ context.Context, req app.Request, _ *app.Grant) error {
+func (r *recorder) NotifyRequester(_ context.Context, req app.Request, _ *app.Grant, _ string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.told = append(r.told, req)

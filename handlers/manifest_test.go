@@ -63,7 +63,8 @@ var scopesOfCall = map[string][]string{
 	"GetUserInfoContext":         {"users:read", "users:read.email"}, // ID tokens carry the email
 	"OpenConversationContext":    {"im:write"},
 	// Finding an approval message by the request it belongs to, in public and private channels.
-	"GetConversationHistoryContext": {"channels:history", "groups:history"},
+	// and the bot's own DMs, so a message sent before a crash is not sent twice.
+	"GetConversationHistoryContext": {"channels:history", "groups:history", "im:history"},
 }
 
 func TestManifest(t *testing.T) {

@@ -89,7 +89,7 @@ func (n *Notifier) UpdateRequest(ctx context.Context, r app.Request, g *app.Gran
 
 // NotifyRequester DMs a person how their request, or later its grant, ended. Services
 // learn it from the token endpoint.
-func (n *Notifier) NotifyRequester(ctx context.Context, r app.Request, g *app.Grant) error {
+func (n *Notifier) NotifyRequester(ctx context.Context, r app.Request, g *app.Grant, tag string) error {
 	if r.Requester.Kind != app.PrincipalUser {
 		return nil
 	}
@@ -98,29 +98,52 @@ func (n *Notifier) NotifyRequester(ctx context.Context, r app.Request, g *app.Gr
 	if g != nil && g.Status == app.GrantActive && !g.BreakGlass {
 		opts = append(opts, slack.MsgOptionBlocks(append([]slack.Block{slack.NewSectionBlock(markdown(text), nil, nil)}, extendBlocks([]app.Grant{*g})...)...))
 	}
-	return n.dm(ctx, r, opts...)
+	return n.dm(ctx, r, tag, opts...)
 }
 
 // NotifyPosted DMs a requester who was told their request was saved that it is posted now.
-func (n *Notifier) NotifyPosted(ctx context.Context, r app.Request) error {
-	return n.dm(ctx, r, slack.MsgOptionText(postedText(r, r.Message.Channel), false))
+func (n *Notifier) NotifyPosted(ctx context.Context, r app.Request, tag string) error {
+	return n.dm(ctx, r, tag, slack.MsgOptionText(postedText(r, r.Message.Channel), false))
 }
 
 // NotifyStuck DMs the requester that their saved request cannot be posted, and why.
-func (n *Notifier) NotifyStuck(ctx context.Context, r app.Request, problem string) error {
+func (n *Notifier) NotifyStuck(ctx context.Context, r app.Request, problem, tag string) error {
 	role, _ := n.policy.Role(r.Role)
-	return n.dm(ctx, r, slack.MsgOptionText(stuckText(r, n.policy.ChannelFor(role), problem), false))
+	return n.dm(ctx, r, tag, slack.MsgOptionText(stuckText(r, n.policy.ChannelFor(role), problem), false))
 }
 
-// dm posts a direct message to a request's requester.
-func (n *Notifier) dm(ctx context.Context, r app.Request, opts ...slack.MsgOption) error {
+// deliveryEvent is the metadata event type that tags a direct message with the delivery
+// that owed it.
+const deliveryEvent = "gatehouse_delivery"
+
+// dm posts a direct message to a request's requester, tagged.
+func (n *Notifier) dm(ctx context.Context, r app.Request, tag string, opts ...slack.MsgOption) error {
 	if r.Requester.Kind != app.PrincipalUser {
 		return nil
 	}
+	opts = append(opts, slack.MsgOptionMetadata(slack.SlackMetadata{EventType: deliveryEvent, EventPayload: map[string]any{"delivery": tag}}))
 	if _, _, err := n.api.PostMessageContext(ctx, r.Requester.ID, opts...); err != nil {
 		return fmt.Errorf("slack: DM %s about %s: %w", r.Requester.ID, r.ID, classify("chat.postMessage", err))
 	}
 	return nil
+}
+
+// DMSent looks through the latest direct messages to user for one tagged tag.
+func (n *Notifier) DMSent(ctx context.Context, user, tag string) (bool, error) {
+	ch, _, _, err := n.api.OpenConversationContext(ctx, &slack.OpenConversationParameters{Users: []string{user}})
+	if err != nil {
+		return false, fmt.Errorf("slack: open DM with %s: %w", user, classify("conversations.open", err))
+	}
+	page, err := n.api.GetConversationHistoryContext(ctx, &slack.GetConversationHistoryParameters{ChannelID: ch.ID, Limit: 100, IncludeAllMetadata: true})
+	if err != nil {
+		return false, fmt.Errorf("slack: DMs to %s: %w", user, classify("conversations.history", err))
+	}
+	for _, m := range page.Messages {
+		if m.Metadata.EventType == deliveryEvent && m.Metadata.EventPayload["delivery"] == tag {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // RemindApprovers replies in the approval message's thread, mentioning the approvers who
