@@ -1,0 +1,76 @@
+package e2e
+
+import (
+	"context"
+	"database/sql"
+	"net/http"
+	"testing"
+	"time"
+
+	_ "gorm.io/driver/sqlite" // registers the sqlite3 driver for the other connection
+)
+
+// Another process holding the database's write lock used to make an Approve submission
+// answer after 10 s (Slack had shown the approver an error after 3), an Approve click fail
+// to open its form, and /readyz hang. Now reads go on, writes give up in time with words
+// that say so, and /readyz answers 503 at once.
+func TestLockedDatabaseAnswersInTime(t *testing.T) {
+	g := startGatehouse(t)
+	g.command("U0ALICE", "prod-db-admin 1h locked database")
+	msg := g.message("C0DBA", "locked database")
+	g.click("U0BOB", msg, "Approve")
+	g.view("U0BOB", "Approve request")
+
+	other, err := sql.Open("sqlite3", g.database+"?_busy_timeout=5000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	lock, err := other.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	if _, err := lock.ExecContext(context.Background(), "BEGIN EXCLUSIVE"); err != nil {
+		t.Fatal(err)
+	}
+	locked := true
+	unlock := func() {
+		if locked {
+			locked = false
+			if _, err := lock.ExecContext(context.Background(), "ROLLBACK"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	defer unlock()
+
+	ack := g.submit("U0BOB", map[string]string{"Comment": "while locked"})
+	if ack.Errors["comment"] != "Gatehouse is busy; nothing was changed, try again." || ack.Latency > 3*time.Second {
+		t.Errorf("approving while locked: %+v after %v; want the busy answer within 3 s", ack.Errors, ack.Latency)
+	}
+
+	g.click("U0DAVE", msg, "Approve") // reading does not wait for the lock
+	g.view("U0DAVE", "Approve request")
+
+	ackCmd, err := g.slack.SlashCommand("U0CAROL", "C0GENERAL", "/access", "prod-db-admin 1h while locked")
+	if err != nil || ackCmd.Latency > 2*time.Second {
+		t.Fatalf("command while locked: %v after %v", err, ackCmd.Latency)
+	}
+	g.ephemeral("U0CAROL", "Gatehouse is busy; nothing was changed, try again.")
+
+	start := time.Now()
+	req, _ := http.NewRequest("GET", g.issuer()+"/readyz", nil)
+	if status, body := g.do(req); status != http.StatusServiceUnavailable || time.Since(start) > time.Second {
+		t.Errorf("/readyz while locked = %d %s after %v; want 503 within 1 s", status, body, time.Since(start))
+	}
+
+	unlock()
+	if ack := g.submit("U0BOB", map[string]string{"Comment": "after the lock"}); ack.ResponseAction != "" {
+		t.Fatalf("approving after the lock: %+v", ack)
+	}
+	g.message("C0DBA", "locked database", "*Approved* by <@U0BOB>")
+	if status, body := g.do(req); status != http.StatusOK {
+		t.Errorf("/readyz after the lock = %d %s", status, body)
+	}
+}
