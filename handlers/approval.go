@@ -192,7 +192,7 @@ func (b *Bot) onDecisionButton(ctx context.Context, cb slack.InteractionCallback
 	err = retry(ctx, func() error { _, err := b.api.OpenViewContext(ctx, cb.TriggerID, view); return err })
 	if err != nil {
 		b.log.Error("slack: opening decision modal failed", "request_id", r.ID, "err", err)
-		b.reply(ctx, cb.ResponseURL, formProblem(err, "please click again."))
+		b.reply(ctx, cb.ResponseURL, formProblem(err, "Please click again."))
 	}
 }
 

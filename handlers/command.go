@@ -104,7 +104,7 @@ func (b *Bot) openRequestModal(ctx context.Context, cmd slack.SlashCommand, in a
 	err := retry(ctx, func() error { _, err := b.api.OpenViewContext(ctx, cmd.TriggerID, view); return err })
 	if err != nil {
 		b.log.Error("slack: opening request modal failed", "user", cmd.UserID, "err", err)
-		b.reply(ctx, cmd.ResponseURL, formProblem(err, "please run the command again."))
+		b.reply(ctx, cmd.ResponseURL, formProblem(err, "Please run the command again."))
 	}
 }
 

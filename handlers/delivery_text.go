@@ -90,7 +90,7 @@ func formProblem(err error, again string) string {
 	case errors.Is(err, app.ErrBusy):
 		return busyText
 	case slackDown(err):
-		return "Slack did not answer, so the form could not open. Nothing was changed; " + again
+		return "Slack did not answer, so the form could not open. Nothing was changed. " + again
 	}
-	return "Slack did not let me open the form. Nothing was changed; " + again
+	return "Slack did not let me open the form. Nothing was changed. " + again
 }

@@ -32,7 +32,7 @@ func (b *Bot) onLogin(ctx context.Context, cmd slack.SlashCommand, code string) 
 	err = retry(ctx, func() error { _, err := b.api.OpenViewContext(ctx, cmd.TriggerID, view); return err })
 	if err != nil {
 		b.log.Error("slack: opening login modal failed", "user", cmd.UserID, "err", err)
-		b.reply(ctx, cmd.ResponseURL, formProblem(err, "please run the command again."))
+		b.reply(ctx, cmd.ResponseURL, formProblem(err, "Please run the command again."))
 	}
 }
 

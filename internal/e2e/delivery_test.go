@@ -198,3 +198,15 @@ func TestGroupLookupFailureIsNoRefusal(t *testing.T) {
 		}
 	}
 }
+
+// A form that does not open says why: it expired, or Slack is not answering. It used to say
+// "Slack did not let me open the form in time" whatever happened.
+func TestFormErrorsSayWhatHappened(t *testing.T) {
+	g := startGatehouse(t)
+	g.slack.Fail("views.open", slackfake.Fault{Status: 503, Calls: 1})
+	g.command("U0ALICE", "")
+	g.ephemeral("U0ALICE", "Slack did not answer, so the form could not open. Nothing was changed. Please run the command again.")
+	g.slack.Fail("views.open", slackfake.Fault{Error: "expired_trigger_id", Calls: 1})
+	g.command("U0ALICE", "")
+	g.ephemeral("U0ALICE", "The form expired before Slack let me open it (Slack allows 3 seconds). Please run the command again.")
+}
