@@ -71,7 +71,7 @@ func (s *Service) breakGlass(ctx context.Context, user string, role Role, durati
 			Reason: how + "; needs review", Source: source},
 	}
 	err := s.Grants.CreateBreakGlass(ctx, r, g, events,
-		Delivery{Kind: DeliverMessage, RequestID: r.ID}, Delivery{Kind: DeliverOutcome, RequestID: r.ID})
+		s.owe(DeliverMessage, r.ID, r.Role, r.Requester), s.owe(DeliverOutcome, r.ID, r.Role, r.Requester))
 	if errors.Is(err, ErrConflict) { // the same action again
 		if taken, findErr := s.Store.Request(ctx, r.ID); findErr == nil && taken.Requester == requester {
 			return taken, nil
@@ -109,7 +109,7 @@ func (s *Service) ReviewGrant(ctx context.Context, grantID, user, source string)
 	now := s.Now()
 	event := AuditEvent{At: now, Actor: user, Action: ActionGrantReviewed, Principal: g.Principal, RequestID: g.RequestID,
 		GrantID: g.ID, Reason: "break-glass use reviewed", Source: source}
-	if err := s.Grants.ReviewGrant(ctx, g.ID, event, Delivery{Kind: DeliverMessage, RequestID: g.RequestID}); err != nil {
+	if err := s.Grants.ReviewGrant(ctx, g.ID, event, s.owe(DeliverMessage, g.RequestID, g.Role, g.Principal)); err != nil {
 		if errors.Is(err, ErrAlreadyReviewed) {
 			if cur, gErr := s.Grants.Grant(ctx, g.ID); gErr == nil {
 				g = cur

@@ -147,12 +147,12 @@ func (s *Service) applyDecision(r Request, in DecisionInput, comment string, ext
 				RequestID: r.ID, GrantID: grant.ID, Reason: "approved by " + strings.Join(grant.ApprovedBy, ", "), Source: in.Source})
 	}
 	change.Request = r
-	change.Deliveries = []Delivery{{Kind: DeliverMessage, RequestID: r.ID}}
+	change.Deliveries = []Delivery{s.owe(DeliverMessage, r.ID, r.Role, r.Requester)}
 	if change.Extension != nil { // the extended grant's own message shows its new end
-		change.Deliveries = append(change.Deliveries, Delivery{Kind: DeliverMessage, RequestID: grant.RequestID})
+		change.Deliveries = append(change.Deliveries, s.owe(DeliverMessage, grant.RequestID, r.Role, r.Requester))
 	}
 	if r.Status != StatusPending {
-		change.Deliveries = append(change.Deliveries, Delivery{Kind: DeliverOutcome, RequestID: r.ID})
+		change.Deliveries = append(change.Deliveries, s.owe(DeliverOutcome, r.ID, r.Role, r.Requester))
 	}
 	return change, nil
 }

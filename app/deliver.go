@@ -18,7 +18,7 @@ type deliverer struct {
 	wake chan struct{} // a delivery was owed or finished: look again
 
 	mu       sync.Mutex
-	inflight map[int64]bool
+	inflight map[int64]string // delivery ID → its target
 	paused   map[string]time.Time // Slack target → rate limited until
 	posted   chan struct{}        // closed and replaced whenever a message is posted
 	running  sync.WaitGroup
@@ -26,7 +26,7 @@ type deliverer struct {
 }
 
 func newDeliverer(opts DeliveryOptions) *deliverer {
-	return &deliverer{opts: opts.withDefaults(), wake: make(chan struct{}, 1), inflight: map[int64]bool{},
+	return &deliverer{opts: opts.withDefaults(), wake: make(chan struct{}, 1), inflight: map[int64]string{},
 		paused: map[string]time.Time{}, posted: make(chan struct{})}
 }
 
@@ -92,49 +92,50 @@ func (d *deliverer) inflightCount() int {
 	return len(d.inflight)
 }
 
-// claimAndStart claims up to n deliveries due and starts carrying each out; it returns how
-// many it started.
+// claimAndStart claims up to n deliveries due, one per target that is neither busy here nor
+// rate limited, and starts carrying each out; it returns how many it started.
 func (s *Service) claimAndStart(ctx context.Context, n int) int {
 	d := s.delivery
-	d.mu.Lock()
-	skip := make([]int64, 0, len(d.inflight))
-	for id := range d.inflight {
-		skip = append(skip, id)
-	}
-	d.mu.Unlock()
 	now := s.Now()
-	claimed, err := s.Outbox.ClaimDeliveries(ctx, d.opts.Owner, now, now.Add(d.opts.Lease), n, skip)
+	claimed, err := s.Outbox.ClaimDeliveries(ctx, d.opts.Owner, now, now.Add(d.opts.Lease), n, d.busyTargets(now))
 	if err != nil {
 		if ctx.Err() == nil {
 			s.Log.Error("claiming deliveries failed", "err", err)
 		}
 		return 0
 	}
-	// One request's deliveries go in the order they were owed (a reminder before the
-	// escalation that follows it); different requests' go at once.
-	var order []string
-	byRequest := map[string][]Delivery{}
-	d.mu.Lock()
 	for _, dl := range claimed {
-		d.inflight[dl.ID] = true
-		if _, ok := byRequest[dl.RequestID]; !ok {
-			order = append(order, dl.RequestID)
-		}
-		byRequest[dl.RequestID] = append(byRequest[dl.RequestID], dl)
-	}
-	d.mu.Unlock()
-	for _, id := range order {
+		d.mu.Lock()
+		d.inflight[dl.ID] = dl.Target
+		d.mu.Unlock()
 		d.running.Go(func() {
-			for _, dl := range byRequest[id] {
-				s.attempt(dl)
-				d.mu.Lock()
-				delete(d.inflight, dl.ID)
-				d.mu.Unlock()
-			}
+			s.attempt(dl)
+			d.mu.Lock()
+			delete(d.inflight, dl.ID)
+			d.mu.Unlock()
 			d.kick()
 		})
 	}
 	return len(claimed)
+}
+
+// busyTargets are the targets not to claim deliveries for now: one is being delivered to
+// here (deliveries to one target go one at a time, in order), or Slack asked us to wait.
+func (d *deliverer) busyTargets(now time.Time) []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var busy []string
+	for _, target := range d.inflight {
+		busy = append(busy, target)
+	}
+	for target, until := range d.paused {
+		if now.Before(until) {
+			busy = append(busy, target)
+		} else {
+			delete(d.paused, target)
+		}
+	}
+	return busy
 }
 
 // attempt carries out one claimed delivery and records what became of it.
@@ -242,15 +243,11 @@ func (s *Service) carryOut(ctx context.Context, dl Delivery) error {
 	if r.Requester.Kind != PrincipalUser && dl.Kind != DeliverReminder && dl.Kind != DeliverEscalation {
 		return errMoot // services learn of their requests from the token endpoint
 	}
-	target := r.Requester.ID
-	if dl.Kind == DeliverReminder || dl.Kind == DeliverEscalation {
-		target = r.Message.Channel
-	}
-	if err := s.delivery.checkPaused(target, s.Now()); err != nil {
+	if err := s.delivery.checkPaused(dl.Target, s.Now()); err != nil {
 		return err
 	}
 	err = s.notify(ctx, dl, r, g)
-	s.delivery.noteLimit(target, s.Now(), err)
+	s.delivery.noteLimit(dl.Target, s.Now(), err)
 	return err
 }
 
@@ -313,7 +310,7 @@ func (d *deliverer) checkPaused(target string, now time.Time) error {
 // noteLimit remembers that Slack rate limited target, so other deliveries to it wait too.
 func (d *deliverer) noteLimit(target string, now time.Time, err error) {
 	var de *DeliveryError
-	if errors.As(err, &de) && de.RetryAfter > 0 && target != "" {
+	if errors.As(err, &de) && de.RetryAfter > 0 && de.Code != "paused" && target != "" {
 		d.mu.Lock()
 		d.paused[target] = now.Add(de.RetryAfter)
 		d.mu.Unlock()

@@ -38,6 +38,7 @@ type Delivery struct {
 	RequestID string
 	GrantID   string   // DeliverGrantEnded
 	Approvers []string // DeliverReminder, DeliverEscalation: user and user-group IDs
+	Target    string   // where it goes: a channel, or the user a DM is for (see owe)
 	Problem   string   // DeliverStuck: the error code Slack answered
 	LastError string   // on a claimed delivery: why its last attempt failed, if it did
 	Attempts  int      // how often it was claimed, this time included
@@ -49,9 +50,10 @@ type Delivery struct {
 // the same transaction.
 type Outbox interface {
 	// ClaimDeliveries claims up to limit deliveries due at now that nobody holds a lease on
-	// (or whose lease ran out: its holder died), for owner until leaseUntil, oldest first,
-	// leaving out those in skip. Several processes may claim at once: each delivery goes to one.
-	ClaimDeliveries(ctx context.Context, owner string, now, leaseUntil time.Time, limit int, skip []int64) ([]Delivery, error)
+	// (or whose lease ran out: its holder died), for owner until leaseUntil: the oldest due
+	// for each target, oldest first, leaving out the targets in skip (busy or rate limited
+	// here). Several processes may claim at once: each delivery goes to one.
+	ClaimDeliveries(ctx context.Context, owner string, now, leaseUntil time.Time, limit int, skip []string) ([]Delivery, error)
 	// FinishDelivery removes a delivery that is done or moot and reports true. A message
 	// asked for again while it was being drawn is kept, released to be drawn again at now,
 	// and FinishDelivery reports false.
@@ -83,6 +85,17 @@ func (e *DeliveryError) Error() string {
 }
 
 func (e *DeliveryError) Unwrap() error { return e.Err }
+
+// owe is a delivery of kind about request requestID (for role, by requester), addressed:
+// messages and thread replies to the role's channel, DMs to the requester.
+func (s *Service) owe(kind DeliveryKind, requestID, role string, requester Principal) Delivery {
+	d := Delivery{Kind: kind, RequestID: requestID, Target: requester.ID}
+	if kind == DeliverMessage || kind == DeliverReminder || kind == DeliverEscalation {
+		r, _ := s.Policy.Role(role)
+		d.Target = s.Policy.ChannelFor(r)
+	}
+	return d
+}
 
 // errMoot: the delivery no longer matters (the request is gone, or already shows it).
 var errMoot = errors.New("no longer needed")

@@ -70,7 +70,7 @@ func (s *Service) file(ctx context.Context, r Request, role Role, source string)
 	r.RemindAt, r.EscalateAt = role.followUps(r.CreatedAt)
 	event := AuditEvent{At: r.CreatedAt, Actor: r.Requester.ID, Action: ActionRequestCreated, Principal: r.Requester,
 		RequestID: r.ID, GrantID: r.ExtendsGrantID, Reason: r.Reason, Source: source}
-	err := s.Store.CreateRequest(ctx, r, event, Delivery{Kind: DeliverMessage, RequestID: r.ID})
+	err := s.Store.CreateRequest(ctx, r, event, s.owe(DeliverMessage, r.ID, r.Role, r.Requester))
 	if errors.Is(err, ErrConflict) {
 		// The same action again (a redelivery, or a command finished after a restart).
 		if filed, findErr := s.Store.Request(ctx, r.ID); findErr == nil && filed.Requester == r.Requester {
@@ -100,7 +100,7 @@ func (s *Service) cancelRequest(ctx context.Context, id, reason string) (Request
 		cur.Status, cur.DecidedAt = StatusCancelled, now
 		cancelled = RequestChange{Request: cur, Events: []AuditEvent{{At: now, Actor: SystemActor, Action: ActionRequestCancelled,
 			Principal: cur.Requester, RequestID: cur.ID, Reason: reason, Source: SourceSystem}},
-			Deliveries: []Delivery{{Kind: DeliverMessage, RequestID: cur.ID}}}
+			Deliveries: []Delivery{s.owe(DeliverMessage, cur.ID, cur.Role, cur.Requester)}}
 		return cancelled, nil
 	})
 	if err != nil {

@@ -33,7 +33,7 @@ func (s *Service) Sweep(ctx context.Context) error {
 	for _, g := range grants {
 		event := AuditEvent{At: now, Actor: SystemActor, Action: ActionGrantExpired, Principal: g.Principal, RequestID: g.RequestID,
 			GrantID: g.ID, Reason: "its time was up", Source: SourceSystem}
-		err := s.Grants.EndGrant(ctx, g.ID, GrantExpired, event, grantEndedDeliveries(g)...)
+		err := s.Grants.EndGrant(ctx, g.ID, GrantExpired, event, s.grantEndedDeliveries(g)...)
 		if errors.Is(err, ErrNotPending) {
 			continue // revoked meanwhile
 		}
@@ -65,7 +65,7 @@ func (s *Service) expireRequest(ctx context.Context, id string) {
 		r.Status, r.DecidedAt = StatusExpired, now
 		change = RequestChange{Request: r, Events: []AuditEvent{{At: now, Actor: SystemActor, Action: ActionRequestExpired,
 			Principal: r.Requester, RequestID: r.ID, Reason: "not decided in time", Source: SourceSystem}},
-			Deliveries: []Delivery{{Kind: DeliverMessage, RequestID: r.ID}, {Kind: DeliverOutcome, RequestID: r.ID}}}
+			Deliveries: []Delivery{s.owe(DeliverMessage, r.ID, r.Role, r.Requester), s.owe(DeliverOutcome, r.ID, r.Role, r.Requester)}}
 		return change, nil
 	})
 	if errors.Is(err, ErrNotPending) {
@@ -175,12 +175,16 @@ func (s *Service) followUp(ctx context.Context, id string) {
 		}
 		change := RequestChange{Request: r, Events: events}
 		if len(reminded) > 0 {
-			change.Deliveries = append(change.Deliveries, Delivery{Kind: DeliverReminder, RequestID: r.ID, Approvers: reminded})
+			d := s.owe(DeliverReminder, r.ID, r.Role, r.Requester)
+			d.Approvers = reminded
+			change.Deliveries = append(change.Deliveries, d)
 		}
 		if escalation {
-			change.Deliveries = append(change.Deliveries, Delivery{Kind: DeliverMessage, RequestID: r.ID})
+			change.Deliveries = append(change.Deliveries, s.owe(DeliverMessage, r.ID, r.Role, r.Requester))
 			if len(escalated) > 0 {
-				change.Deliveries = append(change.Deliveries, Delivery{Kind: DeliverEscalation, RequestID: r.ID, Approvers: escalated})
+				d := s.owe(DeliverEscalation, r.ID, r.Role, r.Requester)
+				d.Approvers = escalated
+				change.Deliveries = append(change.Deliveries, d)
 			}
 		}
 		return change, nil

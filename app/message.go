@@ -24,11 +24,7 @@ func (s *Service) drawMessage(ctx context.Context, dl Delivery) error {
 		}
 		g = &found
 	}
-	role, _ := s.Policy.Role(r.Role)
-	target := s.Policy.ChannelFor(role)
-	if r.Message.TS != "" {
-		target = r.Message.Channel
-	}
+	target := dl.Target
 	now := s.Now()
 	if err := s.delivery.checkPaused(target, now); err != nil {
 		return err
@@ -87,10 +83,10 @@ func (s *Service) postMessage(ctx context.Context, dl Delivery, r Request, g *Gr
 		if cur.NotifyWhenPosted {
 			cur.NotifyWhenPosted = false
 			change.Request = cur
-			change.Deliveries = append(change.Deliveries, Delivery{Kind: DeliverPosted, RequestID: cur.ID})
+			change.Deliveries = append(change.Deliveries, s.owe(DeliverPosted, cur.ID, cur.Role, cur.Requester))
 		}
 		if adopted { // it shows what was true when it was posted
-			change.Deliveries = append(change.Deliveries, Delivery{Kind: DeliverMessage, RequestID: cur.ID})
+			change.Deliveries = append(change.Deliveries, s.owe(DeliverMessage, cur.ID, cur.Role, cur.Requester))
 		}
 		return change, nil
 	})

@@ -274,7 +274,7 @@ func (s *Service) RevokeGrant(ctx context.Context, grantID, user, reason, source
 	}
 	event := AuditEvent{At: now, Actor: user, Action: ActionGrantRevoked, Principal: g.Principal, RequestID: g.RequestID,
 		GrantID: g.ID, Reason: reason, Source: source}
-	if err := s.Grants.EndGrant(ctx, g.ID, GrantRevoked, event, grantEndedDeliveries(g)...); err != nil {
+	if err := s.Grants.EndGrant(ctx, g.ID, GrantRevoked, event, s.grantEndedDeliveries(g)...); err != nil {
 		return g, err
 	}
 	s.recorded(event)
@@ -286,8 +286,10 @@ func (s *Service) RevokeGrant(ctx context.Context, grantID, user, reason, source
 
 // grantEndedDeliveries are what the end of a grant owes: its approval message redrawn and
 // its holder told.
-func grantEndedDeliveries(g Grant) []Delivery {
-	return []Delivery{{Kind: DeliverMessage, RequestID: g.RequestID}, {Kind: DeliverGrantEnded, RequestID: g.RequestID, GrantID: g.ID}}
+func (s *Service) grantEndedDeliveries(g Grant) []Delivery {
+	ended := s.owe(DeliverGrantEnded, g.RequestID, g.Role, g.Principal)
+	ended.GrantID = g.ID
+	return []Delivery{s.owe(DeliverMessage, g.RequestID, g.Role, g.Principal), ended}
 }
 
 // mayRevoke: the holder, an approver of the grant's role, or an admin.

@@ -22,6 +22,7 @@ type deliveryRow struct {
 	RequestID  string     `gorm:"not null;default:''"`
 	GrantID    string     `gorm:"not null;default:''"`
 	Approvers  []string   `gorm:"serializer:json"`
+	Target     string     `gorm:"not null;default:''"`
 	Problem    string     `gorm:"not null;default:''"`
 	DrawKey    *string    `gorm:"uniqueIndex"`
 	Redraw     bool       `gorm:"not null;default:false"`
@@ -40,13 +41,13 @@ var atOnce = time.Unix(0, 0).UTC()
 
 func (row deliveryRow) toApp() app.Delivery {
 	return app.Delivery{ID: row.ID, Kind: app.DeliveryKind(row.Kind), RequestID: row.RequestID, GrantID: row.GrantID,
-		Approvers: row.Approvers, Problem: row.Problem, LastError: row.LastError, Attempts: row.Attempts, CreatedAt: row.CreatedAt}
+		Approvers: row.Approvers, Target: row.Target, Problem: row.Problem, LastError: row.LastError, Attempts: row.Attempts, CreatedAt: row.CreatedAt}
 }
 
 // enqueue adds the deliveries owed by a write, inside its transaction.
 func enqueue(tx *gorm.DB, owed []app.Delivery) error {
 	for _, d := range owed {
-		row := deliveryRow{Kind: string(d.Kind), RequestID: d.RequestID, GrantID: d.GrantID, Approvers: d.Approvers,
+		row := deliveryRow{Kind: string(d.Kind), RequestID: d.RequestID, GrantID: d.GrantID, Approvers: d.Approvers, Target: d.Target,
 			Problem: d.Problem, NotBefore: atOnce, CreatedAt: time.Now().UTC()}
 		q := tx
 		if d.Kind == app.DeliverMessage {
@@ -64,9 +65,9 @@ func enqueue(tx *gorm.DB, owed []app.Delivery) error {
 	return nil
 }
 
-// ClaimDeliveries implements app.Outbox: one transaction picks the deliveries due and
-// leases them to owner; a lease that ran out (its holder died) counts as none.
-func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now, leaseUntil time.Time, limit int, skip []int64) ([]app.Delivery, error) {
+// ClaimDeliveries implements app.Outbox: one transaction picks the oldest delivery due for
+// each target and leases them to owner; a lease that ran out (its holder died) counts as none.
+func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now, leaseUntil time.Time, limit int, skip []string) ([]app.Delivery, error) {
 	now, leaseUntil = now.UTC(), leaseUntil.UTC()
 	var rows []deliveryRow
 	err := s.transaction(ctx, func(tx *gorm.DB) error {
@@ -91,19 +92,19 @@ func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now, leaseUnt
 	return out, nil
 }
 
-// dueDeliveries returns the IDs of up to limit deliveries due at now and not leased, oldest
-// first, leaving out skip.
+// dueDeliveries returns the IDs of the oldest delivery due at now and not leased for each
+// target not in skip, up to limit, oldest first.
 //
 // Dialect-specific: SQLite serialises writers (the claim runs in a BEGIN IMMEDIATE
 // transaction), so a plain SELECT suffices; PostgreSQL will add FOR UPDATE SKIP LOCKED here
-// so that concurrent claimers pass over each other's rows instead of waiting.
-func dueDeliveries(tx *gorm.DB, now time.Time, limit int, skip []int64) ([]int64, error) {
+// (on the rows of those IDs) so that concurrent claimers pass over each other's rows.
+func dueDeliveries(tx *gorm.DB, now time.Time, limit int, skip []string) ([]int64, error) {
 	q := tx.Model(&deliveryRow{}).Where("not_before <= ? AND (lease_until IS NULL OR lease_until <= ?)", now, now)
 	if len(skip) > 0 {
-		q = q.Where("id NOT IN ?", skip)
+		q = q.Where("target NOT IN ?", skip)
 	}
 	var ids []int64
-	err := q.Order("id").Limit(limit).Pluck("id", &ids).Error
+	err := q.Group("target").Order("MIN(id)").Limit(limit).Pluck("MIN(id)", &ids).Error
 	return ids, err
 }
 

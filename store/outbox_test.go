@@ -10,10 +10,13 @@ import (
 	"github.com/gatehouse/gatehouse/app"
 )
 
-func message(id string) app.Delivery { return app.Delivery{Kind: app.DeliverMessage, RequestID: id} }
+// message is the approval message of request id, in a channel of its own.
+func message(id string) app.Delivery {
+	return app.Delivery{Kind: app.DeliverMessage, RequestID: id, Target: "C_" + id}
+}
 
 func claim(t *testing.T, s interface {
-	ClaimDeliveries(context.Context, string, time.Time, time.Time, int, []int64) ([]app.Delivery, error)
+	ClaimDeliveries(context.Context, string, time.Time, time.Time, int, []string) ([]app.Delivery, error)
 }, owner string, at time.Time) []app.Delivery {
 	t.Helper()
 	got, err := s.ClaimDeliveries(context.Background(), owner, at, at.Add(10*time.Second), 10, nil)
@@ -29,7 +32,7 @@ func TestOutboxCoalescesMessages(t *testing.T) {
 	s, _ := openStore(t)
 	ctx := context.Background()
 	r := pendingRequest("req_a")
-	if err := s.CreateRequest(ctx, r, created(r), message(r.ID), app.Delivery{Kind: app.DeliverOutcome, RequestID: r.ID}); err != nil {
+	if err := s.CreateRequest(ctx, r, created(r), message(r.ID), app.Delivery{Kind: app.DeliverOutcome, RequestID: r.ID, Target: "U0ALICE"}); err != nil {
 		t.Fatal(err)
 	}
 	redraw := func() {
@@ -121,5 +124,36 @@ func TestOutboxLeasesAndRetries(t *testing.T) {
 	}
 	if len(seen) != 4 {
 		t.Errorf("%d deliveries claimed by four claimers, want all 4", len(seen))
+	}
+}
+
+// Deliveries to one target are claimed one at a time, oldest first; a target the claimer
+// says is busy is passed over.
+func TestOutboxClaimsOnePerTarget(t *testing.T) {
+	s, _ := openStore(t)
+	ctx := context.Background()
+	for _, id := range []string{"req_a", "req_b", "req_c"} {
+		r := pendingRequest(id)
+		dm := app.Delivery{Kind: app.DeliverOutcome, RequestID: id, Target: "U0ALICE"}
+		if err := s.CreateRequest(ctx, r, created(r), dm); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var order []string
+	for range 3 {
+		got := claim(t, s, "a", t0)
+		if len(got) != 1 {
+			t.Fatalf("claimed %d deliveries to one user at once, want 1", len(got))
+		}
+		order = append(order, got[0].RequestID)
+		if busy, err := s.ClaimDeliveries(ctx, "a", t0, t0.Add(time.Second), 10, []string{"U0ALICE"}); err != nil || len(busy) != 0 {
+			t.Fatalf("claimed %+v for a busy target, %v", busy, err)
+		}
+		if _, err := s.FinishDelivery(ctx, got[0].ID, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if order[0] != "req_a" || order[1] != "req_b" || order[2] != "req_c" {
+		t.Errorf("delivered in order %q, want as owed", order)
 	}
 }

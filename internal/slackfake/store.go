@@ -32,6 +32,8 @@ type Message struct {
 	Ephemeral bool
 	// Metadata is the app metadata the message was posted with, if any.
 	Metadata *slack.SlackMetadata
+	// PostedAt is when the fake took the message.
+	PostedAt time.Time
 }
 
 // AllText returns what a person reads in the message: its text and every
@@ -105,12 +107,14 @@ type storedMessage struct {
 	blocks                []any // normalized Block Kit JSON
 	updated               int
 	metadata              *slack.SlackMetadata
+	postedAt              time.Time
 }
 
 func (m *storedMessage) public() Message {
 	return Message{
 		Channel: m.channel, TS: m.ts, ThreadTS: m.threadTS, User: m.user,
 		Text: m.text, Blocks: decodeBlocks(m.blocks), Updated: m.updated, Ephemeral: m.ephemeral, Metadata: m.metadata,
+		PostedAt: m.postedAt,
 	}
 }
 
@@ -135,7 +139,7 @@ func (m *storedMessage) payload() map[string]any {
 
 // post stores a new message; the caller holds s.mu.
 func (s *Server) post(channel, threadTS, text string, blocks []any) *storedMessage {
-	m := &storedMessage{channel: channel, ts: s.nextTS(), threadTS: threadTS, user: BotUserID, text: text, blocks: blocks}
+	m := &storedMessage{channel: channel, ts: s.nextTS(), threadTS: threadTS, user: BotUserID, text: text, blocks: blocks, postedAt: time.Now()}
 	s.channels[channel] = append(s.channels[channel], m)
 	s.notify()
 	return m
