@@ -18,7 +18,7 @@ type deliverer struct {
 	wake chan struct{} // a delivery was owed or finished: look again
 
 	mu       sync.Mutex
-	inflight map[int64]string // delivery ID → its target
+	inflight map[int64]string     // delivery ID → its target
 	paused   map[string]time.Time // Slack target → rate limited until
 	posted   chan struct{}        // closed and replaced whenever a message is posted
 	running  sync.WaitGroup
