@@ -18,16 +18,15 @@ type deliverer struct {
 	wake chan struct{} // a delivery was owed or finished: look again
 
 	mu       sync.Mutex
-	inflight map[int64]string     // delivery ID → its target
-	paused   map[string]time.Time // Slack target → rate limited until
-	posted   chan struct{}        // closed and replaced whenever a message is posted
-	running  sync.WaitGroup
-	drawing  [64]sync.Mutex // serialises the drawing of one request's message, striped by ID
+	inflight map[int64]string         // delivery ID → its target
+	paused   map[string]time.Time     // Slack target → rate limited until
+	posted   map[string]chan struct{} // request ID → closed once this process posts its message
+	drawing  [64]sync.Mutex           // serialises the drawing of one request's message, striped by ID
 }
 
 func newDeliverer(opts DeliveryOptions) *deliverer {
 	return &deliverer{opts: opts.withDefaults(), wake: make(chan struct{}, 1), inflight: map[int64]string{},
-		paused: map[string]time.Time{}, posted: make(chan struct{})}
+		paused: map[string]time.Time{}, posted: map[string]chan struct{}{}}
 }
 
 // kick tells the delivery loop to look for work now.
@@ -52,7 +51,7 @@ func (s *Service) Deliver(ctx context.Context) {
 		timer.Reset(d.opts.Poll)
 		select {
 		case <-ctx.Done():
-			d.running.Wait()
+			d.waitIdle(time.Now().Add(2 * d.opts.Attempt))
 			return
 		case <-d.wake:
 		case <-timer.C:
@@ -67,8 +66,8 @@ func (s *Service) Wait() {
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
 		started := s.claimAndStart(context.Background(), d.opts.Workers)
-		d.running.Wait()
-		if started == 0 && d.inflightCount() == 0 {
+		d.waitIdle(deadline)
+		if started == 0 {
 			return
 		}
 	}
@@ -77,13 +76,20 @@ func (s *Service) Wait() {
 // Shutdown waits up to grace for the deliveries in flight; those still running go on until
 // their attempt times out. What is not done stays owed in the database.
 func (s *Service) Shutdown(grace time.Duration) {
-	done := make(chan struct{})
-	go func() { s.delivery.running.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(grace):
+	if !s.delivery.waitIdle(time.Now().Add(grace)) {
 		s.Log.Warn("deliveries still running at shutdown; they stay owed")
 	}
+}
+
+// waitIdle waits until no delivery is in flight here, or deadline; it reports which.
+func (d *deliverer) waitIdle(deadline time.Time) bool {
+	for d.inflightCount() > 0 {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return true
 }
 
 func (d *deliverer) inflightCount() int {
@@ -108,13 +114,13 @@ func (s *Service) claimAndStart(ctx context.Context, n int) int {
 		d.mu.Lock()
 		d.inflight[dl.ID] = dl.Target
 		d.mu.Unlock()
-		d.running.Go(func() {
+		go func() {
 			s.attempt(dl)
 			d.mu.Lock()
 			delete(d.inflight, dl.ID)
 			d.mu.Unlock()
 			d.kick()
-		})
+		}()
 	}
 	return len(claimed)
 }
@@ -255,7 +261,7 @@ func (s *Service) carryOut(ctx context.Context, dl Delivery) error {
 // tried before may have reached Slack without its answer reaching us: it is looked for first.
 func (s *Service) notify(ctx context.Context, dl Delivery, r Request, g *Grant) error {
 	tag := strconv.FormatInt(dl.ID, 10)
-	if dl.Attempts > 1 && dl.Kind != DeliverReminder && dl.Kind != DeliverEscalation {
+	if dl.mayHaveLanded() && dl.Kind != DeliverReminder && dl.Kind != DeliverEscalation {
 		sent, err := s.Notifier.DMSent(ctx, r.Requester.ID, tag)
 		if err != nil {
 			return err
@@ -327,16 +333,31 @@ func (d *deliverer) lockDrawing(id string) func() {
 	return mu.Unlock
 }
 
-// announcePosted wakes those waiting for a request to be posted.
-func (d *deliverer) announcePosted() {
-	d.mu.Lock()
-	close(d.posted)
-	d.posted = make(chan struct{})
-	d.mu.Unlock()
-}
-
-func (d *deliverer) postedSignal() <-chan struct{} {
+// announcePosted wakes those waiting for request id to be posted.
+func (d *deliverer) announcePosted(id string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.posted
+	if ch, ok := d.posted[id]; ok {
+		close(ch)
+		delete(d.posted, id)
+	}
+}
+
+// postedSignal returns a channel closed once this process posts request id's message.
+func (d *deliverer) postedSignal(id string) <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ch, ok := d.posted[id]
+	if !ok {
+		ch = make(chan struct{})
+		d.posted[id] = ch
+	}
+	return ch
+}
+
+// forgetPosted stops waiting for request id.
+func (d *deliverer) forgetPosted(id string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.posted, id)
 }

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 )
 
@@ -95,6 +96,17 @@ func (s *Service) owe(kind DeliveryKind, requestID, role string, requester Princ
 		d.Target = s.Policy.ChannelFor(r)
 	}
 	return d
+}
+
+// refusedCodes are failures after which Slack certainly did not take the message: it
+// refused the call before doing anything.
+var refusedCodes = []string{"ratelimited", "paused", "http_429", "http_503", "service_unavailable"}
+
+// mayHaveLanded reports whether an earlier attempt may have reached Slack without its
+// answer reaching us (a timeout, a dropped connection, a crash), so that the message must be
+// looked for before it is sent again.
+func (d Delivery) mayHaveLanded() bool {
+	return d.Attempts > 1 && !slices.Contains(refusedCodes, d.LastError)
 }
 
 // errMoot: the delivery no longer matters (the request is gone, or already shows it).

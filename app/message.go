@@ -48,8 +48,7 @@ func (s *Service) drawMessage(ctx context.Context, dl Delivery) error {
 // what they have not seen.
 func (s *Service) postMessage(ctx context.Context, dl Delivery, r Request, g *Grant, target string) error {
 	var ref MessageRef
-	if dl.Attempts > 1 {
-		// An earlier attempt may have reached Slack without its answer reaching us.
+	if dl.mayHaveLanded() {
 		found, err := s.Notifier.FindRequestMessage(ctx, r)
 		switch {
 		case err == nil:
@@ -94,7 +93,7 @@ func (s *Service) postMessage(ctx context.Context, dl Delivery, r Request, g *Gr
 		// Slack has the message; the next attempt finds it by its request ID.
 		return err
 	}
-	s.delivery.announcePosted()
+	s.delivery.announcePosted(r.ID)
 	s.Log.Info("request posted", "request_id", r.ID, "channel", ref.Channel, "ts", ref.TS)
 	s.refreshHomes(ctx, r)
 	return nil
@@ -107,26 +106,24 @@ var errPosted = errors.New("posted")
 // whether it is. If not, the requester is owed a DM once it is — recorded with one
 // conditional write, so whoever is told "saved, will be posted" hears when it is.
 func (s *Service) AwaitPosted(ctx context.Context, id string, wait time.Duration) (bool, error) {
+	signal := s.delivery.postedSignal(id)
+	defer s.delivery.forgetPosted(id)
+	r, err := s.Store.Request(ctx, id)
+	if err != nil {
+		return false, err
+	}
+	if r.Message.TS != "" || r.Status == StatusCancelled {
+		return r.Message.TS != "", nil
+	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
-	for {
-		signal := s.delivery.postedSignal()
-		r, err := s.Store.Request(ctx, id)
-		if err != nil {
-			return false, err
-		}
-		if r.Message.TS != "" || r.Status == StatusCancelled {
-			return r.Message.TS != "", nil
-		}
-		select {
-		case <-signal:
-			continue
-		case <-timer.C:
-		case <-ctx.Done():
-		}
-		break
+	select {
+	case <-signal:
+		return true, nil
+	case <-timer.C: // posted by another process meanwhile, the write below finds out
+	case <-ctx.Done():
 	}
-	err := s.Store.UpdateRequest(ctx, id, func(cur Request) (RequestChange, error) {
+	err = s.Store.UpdateRequest(ctx, id, func(cur Request) (RequestChange, error) {
 		if cur.Message.TS != "" {
 			return RequestChange{}, errPosted
 		}

@@ -14,16 +14,17 @@ import (
 // Actions keeps the slash commands the bot acknowledges before carrying them out, so that
 // one acknowledged by a process that died is finished after a restart (see app.Action).
 type Actions interface {
-	// RecordAction keeps a, leased to owner until leaseUntil; false means it was kept already.
-	RecordAction(ctx context.Context, a app.Action, owner string, leaseUntil time.Time) (bool, error)
-	// FinishAction forgets an action carried out.
-	FinishAction(ctx context.Context, key string) error
+	// RecordActions keeps actions in one write, each leased to owner until leaseUntil, and
+	// reports for each whether it is new (false: it was kept already, a redelivery).
+	RecordActions(ctx context.Context, actions []app.Action, owner string, leaseUntil time.Time) ([]bool, error)
+	// FinishActions forgets actions carried out, in one write.
+	FinishActions(ctx context.Context, keys []string) error
 	// ClaimActions claims up to limit actions whose lease ran out at now.
 	ClaimActions(ctx context.Context, owner string, now, leaseUntil time.Time, limit int) ([]app.Action, error)
 }
 
 const (
-	// recordTimeout bounds the write that keeps a command before its ack: past it, the ack
+	// recordTimeout bounds the write that keeps commands before their ack: past it, the ack
 	// says Gatehouse is busy instead of promising what a crash could lose.
 	recordTimeout = time.Second
 	// actionLease is how long a process holds a command it acknowledged; past it, another
@@ -32,59 +33,136 @@ const (
 	actionLease = 10 * time.Second
 	// actionPoll is how often the bot looks for commands left unfinished.
 	actionPoll = 2 * time.Second
+	// maxBatch bounds the commands kept, or forgotten, in one write.
+	maxBatch = 256
 )
 
-// record keeps a slash command before it is acknowledged. It reports whether to go on:
-// false when it was kept already (a redelivery) or could not be kept (the ack said so).
-func (b *Bot) record(ctx context.Context, req socketmode.Request, key string, received time.Time) bool {
-	if b.actions == nil {
-		return true
+// commandEnvelope is a slash command waiting to be kept and acknowledged.
+type commandEnvelope struct {
+	req      socketmode.Request
+	key      string
+	received time.Time
+	cmd      slack.SlashCommand
+}
+
+// keepCommands keeps the slash commands that arrive, as many at a time as are waiting (a
+// burst costs one write, not one each), acknowledges them, and starts their work, until
+// ctx ends.
+func (b *Bot) keepCommands(ctx context.Context) {
+	for {
+		var batch []commandEnvelope
+		select {
+		case <-ctx.Done():
+			return
+		case c := <-b.commands:
+			batch = append(batch, c)
+		}
+	more:
+		for len(batch) < maxBatch {
+			select {
+			case c := <-b.commands:
+				batch = append(batch, c)
+			default:
+				break more
+			}
+		}
+		for _, c := range b.record(ctx, batch) {
+			b.ack(c.req, nil, c.received)
+			b.handling.Go(func() { b.carryOut(ctx, c.cmd, c.key) })
+		}
+	}
+}
+
+// carryOut runs a kept command in a handler slot, gives the answer that waits after
+// leaving the slot, and then forgets the command: one killed before it answered is
+// carried out again after a restart.
+func (b *Bot) carryOut(ctx context.Context, cmd slack.SlashCommand, key string) {
+	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), handlerTimeout)
+	defer cancel()
+	b.workers <- struct{}{}
+	then := b.onCommand(hctx, cmd)
+	<-b.workers
+	if then != nil {
+		then(hctx)
+	}
+	b.finished <- key
+}
+
+// record keeps a batch of commands and returns those to carry out: a command Slack
+// delivered again is acknowledged and dropped; if the batch cannot be kept, each is
+// acknowledged with words saying so.
+func (b *Bot) record(ctx context.Context, batch []commandEnvelope) []commandEnvelope {
+	var fresh []commandEnvelope
+	for _, c := range batch {
+		if b.seen.add(c.key) {
+			fresh = append(fresh, c)
+			continue
+		}
+		b.log.Info("slack: ignoring redelivered envelope", "envelope_id", c.req.EnvelopeID, "retry_attempt", c.req.RetryAttempt)
+		b.ack(c.req, nil, c.received)
+	}
+	if b.actions == nil || len(fresh) == 0 {
+		return fresh
+	}
+	actions := make([]app.Action, len(fresh))
+	for i, c := range fresh {
+		actions[i] = app.Action{Key: c.key, Kind: string(c.req.Type), Payload: c.req.Payload, ReceivedAt: c.received}
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
-	fresh, err := b.actions.RecordAction(rctx, app.Action{Key: key, Kind: string(req.Type), Payload: req.Payload, ReceivedAt: received},
-		b.owner, time.Now().Add(actionLease))
+	isNew, err := b.actions.RecordActions(rctx, actions, b.owner, time.Now().Add(actionLease))
 	if err != nil {
-		b.log.Error("keeping a command before its ack failed", "envelope_id", req.EnvelopeID, "err", err)
-		b.ack(req, map[string]any{"response_type": "ephemeral", "text": busyText}, received)
-		return false
+		b.log.Error("keeping commands before their ack failed", "commands", len(fresh), "err", err)
+		for _, c := range fresh {
+			b.ack(c.req, map[string]any{"response_type": "ephemeral", "text": busyText}, c.received)
+		}
+		return nil
 	}
-	if !fresh {
-		b.ack(req, nil, received)
-		b.log.Info("slack: ignoring redelivered command", "envelope_id", req.EnvelopeID)
+	var kept []commandEnvelope
+	for i, c := range fresh {
+		if !isNew[i] {
+			b.log.Info("slack: ignoring redelivered command", "envelope_id", c.req.EnvelopeID)
+			b.ack(c.req, nil, c.received)
+			continue
+		}
+		kept = append(kept, c)
 	}
-	return fresh
+	return kept
 }
 
-// command keeps a slash command, acknowledges it, then carries it out and forgets it. A
-// command Slack delivered again is only acknowledged.
-func (b *Bot) command(ctx context.Context, req socketmode.Request, key string, received time.Time, cmd slack.SlashCommand) {
-	if !b.seen.add(key) {
-		b.log.Info("slack: ignoring redelivered envelope", "envelope_id", req.EnvelopeID, "retry_attempt", req.RetryAttempt)
-		b.ack(req, nil, received)
-		return
+// forgetCommands forgets the commands carried out, as many at a time as are done, until
+// ctx ends; then it forgets those done meanwhile.
+func (b *Bot) forgetCommands(ctx context.Context) {
+	forget := func(keys []string) {
+		if b.actions == nil || len(keys) == 0 {
+			return
+		}
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+		defer cancel()
+		if err := b.actions.FinishActions(fctx, keys); err != nil {
+			b.log.Error("forgetting finished commands failed; they may be answered twice", "err", err)
+		}
 	}
-	if !b.record(ctx, req, key, received) {
-		return
-	}
-	b.ack(req, nil, received)
-	b.workers <- struct{}{}
-	defer func() { <-b.workers }()
-	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), handlerTimeout)
-	defer cancel()
-	b.onCommand(hctx, cmd)
-	b.finish(key)
-}
-
-// finish forgets a command carried out.
-func (b *Bot) finish(key string) {
-	if b.actions == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
-	defer cancel()
-	if err := b.actions.FinishAction(ctx, key); err != nil {
-		b.log.Error("forgetting a finished command failed; it may be answered twice", "err", err)
+	for {
+		var keys []string
+		select {
+		case <-ctx.Done():
+		case key := <-b.finished:
+			keys = append(keys, key)
+		}
+	more:
+		for len(keys) < maxBatch {
+			select {
+			case key := <-b.finished:
+				keys = append(keys, key)
+			default:
+				break more
+			}
+		}
+		forget(keys)
+		if ctx.Err() != nil && len(keys) == 0 {
+			return
+		}
 	}
 }
 
@@ -106,18 +184,11 @@ func (b *Bot) resume(ctx context.Context) {
 			var cmd slack.SlashCommand
 			if err := json.Unmarshal(a.Payload, &cmd); err != nil {
 				b.log.Error("an unfinished command cannot be read; dropping it", "err", err)
-				b.finish(a.Key)
+				b.finished <- a.Key
 				continue
 			}
 			b.log.Info("finishing a command acknowledged before a restart", "user", cmd.UserID, "received", a.ReceivedAt)
-			b.handling.Go(func() {
-				b.workers <- struct{}{}
-				defer func() { <-b.workers }()
-				hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), handlerTimeout)
-				defer cancel()
-				b.onCommand(hctx, cmd)
-				b.finish(a.Key)
-			})
+			b.handling.Go(func() { b.carryOut(ctx, cmd, a.Key) })
 		}
 		select {
 		case <-ctx.Done():

@@ -53,6 +53,8 @@ type Bot struct {
 	seen      *recentKeys
 	actions   Actions // nil: commands are not kept before their ack
 	owner     string  // who this process is, for the leases on commands it keeps
+	commands  chan commandEnvelope
+	finished  chan string // keys of commands carried out
 	handling  sync.WaitGroup
 	workers   chan struct{} // bounds the handlers running at once
 }
@@ -67,17 +69,19 @@ var maxConcurrentHandlers = 4 * runtime.GOMAXPROCS(0)
 // commands it acknowledges in actions.
 func NewBot(api *slack.Client, svc Service, policy app.Policy, homes *Homes, metrics Metrics, actions Actions, log *slog.Logger) *Bot {
 	return &Bot{
-		actions: actions,
-		owner:   fmt.Sprintf("bot-%d-%x", os.Getpid(), time.Now().UnixNano()),
-		api:     api,
-		homes:   homes,
-		metrics: metrics,
-		socket:  socketmode.New(api),
-		svc:     svc,
-		policy:  policy,
-		log:     log,
-		seen:    newRecentKeys(4096),
-		workers: make(chan struct{}, maxConcurrentHandlers),
+		actions:  actions,
+		commands: make(chan commandEnvelope, 4096),
+		finished: make(chan string, 4096),
+		owner:    fmt.Sprintf("bot-%d-%x", os.Getpid(), time.Now().UnixNano()),
+		api:      api,
+		homes:    homes,
+		metrics:  metrics,
+		socket:   socketmode.New(api),
+		svc:      svc,
+		policy:   policy,
+		log:      log,
+		seen:     newRecentKeys(4096),
+		workers:  make(chan struct{}, maxConcurrentHandlers),
 	}
 }
 
@@ -97,10 +101,16 @@ func (b *Bot) Run(ctx context.Context) error {
 
 	runErr := make(chan error, 1)
 	go func() { runErr <- b.socket.RunContext(ctx) }()
-	resumed := make(chan struct{})
+	resumed, kept, forgotten := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	go func() { defer close(resumed); b.resume(ctx) }()
+	go func() { defer close(kept); b.keepCommands(ctx) }()
+	// Commands done while shutting down are forgotten too: stop forgetting only after them.
+	forgetCtx, stopForgetting := context.WithCancel(context.WithoutCancel(ctx))
+	go func() { defer close(forgotten); b.forgetCommands(forgetCtx) }()
+	defer func() { <-forgotten }()
+	defer stopForgetting()
 	defer b.handling.Wait()
-	defer func() { <-resumed }()
+	defer func() { <-resumed; <-kept }()
 	for {
 		select {
 		case <-ctx.Done():
@@ -163,7 +173,7 @@ func (b *Bot) dispatch(ctx context.Context, evt socketmode.Event) {
 	}
 	key := dedupeKey(req, evt.Data)
 	if cmd, ok := evt.Data.(slack.SlashCommand); ok {
-		b.handling.Go(func() { b.command(ctx, req, key, received, cmd) })
+		b.commands <- commandEnvelope{req: req, key: key, received: received, cmd: cmd}
 		return
 	}
 	if ackFirst {

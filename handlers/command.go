@@ -35,11 +35,12 @@ const helpText = "*Gatehouse: just-in-time access, approved by people*\n" +
 	"Approvers get Approve and Deny buttons in the approvals channel; you get a DM with the outcome."
 
 // onCommand answers one /access invocation, after its (empty) ack: answers go to the
-// response URL and forms are opened with the trigger.
-func (b *Bot) onCommand(ctx context.Context, cmd slack.SlashCommand) {
+// response URL and forms are opened with the trigger. An answer that waits (for the filed
+// request to be posted) is returned, to be given without holding a handler slot.
+func (b *Bot) onCommand(ctx context.Context, cmd slack.SlashCommand) (then func(context.Context)) {
 	if !b.sameTeam(cmd.TeamID) {
 		b.reply(ctx, cmd.ResponseURL, "This Gatehouse serves another workspace. Nothing was changed.")
-		return
+		return nil
 	}
 	text := strings.TrimSpace(unescape(cmd.Text))
 	word, rest := cutWord(text)
@@ -56,26 +57,28 @@ func (b *Bot) onCommand(ctx context.Context, cmd slack.SlashCommand) {
 		b.onList(ctx, cmd)
 	default:
 		duration, reason := cutWord(rest)
-		b.requestFromText(ctx, cmd, app.RequestInput{Role: word, Duration: duration, Reason: reason})
+		return b.requestFromText(ctx, cmd, app.RequestInput{Role: word, Duration: duration, Reason: reason})
 	}
+	return nil
 }
 
 // requestFromText files a request typed in full; a missing reason opens the form prefilled,
-// anything invalid gets an answer saying what and files nothing.
-func (b *Bot) requestFromText(ctx context.Context, cmd slack.SlashCommand, in app.RequestInput) {
+// anything invalid gets an answer saying what and files nothing. The confirmation of a filed
+// request is returned: it waits for the request to be posted, to say where it waits.
+func (b *Bot) requestFromText(ctx context.Context, cmd slack.SlashCommand, in app.RequestInput) (then func(context.Context)) {
 	if err := b.svc.CheckRequest(in); err != nil {
 		var input *app.InputError
 		if !errors.As(err, &input) {
 			b.reply(ctx, cmd.ResponseURL, userMessage(err))
-			return
+			return nil
 		}
 		missingReasonOnly := in.Reason == "" && len(input.Problems) == 1 && input.Problems[0].Field == app.FieldReason
 		if missingReasonOnly {
 			b.openRequestModal(ctx, cmd, in)
-			return
+			return nil
 		}
 		b.reply(ctx, cmd.ResponseURL, userMessage(err)+" Nothing was requested. Try `/access help`.")
-		return
+		return nil
 	}
 	in.Key = cmd.TriggerID // a command finished again after a restart files nothing new
 	r, err := b.svc.RequestAccess(ctx, app.User(cmd.UserID), in, app.SourceSlack)
@@ -84,9 +87,9 @@ func (b *Bot) requestFromText(ctx context.Context, cmd slack.SlashCommand, in ap
 			b.log.Error("filing request failed", "user", cmd.UserID, "err", err)
 		}
 		b.reply(ctx, cmd.ResponseURL, userMessage(err))
-		return
+		return nil
 	}
-	b.reply(ctx, cmd.ResponseURL, b.filedText(ctx, r, postWaitCommand))
+	return func(ctx context.Context) { b.reply(ctx, cmd.ResponseURL, b.filedText(ctx, r, postWaitCommand)) }
 }
 
 // cutWord splits off the first word of s; the rest keeps its inner spacing.

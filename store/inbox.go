@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -23,25 +22,49 @@ type inboxRow struct {
 
 func (inboxRow) TableName() string { return "inbox" }
 
-// RecordAction keeps an action before it is acknowledged, leased to owner until leaseUntil.
-// It reports false when the action was recorded already (Slack delivered it again).
-func (s *Store) RecordAction(ctx context.Context, a app.Action, owner string, leaseUntil time.Time) (bool, error) {
-	row := inboxRow{Key: a.Key, Kind: a.Kind, Payload: a.Payload, ReceivedAt: a.ReceivedAt.UTC(), ClaimedBy: owner, LeaseUntil: leaseUntil.UTC()}
-	err := s.transaction(ctx, func(tx *gorm.DB) error { return tx.Create(&row).Error })
-	if errors.Is(translate(err), app.ErrConflict) {
-		return false, nil
-	}
+// RecordActions keeps actions before they are acknowledged, in one transaction, each leased
+// to owner until leaseUntil, and reports for each whether it is new (false: it was recorded
+// already, Slack delivered it again). One write for a burst keeps its acks quick.
+func (s *Store) RecordActions(ctx context.Context, actions []app.Action, owner string, leaseUntil time.Time) ([]bool, error) {
+	fresh := make([]bool, len(actions))
+	err := s.transactionFirst(ctx, true, func(tx *gorm.DB) error {
+		keys := make([]string, len(actions))
+		for i, a := range actions {
+			keys[i] = a.Key
+		}
+		var known []string
+		if err := tx.Model(&inboxRow{}).Where("key IN ?", keys).Pluck("key", &known).Error; err != nil {
+			return err
+		}
+		seen := map[string]bool{}
+		for _, k := range known {
+			seen[k] = true
+		}
+		var rows []inboxRow
+		for i, a := range actions {
+			if seen[a.Key] {
+				fresh[i] = false
+				continue
+			}
+			seen[a.Key], fresh[i] = true, true
+			rows = append(rows, inboxRow{Key: a.Key, Kind: a.Kind, Payload: a.Payload, ReceivedAt: a.ReceivedAt.UTC(), ClaimedBy: owner, LeaseUntil: leaseUntil.UTC()})
+		}
+		if len(rows) == 0 {
+			return nil
+		}
+		return tx.CreateInBatches(rows, 100).Error // one statement per 100: SQLite's bound-variable limit
+	})
 	if err != nil {
-		return false, fmt.Errorf("store: record action %s: %w", a.Kind, translate(err))
+		return nil, fmt.Errorf("store: record %d actions: %w", len(actions), translate(err))
 	}
-	return true, nil
+	return fresh, nil
 }
 
-// FinishAction forgets an action that was carried out.
-func (s *Store) FinishAction(ctx context.Context, key string) error {
-	err := s.transaction(ctx, func(tx *gorm.DB) error { return tx.Where("key = ?", key).Delete(&inboxRow{}).Error })
+// FinishActions forgets actions that were carried out.
+func (s *Store) FinishActions(ctx context.Context, keys []string) error {
+	err := s.transactionFirst(ctx, true, func(tx *gorm.DB) error { return tx.Where("key IN ?", keys).Delete(&inboxRow{}).Error })
 	if err != nil {
-		return fmt.Errorf("store: finish action: %w", err)
+		return fmt.Errorf("store: finish %d actions: %w", len(keys), err)
 	}
 	return nil
 }
@@ -51,7 +74,7 @@ func (s *Store) FinishAction(ctx context.Context, key string) error {
 func (s *Store) ClaimActions(ctx context.Context, owner string, now, leaseUntil time.Time, limit int) ([]app.Action, error) {
 	now, leaseUntil = now.UTC(), leaseUntil.UTC()
 	var rows []inboxRow
-	err := s.transaction(ctx, func(tx *gorm.DB) error {
+	err := s.transactionFirst(ctx, true, func(tx *gorm.DB) error {
 		var keys []string
 		// Dialect-specific as dueDeliveries: PostgreSQL adds FOR UPDATE SKIP LOCKED.
 		if err := tx.Model(&inboxRow{}).Where("lease_until <= ?", now).Order("received_at").Limit(limit).Pluck("key", &keys).Error; err != nil || len(keys) == 0 {
