@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +17,9 @@ import (
 // that say so, and /readyz answers 503 at once.
 func TestLockedDatabaseAnswersInTime(t *testing.T) {
 	g := startGatehouse(t)
+	if strings.HasPrefix(g.database, "postgres://") {
+		t.Skip("holds SQLite's write lock from another connection")
+	}
 	g.command("U0ALICE", "prod-db-admin 1h locked database")
 	msg := g.message("C0DBA", "locked database")
 	g.click("U0BOB", msg, "Approve")
