@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/oidc"
 	"github.com/gatehouse/gatehouse/store"
 )
 
@@ -24,15 +26,11 @@ func (m *Main) rotateKeys(ctx context.Context, args []string) error {
 	if alg == "" {
 		alg = cfg.Tokens.SigningAlgorithm
 	}
-	db, err := store.Open(cfg.Database)
+	keys, closeDB, err := m.openKeyring(cfg)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	keys, err := m.keyring(db, cfg, slog.New(slog.NewTextHandler(m.Stderr, nil)))
-	if err != nil {
-		return err
-	}
+	defer closeDB()
 	key, err := keys.Rotate(ctx, alg)
 	if err != nil {
 		return fmt.Errorf("rotate: %w", err)
@@ -60,19 +58,30 @@ func (m *Main) rewrapKeys(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	db, err := store.Open(cfg.Database)
+	keys, closeDB, err := m.openKeyring(cfg)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	keys, err := m.keyring(db, cfg, slog.New(slog.NewTextHandler(m.Stderr, nil)))
-	if err != nil {
-		return err
-	}
+	defer closeDB()
 	n, err := keys.Rewrap(ctx, old)
 	if err != nil {
 		return fmt.Errorf("rewrap: %w", err)
 	}
 	fmt.Fprintf(m.Stdout, "%d signing keys re-encrypted from key-encryption key %s\n", n, old.ID())
 	return nil
+}
+
+// openKeyring opens cfg's database and its signing keys for a keys command; closeDB closes
+// the database.
+func (m *Main) openKeyring(cfg *config.Config) (keys *oidc.Keyring, closeDB func(), err error) {
+	db, err := store.Open(cfg.Database)
+	if err != nil {
+		return nil, nil, err
+	}
+	keys, err = m.keyring(db, cfg, slog.New(slog.NewTextHandler(m.Stderr, nil)))
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	return keys, func() { db.Close() }, nil
 }
