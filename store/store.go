@@ -30,6 +30,7 @@ type Store struct {
 	db      *gorm.DB // the writer: transactions and single writes
 	read    *gorm.DB // readers: queries outside a transaction
 	batch   *committer
+	reads   *readStatements // the token path's reads, prepared on read
 	revoked revocationCache
 	gate    *writeGate // SQLite: orders the transactions waiting for its one writer; nil on PostgreSQL
 }
@@ -95,6 +96,10 @@ func open(database string) (*Store, error) {
 		return nil, err
 	}
 	s.batch = newCommitter(stmts)
+	if s.reads, err = prepareReadStatements(s.read, d.rewrite); err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -126,6 +131,7 @@ func (s *Store) Close() error {
 		s.batch.close()
 		s.batch.stmts.close()
 	}
+	s.reads.close()
 	if s.read != nil && s.read != s.db {
 		if sqlDB, err := s.read.DB(); err == nil {
 			sqlDB.Close()

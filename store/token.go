@@ -64,18 +64,6 @@ func (s *Store) RecordIssuance(ctx context.Context, iss app.Issuance) error {
 	return nil
 }
 
-// RefreshToken returns the refresh token with that hash, unless its session was revoked.
-func (s *Store) RefreshToken(ctx context.Context, hash string) (app.RefreshToken, error) {
-	var row refreshTokenRow
-	err := s.read.WithContext(ctx).Joins("JOIN sessions ON sessions.id = refresh_tokens.session_id AND sessions.revoked_at IS NULL").
-		Take(&row, "refresh_tokens.hash = ?", hash).Error
-	if err != nil {
-		return app.RefreshToken{}, fmt.Errorf("store: refresh token: %w", translate(err))
-	}
-	return app.RefreshToken{Hash: row.Hash, SessionID: row.SessionID, ClientID: row.ClientID, Subject: row.Subject, Scopes: row.Scopes,
-		AuthTime: row.AuthTime, ExpiresAt: row.ExpiresAt, Used: row.Used}, nil
-}
-
 // RevokeSession ends a client session: its refresh tokens and the access tokens issued
 // with them stop working. until is when the last of those tokens expires, after which the
 // revocation record may go. A session already revoked is left as it was.
