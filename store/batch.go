@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/gatehouse/gatehouse/app"
 )
@@ -11,6 +12,9 @@ import (
 // maxBatch bounds how many writes share one transaction, so that a batch commits within a
 // few milliseconds even when many requests queue behind it.
 const maxBatch = 64
+
+// gatherWindow bounds how long a batch waits for more writes under load (see gather).
+const gatherWindow = time.Millisecond
 
 // batchOp is one write of a group commit: it runs inside the batch's transaction and returns
 // the audit events it owes. An error from it undoes its own changes (a savepoint) and fails
@@ -78,32 +82,65 @@ func (c *committer) close() {
 
 func (c *committer) run() {
 	defer close(c.stopped)
+	window := time.NewTimer(time.Hour)
+	window.Stop()
+	last := 1 // size of the previous batch: how many writes to expect under the same load
 	for {
 		first := <-c.queue
 		if first == nil {
 			return
 		}
-		batch := []*pendingOp{first}
-		stop := false
-	gather:
-		for len(batch) < maxBatch {
-			select {
-			case p := <-c.queue:
-				if p == nil {
-					stop = true
-					break gather
-				}
-				batch = append(batch, p)
-			default:
-				break gather
-			}
-		}
+		batch, stop := c.gather([]*pendingOp{first}, last, window)
 		c.commit(batch)
 		if stop {
 			c.drain()
 			return
 		}
+		last = len(batch)
 	}
+}
+
+// gather adds what is queued to batch. Under load (the previous batch held expect > 1
+// writes) it waits, at most gatherWindow, for as many as then: each commit's fixed cost
+// (begin, the audit chain's head, the commit's own write) is then shared by more tokens.
+// Alone, a write waits for nobody. stop reports the stop mark.
+func (c *committer) gather(batch []*pendingOp, expect int, window *time.Timer) ([]*pendingOp, bool) {
+	expect = min(expect, maxBatch)
+	waiting := false
+	defer func() {
+		if waiting {
+			window.Stop()
+		}
+	}()
+	for len(batch) < maxBatch {
+		select {
+		case p := <-c.queue:
+			if p == nil {
+				return batch, true
+			}
+			batch = append(batch, p)
+			continue
+		default:
+		}
+		if len(batch) >= expect {
+			return batch, false
+		}
+		if !waiting {
+			window.Reset(gatherWindow)
+			waiting = true
+		}
+		select {
+		case p := <-c.queue:
+			if p == nil {
+				return batch, true
+			}
+			batch = append(batch, p)
+		case <-window.C:
+			waiting = false
+			return batch, false
+		}
+	}
+	return batch, false
 }
 
 // drain fails whatever was queued after the stop mark by a caller racing close.
