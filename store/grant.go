@@ -77,17 +77,6 @@ func (s *Store) GrantsOf(ctx context.Context, p app.Principal) ([]app.Grant, err
 	return grantsToApp(rows), nil
 }
 
-// ActiveGrants returns the principal's grants that are active and unexpired at now.
-func (s *Store) ActiveGrants(ctx context.Context, p app.Principal, now time.Time) ([]app.Grant, error) {
-	var rows []grantRow
-	err := s.read.WithContext(ctx).Where("principal_kind = ? AND principal_id = ? AND status = ? AND expires_at > ?",
-		string(p.Kind), p.ID, string(app.GrantActive), now.UTC()).Find(&rows).Error
-	if err != nil {
-		return nil, fmt.Errorf("store: active grants of %s: %w", p.ID, err)
-	}
-	return grantsToApp(rows), nil
-}
-
 // Grants returns the grants with the given IDs; unknown IDs are left out.
 func (s *Store) Grants(ctx context.Context, ids []string) ([]app.Grant, error) {
 	var rows []grantRow

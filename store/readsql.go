@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"gorm.io/gorm"
 
@@ -19,12 +20,15 @@ import (
 const (
 	sqlRefreshToken = `SELECT r.hash, r.session_id, r.client_id, r.subject, r.scopes, r.auth_time, r.expires_at, r.used ` +
 		`FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id AND s.revoked_at IS NULL WHERE r.hash = ?`
+	sqlActiveGrants = `SELECT id, request_id, principal_kind, principal_id, role, approved_by, created_at, expires_at, status, ` +
+		`COALESCE(ended_by, ''), COALESCE(end_reason, ''), extensions, break_glass, needs_review, reviewed_by, reviewed_at FROM grants ` +
+		`WHERE principal_kind = ? AND principal_id = ? AND status = ? AND expires_at > ?`
 )
 
 // readStatements are the token path's reads, prepared on the read pool (database/sql
 // prepares each again on every pooled connection that runs it, once).
 type readStatements struct {
-	refreshToken *sql.Stmt
+	refreshToken, activeGrants *sql.Stmt
 }
 
 func prepareReadStatements(db *gorm.DB, rewrite func(string) string) (*readStatements, error) {
@@ -32,16 +36,27 @@ func prepareReadStatements(db *gorm.DB, rewrite func(string) string) (*readState
 	if err != nil {
 		return nil, err
 	}
-	st, err := sqlDB.Prepare(rewrite(sqlRefreshToken))
-	if err != nil {
-		return nil, fmt.Errorf("prepare %q: %w", sqlRefreshToken, err)
+	r := &readStatements{}
+	for _, st := range []struct {
+		to    **sql.Stmt
+		query string
+	}{{&r.refreshToken, sqlRefreshToken}, {&r.activeGrants, sqlActiveGrants}} {
+		if *st.to, err = sqlDB.Prepare(rewrite(st.query)); err != nil {
+			r.close()
+			return nil, fmt.Errorf("prepare %q: %w", st.query, err)
+		}
 	}
-	return &readStatements{refreshToken: st}, nil
+	return r, nil
 }
 
 func (r *readStatements) close() {
-	if r != nil && r.refreshToken != nil {
-		r.refreshToken.Close()
+	if r == nil {
+		return
+	}
+	for _, st := range []*sql.Stmt{r.refreshToken, r.activeGrants} {
+		if st != nil {
+			st.Close()
+		}
 	}
 }
 
@@ -61,4 +76,32 @@ func (s *Store) RefreshToken(ctx context.Context, hash string) (app.RefreshToken
 		return app.RefreshToken{}, fmt.Errorf("store: refresh token: %w", translate(err))
 	}
 	return t, nil
+}
+
+// ActiveGrants returns the principal's grants that are active and unexpired at now.
+func (s *Store) ActiveGrants(ctx context.Context, p app.Principal, now time.Time) ([]app.Grant, error) {
+	rows, err := s.reads.activeGrants.QueryContext(ctx, string(p.Kind), p.ID, string(app.GrantActive), now.UTC())
+	if err != nil {
+		return nil, fmt.Errorf("store: active grants of %s: %w", p.ID, err)
+	}
+	defer rows.Close()
+	var grants []app.Grant
+	for rows.Next() {
+		var row grantRow
+		var approvedBy []byte
+		err := rows.Scan(&row.ID, &row.RequestID, &row.PrincipalKind, &row.PrincipalID, &row.Role, &approvedBy, &row.CreatedAt,
+			&row.ExpiresAt, &row.Status, &row.EndedBy, &row.EndReason, &row.Extensions, &row.BreakGlass, &row.NeedsReview,
+			&row.ReviewedBy, &row.ReviewedAt)
+		if err == nil && len(approvedBy) > 0 {
+			err = json.Unmarshal(approvedBy, &row.ApprovedBy)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("store: active grants of %s: %w", p.ID, err)
+		}
+		grants = append(grants, row.toApp())
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: active grants of %s: %w", p.ID, err)
+	}
+	return grants, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -171,6 +172,14 @@ func TestGrantCreatedWithApproval(t *testing.T) {
 		held, _ := s.GrantsOf(ctx, r.Requester)
 		if len(held) != 1 {
 			t.Errorf("grants of requester = %+v, want one", held)
+		}
+		// The token path's hand-written read gives the same grant as gorm's, while it lasts.
+		active, err := s.ActiveGrants(ctx, r.Requester, g.ExpiresAt.Add(-time.Second))
+		if err != nil || len(active) != 1 || !reflect.DeepEqual(active[0], got) {
+			t.Errorf("active grants = %+v, %v; want [%+v]", active, err, got)
+		}
+		if active, err := s.ActiveGrants(ctx, r.Requester, g.ExpiresAt); err != nil || len(active) != 0 {
+			t.Errorf("active grants at expiry = %+v, %v; want none", active, err)
 		}
 		// A second grant for the same request is refused by the schema itself.
 		g2 := g
