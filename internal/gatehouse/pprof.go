@@ -1,6 +1,6 @@
 //go:build pprof
 
-package main
+package gatehouse
 
 // Built only with -tags pprof, for profiling under internal/loadtest: it serves
 // net/http/pprof on GATEHOUSE_PPROF_ADDR (give a loopback address), on a listener of its
