@@ -14,31 +14,40 @@ import (
 	"github.com/gatehouse/gatehouse/app"
 )
 
-// Homes publishes App Home tabs and remembers who looks at theirs, so a change redraws the
-// tabs people actually open rather than every approver's.
-type Homes struct {
-	api *slack.Client
-	now func() time.Time
-	log *slog.Logger
+// HomeViewers remembers, for every replica, who opened their App Home.
+type HomeViewers interface {
+	// AddHomeViewer records that user opened their App Home.
+	AddHomeViewer(ctx context.Context, user string, at time.Time) error
+	// HomeViewers returns those of users who opened their App Home.
+	HomeViewers(ctx context.Context, users []string) ([]string, error)
+}
 
-	mu      sync.Mutex
-	viewers map[string]bool
+// Homes publishes App Home tabs and remembers who looks at theirs, so a change redraws the
+// tabs people actually open rather than every approver's. Who looks is kept in viewers (the
+// database), since the replica that redraws a tab is rarely the one its user opened it at;
+// known caches those this process has recorded, to record each once.
+type Homes struct {
+	api     *slack.Client
+	now     func() time.Time
+	log     *slog.Logger
+	viewers HomeViewers
+
+	mu    sync.Mutex
+	known map[string]bool
 }
 
 // NewHomes returns the App Home publisher.
-func NewHomes(api *slack.Client, now func() time.Time, log *slog.Logger) *Homes {
-	return &Homes{api: api, now: now, log: log, viewers: map[string]bool{}}
+func NewHomes(api *slack.Client, viewers HomeViewers, now func() time.Time, log *slog.Logger) *Homes {
+	return &Homes{api: api, viewers: viewers, now: now, log: log, known: map[string]bool{}}
 }
 
 // RefreshHomes redraws the tabs of those users who opened theirs.
 func (h *Homes) RefreshHomes(ctx context.Context, users []string, overview func(string) (app.Overview, error)) error {
-	for _, u := range users {
-		h.mu.Lock()
-		looks := h.viewers[u]
-		h.mu.Unlock()
-		if !looks {
-			continue
-		}
+	looking, err := h.viewers.HomeViewers(ctx, users)
+	if err != nil {
+		return err
+	}
+	for _, u := range looking {
 		o, err := overview(u)
 		if err == nil {
 			err = h.publish(ctx, o)
@@ -53,8 +62,16 @@ func (h *Homes) RefreshHomes(ctx context.Context, users []string, overview func(
 // opened publishes the tab of a user who just opened it, and remembers them.
 func (h *Homes) opened(ctx context.Context, o app.Overview) error {
 	h.mu.Lock()
-	h.viewers[o.User] = true
+	known := h.known[o.User]
 	h.mu.Unlock()
+	if !known {
+		if err := h.viewers.AddHomeViewer(ctx, o.User, h.now()); err != nil {
+			return err
+		}
+		h.mu.Lock()
+		h.known[o.User] = true
+		h.mu.Unlock()
+	}
 	return h.publish(ctx, o)
 }
 

@@ -22,6 +22,7 @@ import (
 	"gorm.io/driver/postgres"
 	"gorm.io/driver/sqlite"
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 )
 
 // IsPostgres reports whether database names a PostgreSQL database (a postgres:// or
@@ -78,6 +79,9 @@ type dialect struct {
 	// oneWriter: the database has one writer connection, whose transactions wait in a
 	// queue of ours (see writeGate).
 	oneWriter bool
+	// skipLocked: claims of shared work (the outbox, kept commands) lock the rows they
+	// pick and pass over rows another claim holds (see claimable).
+	skipLocked bool
 }
 
 func dialectOf(database string) (dialect, error) {
@@ -86,7 +90,7 @@ func dialectOf(database string) (dialect, error) {
 	}
 	if IsPostgres(database) {
 		return dialect{writer: postgres.Open(database), writerPool: postgresPool, lockMigrations: postgresMigrationLock,
-			rewrite: postgresSQL}, nil
+			rewrite: postgresSQL, skipLocked: true}, nil
 	}
 	if err := createPrivateFile(database); err != nil {
 		return dialect{}, err
@@ -194,6 +198,19 @@ func postgresPool(db *sql.DB) {
 	db.SetMaxIdleConns(PostgresMaxConns)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	db.SetConnMaxLifetime(30 * time.Minute)
+}
+
+// claimable narrows q, a query picking rows of shared work to claim, to rows no other claim
+// is taking at the moment. On PostgreSQL, FOR UPDATE SKIP LOCKED: the rows picked are locked
+// until the claim commits, and rows another replica's claim has locked are passed over
+// rather than waited for, so concurrent claimers never queue behind each other nor take
+// the same row. SQLite needs nothing: a claim's transaction holds the database's one write
+// lock from its BEGIN IMMEDIATE, so claims run one after another.
+func (s *Store) claimable(q *gorm.DB) *gorm.DB {
+	if !s.skipLocked {
+		return q
+	}
+	return q.Clauses(clause.Locking{Strength: "UPDATE", Options: "SKIP LOCKED"})
 }
 
 // sqliteMigrationLock needs to do nothing: the migration transaction began with BEGIN

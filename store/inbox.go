@@ -76,8 +76,9 @@ func (s *Store) ClaimActions(ctx context.Context, owner string, now, leaseUntil 
 	var rows []inboxRow
 	err := s.transactionFirst(ctx, true, func(tx *gorm.DB) error {
 		var keys []string
-		// Dialect-specific as dueDeliveries: PostgreSQL adds FOR UPDATE SKIP LOCKED.
-		if err := tx.Model(&inboxRow{}).Where("lease_until <= ?", now).Order("received_at").Limit(limit).Pluck("key", &keys).Error; err != nil || len(keys) == 0 {
+		// Rows another replica is claiming at this moment are passed over (see claimable).
+		q := s.claimable(tx.Model(&inboxRow{}).Where("lease_until <= ?", now).Order("received_at").Limit(limit))
+		if err := q.Pluck("key", &keys).Error; err != nil || len(keys) == 0 {
 			return err
 		}
 		err := tx.Model(&inboxRow{}).Where("key IN ? AND lease_until <= ?", keys, now).

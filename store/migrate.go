@@ -37,6 +37,7 @@ var migrations = []migration{
 	}},
 	{5, "access tokens are self-contained JWTs", dropTable("access_tokens")},
 	{6, "outbox, kept commands, requests that owe a posted DM", autoMigrate(&deliveryRow{}, &inboxRow{}, &requestRow{})},
+	{7, "App Home viewers, shared by replicas", autoMigrate(&homeViewerRow{})},
 }
 
 // dropTable is a migration that drops a table no longer used, if it is there.

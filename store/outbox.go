@@ -71,7 +71,7 @@ func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now, leaseUnt
 	now, leaseUntil = now.UTC(), leaseUntil.UTC()
 	var rows []deliveryRow
 	err := s.transaction(ctx, func(tx *gorm.DB) error {
-		ids, err := dueDeliveries(tx, now, limit, skip)
+		ids, err := s.dueDeliveries(tx, now, limit, skip)
 		if err != nil || len(ids) == 0 {
 			return err
 		}
@@ -93,18 +93,17 @@ func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now, leaseUnt
 }
 
 // dueDeliveries returns the IDs of the oldest delivery due at now and not leased for each
-// target not in skip, up to limit, oldest first.
-//
-// Dialect-specific: SQLite serialises writers (the claim runs in a BEGIN IMMEDIATE
-// transaction), so a plain SELECT suffices; PostgreSQL will add FOR UPDATE SKIP LOCKED here
-// (on the rows of those IDs) so that concurrent claimers pass over each other's rows.
-func dueDeliveries(tx *gorm.DB, now time.Time, limit int, skip []string) ([]int64, error) {
-	q := tx.Model(&deliveryRow{}).Where("not_before <= ? AND (lease_until IS NULL OR lease_until <= ?)", now, now)
+// target not in skip, up to limit, oldest first, locked for the claim where the dialect
+// has row locks: a row another replica is claiming at this moment is passed over (its
+// target waits for the next claim), never claimed twice nor waited for.
+func (s *Store) dueDeliveries(tx *gorm.DB, now time.Time, limit int, skip []string) ([]int64, error) {
+	oldest := tx.Model(&deliveryRow{}).Where("not_before <= ? AND (lease_until IS NULL OR lease_until <= ?)", now, now)
 	if len(skip) > 0 {
-		q = q.Where("target NOT IN ?", skip)
+		oldest = oldest.Where("target NOT IN ?", skip)
 	}
+	oldest = oldest.Group("target").Order("MIN(id)").Limit(limit).Select("MIN(id)")
 	var ids []int64
-	err := q.Group("target").Order("MIN(id)").Limit(limit).Pluck("MIN(id)", &ids).Error
+	err := s.claimable(tx.Model(&deliveryRow{}).Where("id IN (?)", oldest)).Order("id").Pluck("id", &ids).Error
 	return ids, err
 }
 

@@ -33,6 +33,8 @@ type Store struct {
 	reads   *readStatements // the token path's reads, prepared on read
 	revoked revocationCache
 	gate    *writeGate // SQLite: orders the transactions waiting for its one writer; nil on PostgreSQL
+	// skipLocked: PostgreSQL, where claims pass over rows other claims locked (see claimable)
+	skipLocked bool
 }
 
 var _ app.RequestStore = (*Store)(nil)
@@ -75,7 +77,7 @@ func open(database string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{db: db, read: db}
+	s := &Store{db: db, read: db, skipLocked: d.skipLocked}
 	if d.oneWriter {
 		s.gate = &writeGate{}
 	}

@@ -103,7 +103,7 @@ func (m *Main) wire(ctx context.Context, cfg *config.Config, env settings, secre
 	metrics := metrics.New()
 	api := slack.New(env.botToken, slack.OptionAppLevelToken(env.appToken), slack.OptionAPIURL(env.apiURL),
 		slack.OptionHTTPClient(handlers.NewHTTPClient(metrics)))
-	homes := handlers.NewHomes(api, m.Now, log)
+	homes := handlers.NewHomes(api, db, m.Now, log)
 	svc := app.NewService(app.Deps{
 		Policy:   cfg.Policy,
 		Store:    db,
