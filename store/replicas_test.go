@@ -83,4 +83,3 @@ func TestHomeViewersAreShared(t *testing.T) {
 		}
 	})
 }
-

@@ -96,6 +96,8 @@ type gatehouse struct {
 	timeouts program.HTTPTimeouts
 	kek      string // GATEHOUSE_KEY_ENCRYPTION_KEY, set on PostgreSQL, where it is required
 	database string // the config's database: a SQLite file or a PostgreSQL URL
+	lb       string // the load balancer's URL, the issuer, when replicas run behind one
+	conns    int    // the Socket Mode connections to wait for at start (all replicas')
 }
 
 // newKeyEncryptionKey returns 32 random bytes in standard base64.
@@ -114,6 +116,8 @@ type gatehouseOptions struct {
 	clients   string // YAML list items appended to clients:
 	roles     string // YAML list items appended to roles:
 	timeouts  program.HTTPTimeouts
+	lb        string // the issuer: a load balancer's URL (see startReplicas)
+	database  string // a database shared with other replicas
 }
 
 // withHTTPTimeouts sets the HTTP server's timeouts.
@@ -162,7 +166,11 @@ func startGatehouse(t testing.TB, options ...func(*gatehouseOptions)) *gatehouse
 		t.Fatal(err)
 	}
 	g := &gatehouse{t: t, slack: fake, clock: &testClock{}, config: config, logs: &testLog{t: t}, addr: ln.Addr().String(), listener: ln, timeouts: opts.timeouts}
-	database := newDatabase(t, dir)
+	g.lb = opts.lb
+	database := opts.database
+	if database == "" {
+		database = newDatabase(t, dir)
+	}
 	if strings.HasPrefix(database, "postgres://") { // replicas must share it, so it is required
 		g.kek = newKeyEncryptionKey()
 	}
@@ -180,8 +188,13 @@ func startGatehouse(t testing.TB, options ...func(*gatehouseOptions)) *gatehouse
 	return g
 }
 
-// issuer is the OpenID Provider's URL.
-func (g *gatehouse) issuer() string { return "http://" + g.addr }
+// issuer is the OpenID Provider's URL: the load balancer's, if replicas run behind one.
+func (g *gatehouse) issuer() string {
+	if g.lb != "" {
+		return g.lb
+	}
+	return "http://" + g.addr
+}
 
 // start runs serve until stop is called, and waits for the Socket Mode connection.
 func (g *gatehouse) start() {
@@ -242,7 +255,7 @@ func (g *gatehouse) start() {
 func (g *gatehouse) waitConnected() error {
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		if g.svc.Bot.Connected() && g.slack.Connections() > 0 {
+		if g.svc.Bot.Connected() && g.slack.Connections() >= max(1, g.conns) {
 			return nil
 		}
 		time.Sleep(5 * time.Millisecond)
