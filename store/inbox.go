@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -28,31 +30,29 @@ func (inboxRow) TableName() string { return "inbox" }
 func (s *Store) RecordActions(ctx context.Context, actions []app.Action, owner string, leaseUntil time.Time) ([]bool, error) {
 	fresh := make([]bool, len(actions))
 	err := s.transactionFirst(ctx, true, func(tx *gorm.DB) error {
-		keys := make([]string, len(actions))
-		for i, a := range actions {
-			keys[i] = a.Key
-		}
-		var known []string
-		if err := tx.Model(&inboxRow{}).Where("key IN ?", keys).Pluck("key", &known).Error; err != nil {
-			return err
-		}
-		seen := map[string]bool{}
-		for _, k := range known {
-			seen[k] = true
-		}
+		first := map[string]int{} // Slack may deliver one action twice within a burst
 		var rows []inboxRow
 		for i, a := range actions {
-			if seen[a.Key] {
-				fresh[i] = false
+			fresh[i] = false
+			if _, dup := first[a.Key]; dup {
 				continue
 			}
-			seen[a.Key], fresh[i] = true, true
+			first[a.Key] = i
 			rows = append(rows, inboxRow{Key: a.Key, Kind: a.Kind, Payload: a.Payload, ReceivedAt: a.ReceivedAt.UTC(), ClaimedBy: owner, LeaseUntil: leaseUntil.UTC()})
 		}
-		if len(rows) == 0 {
-			return nil
+		// In key order, so two replicas recording overlapping bursts wait on each other's
+		// keys in one order, never in a deadlock.
+		slices.SortFunc(rows, func(a, b inboxRow) int { return strings.Compare(a.Key, b.Key) })
+		for start := 0; start < len(rows); start += 100 { // 100 rows a statement: SQLite's bound-variable limit
+			inserted, err := insertNewActions(tx, rows[start:min(start+100, len(rows))])
+			if err != nil {
+				return err
+			}
+			for _, k := range inserted {
+				fresh[first[k]] = true
+			}
 		}
-		return tx.CreateInBatches(rows, 100).Error // one statement per 100: SQLite's bound-variable limit
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: record %d actions: %w", len(actions), translate(err))
@@ -96,4 +96,24 @@ func (s *Store) ClaimActions(ctx context.Context, owner string, now, leaseUntil 
 		out[i] = app.Action{Key: row.Key, Kind: row.Kind, Payload: row.Payload, ReceivedAt: row.ReceivedAt}
 	}
 	return out, nil
+}
+
+// insertNewActions inserts those of rows whose key is not recorded yet, in one statement,
+// and returns their keys. An action recorded before, or by another replica at the same
+// moment, is left out rather than failing the statement (and with it the whole burst).
+func insertNewActions(tx *gorm.DB, rows []inboxRow) ([]string, error) {
+	var sql strings.Builder
+	sql.WriteString(`INSERT INTO inbox ("key", kind, payload, received_at, claimed_by, lease_until) VALUES `)
+	args := make([]any, 0, 6*len(rows))
+	for i, r := range rows {
+		if i > 0 {
+			sql.WriteString(", ")
+		}
+		sql.WriteString("(?, ?, ?, ?, ?, ?)")
+		args = append(args, r.Key, r.Kind, r.Payload, r.ReceivedAt, r.ClaimedBy, r.LeaseUntil)
+	}
+	sql.WriteString(` ON CONFLICT ("key") DO NOTHING RETURNING "key"`)
+	var inserted []string
+	err := tx.Raw(sql.String(), args...).Scan(&inserted).Error
+	return inserted, err
 }

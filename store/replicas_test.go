@@ -9,6 +9,7 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the driver behind gorm's postgres dialector
 
+	"github.com/gatehouse/gatehouse/app"
 	"github.com/gatehouse/gatehouse/store"
 )
 
@@ -80,6 +81,54 @@ func TestHomeViewersAreShared(t *testing.T) {
 		}
 		if none, err := replica.HomeViewers(ctx, nil); err != nil || len(none) != 0 {
 			t.Errorf("viewers among nobody: %q, %v", none, err)
+		}
+	})
+}
+
+// An action Slack delivers to two replicas at the same moment, or twice within one burst, is
+// new to exactly one of them, once; the rest of each burst is kept as usual.
+func TestActionsRecordedOnceAcrossReplicas(t *testing.T) {
+	store.ForEachBackend(t, func(t *testing.T, b store.Backend) {
+		s, database := b.Open(t)
+		replica, err := store.Open(database)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer replica.Close()
+		ctx := context.Background()
+		action := func(key string) app.Action {
+			return app.Action{Key: key, Kind: "slash_commands", Payload: []byte(`{}`), ReceivedAt: t0}
+		}
+		bursts := [][]app.Action{
+			{action("t1"), action("t2"), action("t2"), action("t3")},
+			{action("t3"), action("t4"), action("t1")},
+		}
+		fresh := make([][]bool, 2)
+		errs := make(chan error, 2)
+		for i, db := range []*store.Store{s, replica} {
+			go func() {
+				var err error
+				fresh[i], err = db.RecordActions(ctx, bursts[i], "replica", t0.Add(time.Minute))
+				errs <- err
+			}()
+		}
+		for range 2 {
+			if err := <-errs; err != nil {
+				t.Fatalf("a replica's burst failed: %v", err)
+			}
+		}
+		count := map[string]int{}
+		for i, burst := range bursts {
+			for j, a := range burst {
+				if fresh[i][j] {
+					count[a.Key]++
+				}
+			}
+		}
+		for _, k := range []string{"t1", "t2", "t3", "t4"} {
+			if count[k] != 1 {
+				t.Errorf("action %s new %d times, want once (fresh %v)", k, count[k], fresh)
+			}
 		}
 	})
 }
