@@ -31,6 +31,7 @@ var methods = map[string]apiMethod{
 	"chat.delete":           {BotToken, (*Server).chatDelete},
 	"conversations.history": {BotToken, (*Server).conversationsHistory},
 	"conversations.open":    {BotToken, (*Server).conversationsOpen},
+	"conversations.replies": {BotToken, (*Server).conversationsReplies},
 	"views.open":            {BotToken, (*Server).viewsOpen},
 	"views.push":            {BotToken, (*Server).viewsPush},
 	"views.update":          {BotToken, (*Server).viewsUpdate},
