@@ -257,12 +257,20 @@ func (s *Service) carryOut(ctx context.Context, dl Delivery) error {
 	return err
 }
 
-// notify makes the Notifier call a delivery other than a message owes. A direct message
-// tried before may have reached Slack without its answer reaching us: it is looked for first.
+// notify makes the Notifier call a delivery other than a message owes. A direct message or
+// thread reply tried before may have reached Slack without its answer reaching us: it is
+// looked for first, by its tag.
 func (s *Service) notify(ctx context.Context, dl Delivery, r Request, g *Grant) error {
 	tag := strconv.FormatInt(dl.ID, 10)
-	if dl.mayHaveLanded() && dl.Kind != DeliverReminder && dl.Kind != DeliverEscalation {
-		sent, err := s.Notifier.DMSent(ctx, r.Requester.ID, tag)
+	where := MessageRef{Channel: r.Requester.ID} // a DM
+	if dl.Kind == DeliverReminder || dl.Kind == DeliverEscalation {
+		if r.Status != StatusPending || r.Message.TS == "" {
+			return errMoot
+		}
+		where = r.Message // a reply in its thread
+	}
+	if dl.mayHaveLanded() {
+		sent, err := s.Notifier.Sent(ctx, where, tag)
 		if err != nil {
 			return err
 		}
@@ -283,14 +291,10 @@ func (s *Service) notify(ctx context.Context, dl Delivery, r Request, g *Grant) 
 		return s.Notifier.NotifyRequester(ctx, r, g, tag)
 	case DeliverGrantEnded:
 		return s.Notifier.NotifyRequester(ctx, r, g, tag)
-	case DeliverReminder, DeliverEscalation:
-		if r.Status != StatusPending || r.Message.TS == "" {
-			return errMoot
-		}
-		if dl.Kind == DeliverReminder {
-			return s.Notifier.RemindApprovers(ctx, r, dl.Approvers)
-		}
-		return s.Notifier.AnnounceEscalation(ctx, r, dl.Approvers)
+	case DeliverReminder:
+		return s.Notifier.RemindApprovers(ctx, r, dl.Approvers, tag)
+	case DeliverEscalation:
+		return s.Notifier.AnnounceEscalation(ctx, r, dl.Approvers, tag)
 	case DeliverPosted:
 		return s.Notifier.NotifyPosted(ctx, r, tag)
 	case DeliverStuck:

@@ -72,16 +72,18 @@ type Notifier interface {
 	NotifyPosted(ctx context.Context, r Request, tag string) error
 	// NotifyStuck tells the requester their saved request cannot be posted, and why.
 	NotifyStuck(ctx context.Context, r Request, problem, tag string) error
-	// DMSent reports whether a direct message tagged tag already reached user.
-	DMSent(ctx context.Context, user, tag string) (bool, error)
+	// Sent reports whether a message tagged tag already reached where: the thread of the
+	// message where names or, with where.TS empty, the direct messages with the user
+	// where.Channel names.
+	Sent(ctx context.Context, where MessageRef, tag string) (bool, error)
 	// RefreshHomes redraws the App Home of those users who look at it, with their overview.
 	RefreshHomes(ctx context.Context, users []string, overview func(user string) (Overview, error)) error
 	// RemindApprovers reminds the approvers (user and user-group IDs) who have not decided the
-	// pending request r, in the thread of its approval message.
-	RemindApprovers(ctx context.Context, r Request, approvers []string) error
+	// pending request r, in the thread of its approval message, tagged with tag (see Sent).
+	RemindApprovers(ctx context.Context, r Request, approvers []string, tag string) error
 	// AnnounceEscalation tells the approvers (user and user-group IDs) that r was escalated to,
-	// in the thread of its approval message, that they may now decide it.
-	AnnounceEscalation(ctx context.Context, r Request, approvers []string) error
+	// in the thread of its approval message, that they may now decide it; tagged with tag.
+	AnnounceEscalation(ctx context.Context, r Request, approvers []string, tag string) error
 }
 
 // Deps are what a Service needs.

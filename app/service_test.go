@@ -44,14 +44,14 @@ func (r *recorder) FindRequestMessage(context.Context, app.Request) (app.Message
 func (r *recorder) UpdateRequest(context.Context, app.Request, *app.Grant) error   { return nil }
 func (r *recorder) NotifyPosted(context.Context, app.Request, string) error        { return nil }
 func (r *recorder) NotifyStuck(context.Context, app.Request, string, string) error { return nil }
-func (r *recorder) DMSent(context.Context, string, string) (bool, error)           { return false, nil }
-func (r *recorder) RemindApprovers(_ context.Context, _ app.Request, approvers []string) error {
+func (r *recorder) Sent(context.Context, app.MessageRef, string) (bool, error)     { return false, nil }
+func (r *recorder) RemindApprovers(_ context.Context, _ app.Request, approvers []string, _ string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.thread = append(r.thread, "remind "+strings.Join(approvers, ","))
 	return nil
 }
-func (r *recorder) AnnounceEscalation(_ context.Context, _ app.Request, approvers []string) error {
+func (r *recorder) AnnounceEscalation(_ context.Context, _ app.Request, approvers []string, _ string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.thread = append(r.thread, "escalate "+strings.Join(approvers, ","))

@@ -62,9 +62,11 @@ var scopesOfCall = map[string][]string{
 	"GetUserGroupMembersContext": {"usergroups:read"},
 	"GetUserInfoContext":         {"users:read", "users:read.email"}, // ID tokens carry the email
 	"OpenConversationContext":    {"im:write"},
-	// Finding an approval message by the request it belongs to, in public and private channels.
+	// Finding an approval message by the request it belongs to, in public and private channels,
 	// and the bot's own DMs, so a message sent before a crash is not sent twice.
 	"GetConversationHistoryContext": {"channels:history", "groups:history", "im:history"},
+	// Finding a reminder or escalation notice in an approval message's thread, likewise.
+	"GetConversationRepliesContext": {"channels:history", "groups:history"},
 }
 
 func TestManifest(t *testing.T) {

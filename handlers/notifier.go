@@ -112,8 +112,8 @@ func (n *Notifier) NotifyStuck(ctx context.Context, r app.Request, problem, tag 
 	return n.dm(ctx, r, tag, slack.MsgOptionText(stuckText(r, n.policy.ChannelFor(role), problem), false))
 }
 
-// deliveryEvent is the metadata event type that tags a direct message with the delivery
-// that owed it.
+// deliveryEvent is the metadata event type that tags a direct message or thread reply with
+// the delivery that owed it.
 const deliveryEvent = "gatehouse_delivery"
 
 // dm posts a direct message to a request's requester, tagged.
@@ -128,8 +128,13 @@ func (n *Notifier) dm(ctx context.Context, r app.Request, tag string, opts ...sl
 	return nil
 }
 
-// DMSent looks through the latest direct messages to user for one tagged tag.
-func (n *Notifier) DMSent(ctx context.Context, user, tag string) (bool, error) {
+// Sent looks for a message tagged tag: among the replies in the thread of the message where
+// names or, with where.TS empty, among the latest direct messages to the user where.Channel.
+func (n *Notifier) Sent(ctx context.Context, where app.MessageRef, tag string) (bool, error) {
+	if where.TS != "" {
+		return n.replySent(ctx, where, tag)
+	}
+	user := where.Channel
 	ch, _, _, err := n.api.OpenConversationContext(ctx, &slack.OpenConversationParameters{Users: []string{user}})
 	if err != nil {
 		return false, fmt.Errorf("slack: open DM with %s: %w", user, classify("conversations.open", err))
@@ -138,18 +143,42 @@ func (n *Notifier) DMSent(ctx context.Context, user, tag string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("slack: DMs to %s: %w", user, classify("conversations.history", err))
 	}
-	for _, m := range page.Messages {
-		if m.Metadata.EventType == deliveryEvent && m.Metadata.EventPayload["delivery"] == tag {
+	return tagged(page.Messages, tag), nil
+}
+
+// replySent looks through the thread of the message at thread for a reply tagged tag.
+func (n *Notifier) replySent(ctx context.Context, thread app.MessageRef, tag string) (bool, error) {
+	params := &slack.GetConversationRepliesParameters{ChannelID: thread.Channel, Timestamp: thread.TS, Limit: 200, IncludeAllMetadata: true}
+	for range historyPages {
+		replies, more, next, err := n.api.GetConversationRepliesContext(ctx, params)
+		if err != nil {
+			return false, fmt.Errorf("slack: replies to %s in %s: %w", thread.TS, thread.Channel, classify("conversations.replies", err))
+		}
+		if tagged(replies, tag) {
 			return true, nil
 		}
+		if !more {
+			break
+		}
+		params.Cursor = next
 	}
 	return false, nil
 }
 
+// tagged reports whether one of messages is tagged with delivery tag.
+func tagged(messages []slack.Message, tag string) bool {
+	for _, m := range messages {
+		if m.Metadata.EventType == deliveryEvent && m.Metadata.EventPayload["delivery"] == tag {
+			return true
+		}
+	}
+	return false
+}
+
 // RemindApprovers replies in the approval message's thread, mentioning the approvers who
 // have not decided yet.
-func (n *Notifier) RemindApprovers(ctx context.Context, r app.Request, approvers []string) error {
-	if err := n.replyInThread(ctx, r, reminderMessage(r, approvers)); err != nil {
+func (n *Notifier) RemindApprovers(ctx context.Context, r app.Request, approvers []string, tag string) error {
+	if err := n.replyInThread(ctx, r, reminderMessage(r, approvers), tag); err != nil {
 		return fmt.Errorf("slack: remind approvers of %s: %w", r.ID, err)
 	}
 	return nil
@@ -157,15 +186,17 @@ func (n *Notifier) RemindApprovers(ctx context.Context, r app.Request, approvers
 
 // AnnounceEscalation replies in the approval message's thread, mentioning the approvers the
 // request was escalated to.
-func (n *Notifier) AnnounceEscalation(ctx context.Context, r app.Request, approvers []string) error {
-	if err := n.replyInThread(ctx, r, escalationMessage(r, approvers)); err != nil {
+func (n *Notifier) AnnounceEscalation(ctx context.Context, r app.Request, approvers []string, tag string) error {
+	if err := n.replyInThread(ctx, r, escalationMessage(r, approvers), tag); err != nil {
 		return fmt.Errorf("slack: announce escalation of %s: %w", r.ID, err)
 	}
 	return nil
 }
 
-// replyInThread posts text as a reply to the request's approval message.
-func (n *Notifier) replyInThread(ctx context.Context, r app.Request, text string) error {
-	_, _, err := n.api.PostMessageContext(ctx, r.Message.Channel, slack.MsgOptionText(text, false), slack.MsgOptionTS(r.Message.TS))
+// replyInThread posts text as a reply to the request's approval message, tagged with the
+// delivery that owes it.
+func (n *Notifier) replyInThread(ctx context.Context, r app.Request, text, tag string) error {
+	_, _, err := n.api.PostMessageContext(ctx, r.Message.Channel, slack.MsgOptionText(text, false), slack.MsgOptionTS(r.Message.TS),
+		slack.MsgOptionMetadata(slack.SlackMetadata{EventType: deliveryEvent, EventPayload: map[string]any{"delivery": tag}}))
 	return classify("chat.postMessage", err)
 }

@@ -35,6 +35,7 @@ var permanentFixes = map[string]string{
 	"no_permission":           "give the bot the permission the workspace's settings require",
 	"restricted_action":       "the workspace's settings forbid the bot to post there",
 	"message_not_found":       "the approval message was deleted in Slack",
+	"thread_not_found":        "the approval message was deleted in Slack",
 	"cant_update_message":     "the approval message can no longer be changed",
 }
 

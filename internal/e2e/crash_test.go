@@ -232,8 +232,7 @@ func crashProblems(t *testing.T, fake *slackfake.Server, db *store.Store, ackedC
 	var problems []string
 	messages := map[string]int{}
 	for _, m := range fake.Messages("C0DBA") {
-		if m.Metadata != nil {
-			id, _ := m.Metadata.EventPayload["request_id"].(string)
+		if id := taggedRequest(m); id != "" {
 			messages[id]++
 		}
 	}

@@ -30,8 +30,7 @@ func (g *gatehouse) postedTimes(channels ...string) map[string]time.Time {
 	at := map[string]time.Time{}
 	for _, ch := range channels {
 		for _, m := range g.slack.Messages(ch) {
-			if m.Metadata != nil {
-				id, _ := m.Metadata.EventPayload["request_id"].(string)
+			if id := taggedRequest(m); id != "" {
 				at[id] = m.PostedAt
 			}
 		}

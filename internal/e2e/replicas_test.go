@@ -90,12 +90,21 @@ func settle(replicas ...*gatehouse) {
 func approvalMessages(fake *slackfake.Server, channel string) map[string][]slackfake.Message {
 	out := map[string][]slackfake.Message{}
 	for _, m := range fake.Messages(channel) {
-		if m.Metadata != nil {
-			id, _ := m.Metadata.EventPayload["request_id"].(string)
+		if id := taggedRequest(m); id != "" {
 			out[id] = append(out[id], m)
 		}
 	}
 	return out
+}
+
+// taggedRequest is the request ID an approval message is tagged with; other messages
+// (thread replies are tagged with their delivery) have none.
+func taggedRequest(m slackfake.Message) string {
+	if m.Metadata == nil {
+		return ""
+	}
+	id, _ := m.Metadata.EventPayload["request_id"].(string)
+	return id
 }
 
 // dmsContaining counts the DMs to user that contain all of want.
