@@ -17,7 +17,9 @@ type deliverer struct {
 	opts DeliveryOptions
 	wake chan struct{} // a delivery was owed or finished: look again
 
+	claiming sync.Mutex // held while claiming and registering what was claimed
 	mu       sync.Mutex
+	waiting  int                      // Wait calls in progress: the loop leaves claiming to them
 	inflight map[int64]string         // delivery ID → its target
 	paused   map[string]time.Time     // Slack target → rate limited until
 	posted   map[string]chan struct{} // request ID → closed once this process posts its message
@@ -44,10 +46,11 @@ func (s *Service) Deliver(ctx context.Context) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
-		free := d.opts.Workers - d.inflightCount()
-		if free > 0 {
-			s.claimAndStart(ctx, free)
+		d.claiming.Lock()
+		if free := d.freeWorkers(); free > 0 {
+			s.claimLocked(ctx, free)
 		}
+		d.claiming.Unlock()
 		timer.Reset(d.opts.Poll)
 		select {
 		case <-ctx.Done():
@@ -61,13 +64,26 @@ func (s *Service) Deliver(ctx context.Context) {
 
 // Wait carries out every delivery due now, waiting for those in flight, and returns when
 // none is left that is due (a delivery put off by backoff is not waited for). Tests use it.
+// While it runs, the delivery loop claims nothing, so nothing is left half-done by the
+// loop when Wait returns.
 func (s *Service) Wait() {
 	d := s.delivery
+	d.mu.Lock()
+	d.waiting++
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		d.waiting--
+		d.mu.Unlock()
+		d.kick()
+	}()
+	d.claiming.Lock() // a claim of the loop's that began before is registered by now
+	d.claiming.Unlock()
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
-		started := s.claimAndStart(context.Background(), d.opts.Workers)
 		d.waitIdle(deadline)
-		if started == 0 {
+		if s.claimAndStart(context.Background(), d.opts.Workers) == 0 {
+			d.waitIdle(deadline)
 			return
 		}
 	}
@@ -98,9 +114,27 @@ func (d *deliverer) inflightCount() int {
 	return len(d.inflight)
 }
 
+// freeWorkers is how many deliveries the loop may start now: none while a Wait drains the
+// outbox itself.
+func (d *deliverer) freeWorkers() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.waiting > 0 {
+		return 0
+	}
+	return d.opts.Workers - len(d.inflight)
+}
+
 // claimAndStart claims up to n deliveries due, one per target that is neither busy here nor
 // rate limited, and starts carrying each out; it returns how many it started.
 func (s *Service) claimAndStart(ctx context.Context, n int) int {
+	s.delivery.claiming.Lock()
+	defer s.delivery.claiming.Unlock()
+	return s.claimLocked(ctx, n)
+}
+
+// claimLocked is claimAndStart for a caller holding the claiming lock.
+func (s *Service) claimLocked(ctx context.Context, n int) int {
 	d := s.delivery
 	now := s.Now()
 	claimed, err := s.Outbox.ClaimDeliveries(ctx, d.opts.Owner, now, now.Add(d.opts.Lease), n, d.busyTargets(now))
