@@ -25,7 +25,8 @@ type Actions interface {
 
 const (
 	// recordTimeout bounds the write that keeps commands before their ack: past it, the ack
-	// says Gatehouse is busy instead of promising what a crash could lose.
+	// says Gatehouse is busy, or cannot record anything, instead of promising what a crash
+	// could lose.
 	recordTimeout = time.Second
 	// actionLease is how long a process holds a command it acknowledged; past it, another
 	// process (or this one after a restart) finishes it. Filing a request again under the
@@ -114,7 +115,7 @@ func (b *Bot) record(ctx context.Context, batch []commandEnvelope) []commandEnve
 	if err != nil {
 		b.log.Error("keeping commands before their ack failed", "commands", len(fresh), "err", err)
 		for _, c := range fresh {
-			b.ack(c.req, map[string]any{"response_type": "ephemeral", "text": busyText}, c.received)
+			b.ack(c.req, map[string]any{"response_type": "ephemeral", "text": userMessage(err)}, c.received)
 		}
 		return nil
 	}
@@ -176,7 +177,9 @@ func (b *Bot) resume(ctx context.Context) {
 	defer ticker.Stop()
 	for {
 		now := time.Now()
-		left, err := b.actions.ClaimActions(ctx, b.owner, now, now.Add(actionLease), maxConcurrentHandlers)
+		cctx, cancel := context.WithTimeout(ctx, recordTimeout) // a database that stops answering must not hold the loop
+		left, err := b.actions.ClaimActions(cctx, b.owner, now, now.Add(actionLease), maxConcurrentHandlers)
+		cancel()
 		if err != nil && ctx.Err() == nil {
 			b.log.Error("claiming unfinished commands failed", "err", err)
 		}

@@ -77,7 +77,7 @@ func NewBot(api *slack.Client, svc Service, policy app.Policy, homes *Homes, met
 		homes:    homes,
 		metrics:  metrics,
 		socket:   socketmode.New(api),
-		svc:      svc,
+		svc:      bounded{svc},
 		policy:   policy,
 		log:      log,
 		seen:     newRecentKeys(4096),

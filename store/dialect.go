@@ -6,10 +6,14 @@ package store
 // only one of them gives. Everything else in the package is dialect-neutral gorm.
 
 import (
+	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"net"
 	"net/url"
 	"os"
 	"runtime"
@@ -23,6 +27,8 @@ import (
 	"gorm.io/driver/sqlite"
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
+
+	"github.com/gatehouse/gatehouse/app"
 )
 
 // IsPostgres reports whether database names a PostgreSQL database (a postgres:// or
@@ -89,7 +95,7 @@ func dialectOf(database string) (dialect, error) {
 		return dialect{}, err
 	}
 	if IsPostgres(database) {
-		return dialect{writer: postgres.Open(database), writerPool: postgresPool, lockMigrations: postgresMigrationLock,
+		return dialect{writer: postgresDialector{postgres.Open(database).(*postgres.Dialector)}, writerPool: postgresPool, lockMigrations: postgresMigrationLock,
 			rewrite: postgresSQL, skipLocked: true}, nil
 	}
 	if err := createPrivateFile(database); err != nil {
@@ -246,6 +252,43 @@ func lockedOut(err error) bool {
 		return pgErr.Code == "55P03"
 	}
 	return false
+}
+
+// postgresDialector is gorm's PostgreSQL driver, telling apart a database that cannot be
+// reached: every error gorm reports goes through Translate.
+type postgresDialector struct{ *postgres.Dialector }
+
+// Translate marks errors meaning the database did not answer as app.ErrUnavailable, and
+// otherwise translates as gorm's driver does.
+func (d postgresDialector) Translate(err error) error {
+	if unreachable(err) {
+		return fmt.Errorf("%w: %w", app.ErrUnavailable, err)
+	}
+	return d.Dialector.Translate(err)
+}
+
+// unreachable reports whether err means PostgreSQL did not answer: a connection refused,
+// reset or closed; the server shutting down or not yet accepting connections; or no answer
+// before the deadline. Gatehouse's own transactions hold row locks for milliseconds (the
+// audit head last of all, see appendAudit), so a statement that outlives its caller's
+// deadline on PostgreSQL means the server, or the network to it, is not answering — not
+// that another writer is busy, as on SQLite.
+func unreachable(err error) bool {
+	var pgErr *pgconn.PgError
+	var connectErr *pgconn.ConnectError
+	var netErr net.Error
+	switch {
+	case errors.As(err, &pgErr):
+		// Class 08: connection exception; 57P01-57P03: shutting down, crashed, starting.
+		return strings.HasPrefix(pgErr.Code, "08") || pgErr.Code == "57P01" || pgErr.Code == "57P02" || pgErr.Code == "57P03"
+	case errors.As(err, &connectErr), errors.As(err, &netErr),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, driver.ErrBadConn), pgconn.Timeout(err):
+		return true
+	}
+	// pgconn's errors for a connection that is closed, or failed before a query was sent.
+	var unsent interface{ SafeToRetry() bool }
+	return errors.As(err, &unsent) && unsent.SafeToRetry()
 }
 
 // busyAtOpen reports whether err is SQLite finding its file locked while opening it: a
