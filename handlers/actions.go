@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"time"
 
 	"github.com/slack-go/slack"
@@ -80,13 +81,26 @@ func (b *Bot) keepCommands(ctx context.Context) {
 func (b *Bot) carryOut(ctx context.Context, cmd slack.SlashCommand, key string) {
 	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), handlerTimeout)
 	defer cancel()
-	b.workers <- struct{}{}
+	// A form must open within Slack's 3 s of the trigger, and opening one costs a Slack
+	// call, not the database: forms have slots of their own, never behind filings.
+	slots := b.workers
+	if opensForm(cmd) {
+		slots = b.forms
+	}
+	slots <- struct{}{}
 	then := b.onCommand(hctx, cmd)
-	<-b.workers
+	<-slots
 	if then != nil {
 		then(hctx)
 	}
 	b.finished <- key
+}
+
+// opensForm reports whether cmd only opens the request form (a bare /access) or answers
+// with help: neither reaches the database.
+func opensForm(cmd slack.SlashCommand) bool {
+	word, _ := cutWord(unescape(cmd.Text))
+	return word == "" || strings.EqualFold(word, "help")
 }
 
 // record keeps a batch of commands and returns those to carry out: a command Slack
