@@ -82,6 +82,8 @@ type dialect struct {
 	lockMigrations func(tx *gorm.DB) error
 	// rewrite turns the store's hand-written SQL (batch statements) into the dialect's.
 	rewrite func(query string) string
+	// urgentPool, when set, configures a second pool on writer for urgent transactions.
+	urgentPool func(*sql.DB)
 	// oneWriter: the database has one writer connection, whose transactions wait in a
 	// queue of ours (see writeGate).
 	oneWriter bool
@@ -95,7 +97,7 @@ func dialectOf(database string) (dialect, error) {
 		return dialect{}, err
 	}
 	if IsPostgres(database) {
-		return dialect{writer: postgresDialector{postgres.Open(database).(*postgres.Dialector)}, writerPool: postgresPool, lockMigrations: postgresMigrationLock,
+		return dialect{writer: postgresDialector{postgres.Open(database).(*postgres.Dialector)}, writerPool: postgresPool, urgentPool: postgresUrgentPool, lockMigrations: postgresMigrationLock,
 			rewrite: postgresSQL, skipLocked: true}, nil
 	}
 	if err := createPrivateFile(database); err != nil {
@@ -217,6 +219,18 @@ func (s *Store) claimable(q *gorm.DB) *gorm.DB {
 		return q
 	}
 	return q.Clauses(clause.Locking{Strength: "UPDATE", Options: "SKIP LOCKED"})
+}
+
+// PostgresUrgentConns is how many more connections a process opens for urgent writes: the
+// slash commands kept before their ack. A burst of filings holds the main pool's while
+// they queue on the audit chain's head; the acks must not wait for them.
+const PostgresUrgentConns = 2
+
+func postgresUrgentPool(db *sql.DB) {
+	db.SetMaxOpenConns(PostgresUrgentConns)
+	db.SetMaxIdleConns(PostgresUrgentConns)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	db.SetConnMaxLifetime(30 * time.Minute)
 }
 
 // sqliteMigrationLock needs to do nothing: the migration transaction began with BEGIN
