@@ -137,7 +137,10 @@ func (s *Service) claimAndStart(ctx context.Context, n int) int {
 func (s *Service) claimLocked(ctx context.Context, n int) int {
 	d := s.delivery
 	now := s.Now()
-	claimed, err := s.Outbox.ClaimDeliveries(ctx, d.opts.Owner, now, now.Add(d.opts.Lease), n, d.busyTargets(now))
+	// A database that stops answering must not hold the loop for good.
+	claimCtx, cancel := context.WithTimeout(ctx, d.opts.Attempt)
+	defer cancel()
+	claimed, err := s.Outbox.ClaimDeliveries(claimCtx, d.opts.Owner, now, now.Add(d.opts.Lease), n, d.busyTargets(now))
 	if err != nil {
 		if ctx.Err() == nil {
 			s.Log.Error("claiming deliveries failed", "err", err)

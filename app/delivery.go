@@ -115,6 +115,10 @@ var errMoot = errors.New("no longer needed")
 // ErrBusy: the database did not answer in time; nothing was changed.
 var ErrBusy = errors.New("gatehouse is busy")
 
+// ErrUnavailable: the database cannot be reached (it refuses or drops connections, or does
+// not answer at all); nothing was changed. Unlike ErrBusy, trying again at once will not help.
+var ErrUnavailable = errors.New("the database cannot be reached")
+
 // ErrMembershipUnknown: Slack could not say whether the user is in a user group that matters,
 // and nothing was known of it before; nothing was changed.
 var ErrMembershipUnknown = errors.New("user-group membership could not be confirmed")

@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"time"
 
 	"github.com/slack-go/slack"
@@ -25,7 +26,8 @@ type Actions interface {
 
 const (
 	// recordTimeout bounds the write that keeps commands before their ack: past it, the ack
-	// says Gatehouse is busy instead of promising what a crash could lose.
+	// says Gatehouse is busy, or cannot record anything, instead of promising what a crash
+	// could lose.
 	recordTimeout = time.Second
 	// actionLease is how long a process holds a command it acknowledged; past it, another
 	// process (or this one after a restart) finishes it. Filing a request again under the
@@ -79,13 +81,26 @@ func (b *Bot) keepCommands(ctx context.Context) {
 func (b *Bot) carryOut(ctx context.Context, cmd slack.SlashCommand, key string) {
 	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), handlerTimeout)
 	defer cancel()
-	b.workers <- struct{}{}
+	// A form must open within Slack's 3 s of the trigger, and opening one costs a Slack
+	// call, not the database: forms have slots of their own, never behind filings.
+	slots := b.workers
+	if opensForm(cmd) {
+		slots = b.forms
+	}
+	slots <- struct{}{}
 	then := b.onCommand(hctx, cmd)
-	<-b.workers
+	<-slots
 	if then != nil {
 		then(hctx)
 	}
 	b.finished <- key
+}
+
+// opensForm reports whether cmd only opens the request form (a bare /access) or answers
+// with help: neither reaches the database.
+func opensForm(cmd slack.SlashCommand) bool {
+	word, _ := cutWord(unescape(cmd.Text))
+	return word == "" || strings.EqualFold(word, "help")
 }
 
 // record keeps a batch of commands and returns those to carry out: a command Slack
@@ -114,7 +129,7 @@ func (b *Bot) record(ctx context.Context, batch []commandEnvelope) []commandEnve
 	if err != nil {
 		b.log.Error("keeping commands before their ack failed", "commands", len(fresh), "err", err)
 		for _, c := range fresh {
-			b.ack(c.req, map[string]any{"response_type": "ephemeral", "text": busyText}, c.received)
+			b.ack(c.req, map[string]any{"response_type": "ephemeral", "text": userMessage(err)}, c.received)
 		}
 		return nil
 	}
@@ -176,7 +191,9 @@ func (b *Bot) resume(ctx context.Context) {
 	defer ticker.Stop()
 	for {
 		now := time.Now()
-		left, err := b.actions.ClaimActions(ctx, b.owner, now, now.Add(actionLease), maxConcurrentHandlers)
+		cctx, cancel := context.WithTimeout(ctx, recordTimeout) // a database that stops answering must not hold the loop
+		left, err := b.actions.ClaimActions(cctx, b.owner, now, now.Add(actionLease), maxConcurrentHandlers)
+		cancel()
 		if err != nil && ctx.Err() == nil {
 			b.log.Error("claiming unfinished commands failed", "err", err)
 		}

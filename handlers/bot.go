@@ -57,6 +57,7 @@ type Bot struct {
 	finished  chan string // keys of commands carried out
 	handling  sync.WaitGroup
 	workers   chan struct{} // bounds the handlers running at once
+	forms     chan struct{} // bounds the commands opening a form at once (see carryOut): few, as each slot more crowds the acks
 }
 
 // maxConcurrentHandlers bounds the envelopes handled at once. A burst beyond it queues
@@ -77,11 +78,12 @@ func NewBot(api *slack.Client, svc Service, policy app.Policy, homes *Homes, met
 		homes:    homes,
 		metrics:  metrics,
 		socket:   socketmode.New(api),
-		svc:      svc,
+		svc:      bounded{svc},
 		policy:   policy,
 		log:      log,
 		seen:     newRecentKeys(4096),
 		workers:  make(chan struct{}, maxConcurrentHandlers),
+		forms:    make(chan struct{}, max(2, maxConcurrentHandlers/4)),
 	}
 }
 

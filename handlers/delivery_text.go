@@ -13,8 +13,9 @@ import (
 
 // Words for what delivery faults mean to people.
 const (
-	busyText       = "Gatehouse is busy; nothing was changed, try again."
-	membershipText = "Slack could not confirm your user-group membership; nothing was changed, try again in a minute."
+	busyText        = "Gatehouse is busy; nothing was changed, try again."
+	unavailableText = "Gatehouse can't record anything right now; nothing was changed."
+	membershipText  = "Slack could not confirm your user-group membership; nothing was changed, try again in a minute."
 )
 
 // waitingText confirms a request its approvers can see.
@@ -87,8 +88,8 @@ func formProblem(err error, again string) string {
 	switch {
 	case errors.As(err, &answer) && (answer.Err == "expired_trigger_id" || answer.Err == "exchanged_trigger_id" || answer.Err == "invalid_trigger_id"):
 		return "The form expired before Slack let me open it (Slack allows 3 seconds). " + again
-	case errors.Is(err, app.ErrBusy):
-		return busyText
+	case errors.Is(err, app.ErrUnavailable), errors.Is(err, app.ErrBusy):
+		return userMessage(err)
 	case slackDown(err):
 		return "Slack did not answer, so the form could not open. Nothing was changed. " + again
 	}

@@ -29,6 +29,8 @@ func userMessage(err error) string {
 	switch {
 	case errors.Is(err, app.ErrMembershipUnknown):
 		return membershipText
+	case errors.Is(err, app.ErrUnavailable):
+		return unavailableText
 	case errors.Is(err, app.ErrBusy), errors.Is(err, context.DeadlineExceeded):
 		return busyText
 	}

@@ -71,7 +71,9 @@ const chainHeadID = 1
 // If another writer got there first the error is app.ErrConflict and tx must roll back.
 //
 // The head is read FOR UPDATE so that on PostgreSQL concurrent writers queue on it rather
-// than conflict. SQLite ignores the lock and needs none: BEGIN IMMEDIATE (see Open) lets
+// than conflict. Every write that records an event queues there, until its commit: callers
+// append the events as the last statement of their transaction, so that the lock is held
+// for these three statements and the commit, not for the rest of the change too. SQLite ignores the lock and needs none: BEGIN IMMEDIATE (see Open) lets
 // one writer at a time in, so there a conflict cannot happen.
 func appendEvents(tx *gorm.DB, events []app.AuditEvent) error {
 	if len(events) == 0 {

@@ -22,10 +22,10 @@ func (s *Store) CreateBreakGlass(ctx context.Context, r app.Request, g app.Grant
 		if err := tx.Create(grantFromApp(g)).Error; err != nil {
 			return err
 		}
-		if err := appendEvents(tx, events); err != nil {
+		if err := enqueue(tx, owed); err != nil {
 			return err
 		}
-		return enqueue(tx, owed)
+		return appendEvents(tx, events) // last: see appendEvents
 	})
 	if err != nil {
 		return fmt.Errorf("store: create break-glass request %s: %w", r.ID, translate(err))

@@ -6,10 +6,14 @@ package store
 // only one of them gives. Everything else in the package is dialect-neutral gorm.
 
 import (
+	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"net"
 	"net/url"
 	"os"
 	"runtime"
@@ -23,6 +27,8 @@ import (
 	"gorm.io/driver/sqlite"
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
+
+	"github.com/gatehouse/gatehouse/app"
 )
 
 // IsPostgres reports whether database names a PostgreSQL database (a postgres:// or
@@ -76,6 +82,8 @@ type dialect struct {
 	lockMigrations func(tx *gorm.DB) error
 	// rewrite turns the store's hand-written SQL (batch statements) into the dialect's.
 	rewrite func(query string) string
+	// urgentPool, when set, configures a second pool on writer for urgent transactions.
+	urgentPool func(*sql.DB)
 	// oneWriter: the database has one writer connection, whose transactions wait in a
 	// queue of ours (see writeGate).
 	oneWriter bool
@@ -89,7 +97,7 @@ func dialectOf(database string) (dialect, error) {
 		return dialect{}, err
 	}
 	if IsPostgres(database) {
-		return dialect{writer: postgres.Open(database), writerPool: postgresPool, lockMigrations: postgresMigrationLock,
+		return dialect{writer: postgresDialector{postgres.Open(database).(*postgres.Dialector)}, writerPool: postgresPool, urgentPool: postgresUrgentPool, lockMigrations: postgresMigrationLock,
 			rewrite: postgresSQL, skipLocked: true}, nil
 	}
 	if err := createPrivateFile(database); err != nil {
@@ -213,6 +221,18 @@ func (s *Store) claimable(q *gorm.DB) *gorm.DB {
 	return q.Clauses(clause.Locking{Strength: "UPDATE", Options: "SKIP LOCKED"})
 }
 
+// PostgresUrgentConns is how many more connections a process opens for urgent writes: the
+// slash commands kept before their ack. A burst of filings holds the main pool's while
+// they queue on the audit chain's head; the acks must not wait for them.
+const PostgresUrgentConns = 2
+
+func postgresUrgentPool(db *sql.DB) {
+	db.SetMaxOpenConns(PostgresUrgentConns)
+	db.SetMaxIdleConns(PostgresUrgentConns)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	db.SetConnMaxLifetime(30 * time.Minute)
+}
+
 // sqliteMigrationLock needs to do nothing: the migration transaction began with BEGIN
 // IMMEDIATE (see sqliteParams), which already holds the database's one write lock.
 func sqliteMigrationLock(*gorm.DB) error { return nil }
@@ -246,6 +266,43 @@ func lockedOut(err error) bool {
 		return pgErr.Code == "55P03"
 	}
 	return false
+}
+
+// postgresDialector is gorm's PostgreSQL driver, telling apart a database that cannot be
+// reached: every error gorm reports goes through Translate.
+type postgresDialector struct{ *postgres.Dialector }
+
+// Translate marks errors meaning the database did not answer as app.ErrUnavailable, and
+// otherwise translates as gorm's driver does.
+func (d postgresDialector) Translate(err error) error {
+	if unreachable(err) {
+		return fmt.Errorf("%w: %w", app.ErrUnavailable, err)
+	}
+	return d.Dialector.Translate(err)
+}
+
+// unreachable reports whether err means PostgreSQL did not answer: a connection refused,
+// reset or closed; the server shutting down or not yet accepting connections; or no answer
+// before the deadline. Gatehouse's own transactions hold row locks for milliseconds (the
+// audit head last of all, see appendAudit), so a statement that outlives its caller's
+// deadline on PostgreSQL means the server, or the network to it, is not answering — not
+// that another writer is busy, as on SQLite.
+func unreachable(err error) bool {
+	var pgErr *pgconn.PgError
+	var connectErr *pgconn.ConnectError
+	var netErr net.Error
+	switch {
+	case errors.As(err, &pgErr):
+		// Class 08: connection exception; 57P01-57P03: shutting down, crashed, starting.
+		return strings.HasPrefix(pgErr.Code, "08") || pgErr.Code == "57P01" || pgErr.Code == "57P02" || pgErr.Code == "57P03"
+	case errors.As(err, &connectErr), errors.As(err, &netErr),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, driver.ErrBadConn), pgconn.Timeout(err):
+		return true
+	}
+	// pgconn's errors for a connection that is closed, or failed before a query was sent.
+	var unsent interface{ SafeToRetry() bool }
+	return errors.As(err, &unsent) && unsent.SafeToRetry()
 }
 
 // busyAtOpen reports whether err is SQLite finding its file locked while opening it: a

@@ -104,10 +104,10 @@ func (s *Store) CreateRequest(ctx context.Context, r app.Request, e app.AuditEve
 		if err := tx.Omit("Decisions").Create(&row).Error; err != nil {
 			return err
 		}
-		if err := appendEvents(tx, []app.AuditEvent{e}); err != nil {
+		if err := enqueue(tx, owed); err != nil {
 			return err
 		}
-		return enqueue(tx, owed)
+		return appendEvents(tx, []app.AuditEvent{e}) // last: see appendEvents
 	})
 	if err != nil {
 		return fmt.Errorf("store: create request %s: %w", r.ID, translate(err))
@@ -207,10 +207,10 @@ func writeChange(tx *gorm.DB, version int, change app.RequestChange) error {
 			return translate(err)
 		}
 	}
-	if err := appendEvents(tx, change.Events); err != nil {
+	if err := enqueue(tx, change.Deliveries); err != nil {
 		return err
 	}
-	return enqueue(tx, change.Deliveries)
+	return appendEvents(tx, change.Events) // last: see appendEvents
 }
 
 // ExpiredRequests returns the IDs of up to limit posted pending requests whose time is up,

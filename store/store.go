@@ -31,6 +31,7 @@ type Store struct {
 	read    *gorm.DB // readers: queries outside a transaction
 	batch   *committer
 	reads   *readStatements // the token path's reads, prepared on read
+	urgent  *gorm.DB        // PostgreSQL: a pool of its own for urgent transactions (see transactionFirst); else db
 	revoked revocationCache
 	gate    *writeGate // SQLite: orders the transactions waiting for its one writer; nil on PostgreSQL
 	// skipLocked: PostgreSQL, where claims pass over rows other claims locked (see claimable)
@@ -77,9 +78,16 @@ func open(database string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{db: db, read: db, skipLocked: d.skipLocked}
+	s := &Store{db: db, read: db, urgent: db, skipLocked: d.skipLocked}
 	if d.oneWriter {
 		s.gate = &writeGate{}
+	}
+	if d.urgentPool != nil {
+		if s.urgent, err = openPool(d.writer, d.urgentPool); err != nil {
+			s.urgent = db
+			s.Close()
+			return nil, err
+		}
 	}
 	if err := s.migrate(d); err != nil {
 		s.Close()
@@ -134,6 +142,11 @@ func (s *Store) Close() error {
 		s.batch.stmts.close()
 	}
 	s.reads.close()
+	if s.urgent != nil && s.urgent != s.db {
+		if sqlDB, err := s.urgent.DB(); err == nil {
+			sqlDB.Close()
+		}
+	}
 	if s.read != nil && s.read != s.db {
 		if sqlDB, err := s.read.DB(); err == nil {
 			sqlDB.Close()
@@ -166,8 +179,14 @@ func (s *Store) transaction(ctx context.Context, fn func(tx *gorm.DB) error) err
 	return s.transactionFirst(ctx, false, fn)
 }
 
-// transactionFirst is transaction; an urgent one goes before the others waiting to write.
+// transactionFirst is transaction; an urgent one goes before the others waiting to write:
+// on SQLite first in the writer's queue, on PostgreSQL on connections of its own, so that
+// it never waits for a connection held by a write queued on a row lock.
 func (s *Store) transactionFirst(ctx context.Context, urgent bool, fn func(tx *gorm.DB) error) error {
+	db := s.db
+	if urgent {
+		db = s.urgent
+	}
 	deadline := time.Now().Add(defaultBusyWait)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -175,7 +194,7 @@ func (s *Store) transactionFirst(ctx context.Context, urgent bool, fn func(tx *g
 	for {
 		err := s.gate.acquire(ctx, urgent)
 		if err == nil {
-			err = s.db.WithContext(ctx).Transaction(fn)
+			err = db.WithContext(ctx).Transaction(fn)
 			s.gate.release()
 		}
 		if err == nil || !(lockedOut(err) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {

@@ -24,15 +24,19 @@ func (m *Main) sweep(ctx context.Context, svc *app.Service, db *store.Store, key
 	ticker := time.NewTicker(sweepInterval)
 	defer ticker.Stop()
 	for {
-		if err := svc.Sweep(ctx); err != nil && ctx.Err() == nil {
+		// Each pass ends by the next: a database that stops answering must not hold the
+		// sweeper for good.
+		pass, cancel := context.WithTimeout(ctx, sweepInterval)
+		if err := svc.Sweep(pass); err != nil && ctx.Err() == nil {
 			log.Error("sweeping expired requests and grants failed", "err", err)
 		}
-		if _, err := db.Purge(ctx, m.Now().Add(-retention)); err != nil && ctx.Err() == nil {
+		if _, err := db.Purge(pass, m.Now().Add(-retention)); err != nil && ctx.Err() == nil {
 			log.Error("purging ended sign-ins and tokens failed", "err", err)
 		}
-		if _, err := db.PruneSigningKeys(ctx, m.Now().Add(-keyRetention)); err != nil && ctx.Err() == nil {
+		if _, err := db.PruneSigningKeys(pass, m.Now().Add(-keyRetention)); err != nil && ctx.Err() == nil {
 			log.Error("pruning retired signing keys failed", "err", err)
 		}
+		cancel()
 		select {
 		case <-ctx.Done():
 			return

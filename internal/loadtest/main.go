@@ -7,6 +7,8 @@
 //
 //	go build -o gatehouse . && go run ./internal/loadtest -binary ./gatehouse -alg ES256 -c 16
 //
+// -database postgres://… runs Gatehouse on that PostgreSQL database instead.
+//
 // -cpus pins the server and the bare signer (taskset -c LIST), for scaling runs.
 package main
 
@@ -31,6 +33,7 @@ type options struct {
 	rounds   int
 	cpus     string
 	only     []string
+	database string
 }
 
 func main() {
@@ -50,6 +53,7 @@ func main() {
 	flag.DurationVar(&o.duration, "d", 8*time.Second, "measured time per scenario and round")
 	flag.IntVar(&o.rounds, "rounds", 2, "rounds of every scenario (A B A B …)")
 	flag.StringVar(&o.cpus, "cpus", "", "pin the server and the bare signer to these CPUs (taskset -c LIST)")
+	flag.StringVar(&o.database, "database", "", "a PostgreSQL URL (password from PGPASSWORD) to run on instead of a new SQLite file")
 	flag.StringVar(&only, "scenarios", "bare,client_credentials,refresh,device", "scenarios to run")
 	flag.Parse()
 	o.algs, o.only = strings.Split(algs, ","), strings.Split(only, ",")

@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net"
@@ -74,7 +75,11 @@ func startGatehouse(ctx context.Context, o options, alg, dir string, slack *fake
 		return nil, err
 	}
 	issuer := "http://" + addr
-	config := strings.NewReplacer("ISSUER", issuer, "LISTEN", addr, "DATABASE", filepath.Join(dir, "gatehouse.db"), "ALGORITHM", alg).Replace(loadConfig)
+	database := filepath.Join(dir, "gatehouse.db")
+	if o.database != "" {
+		database = o.database
+	}
+	config := strings.NewReplacer("ISSUER", issuer, "LISTEN", addr, "DATABASE", database, "ALGORITHM", alg).Replace(loadConfig)
 	path := filepath.Join(dir, "gatehouse.yaml")
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		return nil, err
@@ -86,6 +91,11 @@ func startGatehouse(ctx context.Context, o options, alg, dir string, slack *fake
 	cmd := pinned(o.cpus, absPath(o.binary), "serve", "--config", path)
 	cmd.Env = append(os.Environ(), "SLACK_BOT_TOKEN="+slackfake.BotToken, "SLACK_APP_TOKEN="+slackfake.AppToken,
 		"SLACK_API_URL="+slack.APIURL(), "LOAD_SERVICE_SECRET="+serviceSecret)
+	if os.Getenv("GATEHOUSE_KEY_ENCRYPTION_KEY") == "" { // PostgreSQL needs one; SQLite takes it too
+		kek := make([]byte, 32)
+		rand.Read(kek)
+		cmd.Env = append(cmd.Env, "GATEHOUSE_KEY_ENCRYPTION_KEY="+base64.StdEncoding.EncodeToString(kek))
+	}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", o.binary, err)
