@@ -201,15 +201,26 @@ func crashMidBurst(t *testing.T, bin string, killAt int) {
 
 	p.start()
 	connected()
+	// Everything owed is finished: leases of the dead process run out within seconds.
+	awaitRecovery(t, fake, database, 25*time.Second, ackedCommands, ackedApprovals, waiting, approvers)
+	out, err := exec.Command(bin, "audit", "verify", "--config", config).CombinedOutput()
+	if err != nil {
+		t.Errorf("audit verify: %v\n%s", err, out)
+	}
+}
+
+// awaitRecovery waits up to within for the work a killed process owed to be finished, as
+// crashProblems checks it on the database at database, and fails the test with what is not.
+func awaitRecovery(t *testing.T, fake *slackfake.Server, database string, within time.Duration, ackedCommands []string,
+	ackedApprovals []int, waiting, approvers []string) {
+	t.Helper()
 	db, err := store.Open(database)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-
-	// Everything owed is finished: leases of the dead process run out within seconds.
 	var problems []string
-	deadline := time.Now().Add(25 * time.Second)
+	deadline := time.Now().Add(within)
 	for {
 		problems = crashProblems(t, fake, db, ackedCommands, ackedApprovals, waiting, approvers)
 		if len(problems) == 0 || time.Now().After(deadline) {
@@ -219,10 +230,6 @@ func crashMidBurst(t *testing.T, bin string, killAt int) {
 	}
 	for _, p := range problems {
 		t.Error(p)
-	}
-	out, err := exec.Command(bin, "audit", "verify", "--config", config).CombinedOutput()
-	if err != nil {
-		t.Errorf("audit verify: %v\n%s", err, out)
 	}
 }
 

@@ -12,7 +12,6 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/pgtest"
 	"github.com/gatehouse/gatehouse/internal/slackfake"
-	"github.com/gatehouse/gatehouse/store"
 )
 
 // Two replicas of the real binary on one PostgreSQL; one is SIGKILLed in the middle of a
@@ -133,21 +132,5 @@ func TestReplicaKilledMidBurstSurvivorFinishes(t *testing.T) {
 	wg.Wait()
 	t.Logf("killed: %d commands and %d approvals acknowledged", len(ackedCommands), len(ackedApprovals))
 
-	db, err := store.Open(database)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	var problems []string
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		problems = crashProblems(t, fake, db, ackedCommands, ackedApprovals, waiting, approvers)
-		if len(problems) == 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	for _, p := range problems {
-		t.Error(p)
-	}
+	awaitRecovery(t, fake, database, 30*time.Second, ackedCommands, ackedApprovals, waiting, approvers)
 }
