@@ -2,12 +2,10 @@ package e2e
 
 import (
 	"net/http"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/gatehouse/gatehouse/internal/pgtest"
 	"github.com/gatehouse/gatehouse/internal/slackfake"
 )
 
@@ -20,15 +18,7 @@ const unavailableText = "Gatehouse can't record anything right now; nothing was 
 // same replica, not restarted, carries on, and what it had acknowledged before is posted
 // once.
 func TestSlackAnswersTruthfullyDuringPostgresOutage(t *testing.T) {
-	server := pgtest.Start(t)
-	database := server.NewDatabase(t)
-	hole := newBlackHole(t, "127.0.0.1:"+strconv.Itoa(server.Port()))
-	through := strings.Replace(database, ":"+strconv.Itoa(server.Port())+"/", ":"+strconv.Itoa(hole.port())+"/", 1)
-	saved := newDatabase
-	newDatabase = func(testing.TB, string) string { return through }
-	t.Cleanup(func() { newDatabase = saved })
-
-	g := startGatehouse(t)
+	server, hole, g := startBehindBlackHole(t)
 	g.quiet() // the outage is logged as errors, as it should be
 	g.waitReadiness(t, http.StatusOK, 0)
 

@@ -115,10 +115,9 @@ func (g *gatehouse) waitReadiness(t *testing.T, want int, within time.Duration) 
 	}
 }
 
-// When PostgreSQL stops answering — its host drops packets, or the server is down — a
-// replica reports itself unready within 3 s, answering each probe, and ready again once the
-// database is back, without a restart and without losing what it had recorded.
-func TestReadinessFollowsPostgresOutage(t *testing.T) {
+// startBehindBlackHole starts Gatehouse on a new PostgreSQL database that it reaches
+// through a black hole, so a test can drop its packets or stop the server.
+func startBehindBlackHole(t *testing.T) (*pgtest.Server, *blackHole, *gatehouse) {
 	server := pgtest.Start(t)
 	database := server.NewDatabase(t)
 	hole := newBlackHole(t, "127.0.0.1:"+strconv.Itoa(server.Port()))
@@ -126,8 +125,14 @@ func TestReadinessFollowsPostgresOutage(t *testing.T) {
 	saved := newDatabase
 	newDatabase = func(testing.TB, string) string { return through }
 	t.Cleanup(func() { newDatabase = saved })
+	return server, hole, startGatehouse(t)
+}
 
-	g := startGatehouse(t)
+// When PostgreSQL stops answering — its host drops packets, or the server is down — a
+// replica reports itself unready within 3 s, answering each probe, and ready again once the
+// database is back, without a restart and without losing what it had recorded.
+func TestReadinessFollowsPostgresOutage(t *testing.T) {
+	server, hole, g := startBehindBlackHole(t)
 	g.waitReadiness(t, http.StatusOK, 0)
 	g.command("U0ALICE", "prod-db-admin 1h before the outage")
 	id := requestID(t, g.ephemeral("U0ALICE", "waiting").AllText())
