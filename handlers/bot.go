@@ -94,9 +94,12 @@ func (b *Bot) Connected() bool { return b.connected.Load() }
 // It reconnects on its own when Slack asks (disconnect) or the connection drops, and
 // returns an error only when it cannot connect at all (for instance a revoked token).
 func (b *Bot) Run(ctx context.Context) error {
-	auth, err := b.api.AuthTestContext(ctx)
+	auth, err := b.authenticate(ctx)
 	if err != nil {
-		return fmt.Errorf("slack: auth.test: %w", err)
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
 	}
 	b.teamID = auth.TeamID
 	b.log.Info("slack: authenticated", "team_id", auth.TeamID, "bot_user", auth.UserID)
@@ -125,6 +128,34 @@ func (b *Bot) Run(ctx context.Context) error {
 		case evt := <-b.socket.Events:
 			b.dispatch(ctx, evt)
 		}
+	}
+}
+
+// authenticate asks Slack who the bot is. Slack being down or asking to slow down is waited
+// out (backoff doubling from 1 s to a minute, or Slack's Retry-After), so a replica started
+// during a Slack outage connects once Slack is back; a refusal retrying cannot cure (a bad
+// or revoked token) is returned at once, saying what to fix.
+func (b *Bot) authenticate(ctx context.Context) (*slack.AuthTestResponse, error) {
+	wait := time.Second
+	for {
+		auth, err := b.api.AuthTestContext(ctx)
+		if err == nil {
+			return auth, nil
+		}
+		var de *app.DeliveryError
+		if errors.As(classify("auth.test", err), &de) && de.Permanent {
+			return nil, fmt.Errorf("slack: auth.test: %w (%s)", err, de.Fix)
+		}
+		if de != nil && de.RetryAfter > 0 {
+			wait = de.RetryAfter
+		}
+		b.log.Warn("slack: auth.test failed; trying again", "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Minute)
 	}
 }
 

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"net/http"
 	"regexp"
 	"slices"
 	"strings"
@@ -285,6 +286,20 @@ func TestReconnectsWhenSlackAsks(t *testing.T) {
 	g.slack.Disconnect("refresh_requested")
 	if err := g.waitConnected(); err != nil {
 		t.Fatal(err)
+	}
+	g.command("U0ALICE", "help")
+	g.ephemeral("U0ALICE", "/access <role> <duration> <reason…>")
+}
+
+// A Gatehouse started while Slack is down (auth.test answering 503) waits for Slack and
+// connects once it answers, instead of exiting.
+func TestStartsWhileSlackIsDown(t *testing.T) {
+	g := startGatehouse(t)
+	g.stop()
+	g.slack.Fail("auth.test", slackfake.Fault{Status: http.StatusServiceUnavailable, Calls: 2})
+	g.start() // fails the test unless the bot connects
+	if n := g.slack.Faulted("auth.test"); n != 2 {
+		t.Errorf("auth.test faulted %d times, want 2", n)
 	}
 	g.command("U0ALICE", "help")
 	g.ephemeral("U0ALICE", "/access <role> <duration> <reason…>")
