@@ -159,9 +159,25 @@ func crashMidBurst(t *testing.T, bin string, killAt int) {
 	}
 
 	// The burst: 20 commands and 2 approvals at once; the process dies in the middle.
+	ackedCommands, ackedApprovals := burstAndKill(t, fake, 20, approvers[:2], killAt, wait, p.kill) // the third has no form open
+
+	p.start()
+	connected()
+	// Everything owed is finished: leases of the dead process run out within seconds.
+	awaitRecovery(t, fake, database, 25*time.Second, ackedCommands, ackedApprovals, waiting, approvers)
+	out, err := exec.Command(bin, "audit", "verify", "--config", config).CombinedOutput()
+	if err != nil {
+		t.Errorf("audit verify: %v\n%s", err, out)
+	}
+}
+
+// burstAndKill sends commands /access commands (from users U10000…) and an Approve
+// submission from each of approvers at once, calls kill once killAt of them were
+// acknowledged (or after wait), and returns the users whose command and the indexes of the
+// approvers whose submission were acknowledged.
+func burstAndKill(t *testing.T, fake *slackfake.Server, commands int, approvers []string, killAt int, wait time.Duration,
+	kill func()) (ackedCommands []string, ackedApprovals []int) {
 	var mu sync.Mutex
-	var ackedCommands []string // users whose command was acknowledged
-	var ackedApprovals []int
 	var wg sync.WaitGroup
 	killed := make(chan struct{})
 	acked := func() { // the caller holds mu
@@ -169,7 +185,7 @@ func crashMidBurst(t *testing.T, bin string, killAt int) {
 			close(killed)
 		}
 	}
-	for i := range 20 {
+	for i := range commands {
 		user := fmt.Sprintf("U1%04d", i)
 		wg.Go(func() {
 			if _, err := fake.SlashCommand(user, "C0GENERAL", "/access", fmt.Sprintf("prod-db-admin 1h burst %d", i)); err == nil {
@@ -180,7 +196,7 @@ func crashMidBurst(t *testing.T, bin string, killAt int) {
 			}
 		})
 	}
-	for i := range 2 {
+	for i := range approvers {
 		wg.Go(func() {
 			ack, err := fake.Submit(approvers[i], map[string]string{"Comment": "burst"})
 			if err == nil && ack.ResponseAction == "" {
@@ -195,18 +211,10 @@ func crashMidBurst(t *testing.T, bin string, killAt int) {
 	case <-killed:
 	case <-time.After(wait):
 	}
-	p.kill()
+	kill()
 	wg.Wait()
 	t.Logf("killed: %d commands and %d approvals acknowledged", len(ackedCommands), len(ackedApprovals))
-
-	p.start()
-	connected()
-	// Everything owed is finished: leases of the dead process run out within seconds.
-	awaitRecovery(t, fake, database, 25*time.Second, ackedCommands, ackedApprovals, waiting, approvers)
-	out, err := exec.Command(bin, "audit", "verify", "--config", config).CombinedOutput()
-	if err != nil {
-		t.Errorf("audit verify: %v\n%s", err, out)
-	}
+	return ackedCommands, ackedApprovals
 }
 
 // awaitRecovery waits up to within for the work a killed process owed to be finished, as

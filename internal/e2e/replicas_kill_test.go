@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -92,45 +91,7 @@ func TestReplicaKilledMidBurstSurvivorFinishes(t *testing.T) {
 
 	// The burst: 30 commands and 2 approvals spread over both replicas; replica 0 dies
 	// once 12 were acknowledged.
-	var mu sync.Mutex
-	var ackedCommands []string
-	var ackedApprovals []int
-	killed := make(chan struct{})
-	acked := func() { // the caller holds mu
-		if len(ackedCommands)+len(ackedApprovals) == 12 {
-			close(killed)
-		}
-	}
-	var wg sync.WaitGroup
-	for i := range 30 {
-		user := fmt.Sprintf("U1%04d", i)
-		wg.Go(func() {
-			if _, err := fake.SlashCommand(user, "C0GENERAL", "/access", fmt.Sprintf("prod-db-admin 1h burst %d", i)); err == nil {
-				mu.Lock()
-				ackedCommands = append(ackedCommands, user)
-				acked()
-				mu.Unlock()
-			}
-		})
-	}
-	for i := range approvers {
-		wg.Go(func() {
-			ack, err := fake.Submit(approvers[i], map[string]string{"Comment": "burst"})
-			if err == nil && ack.ResponseAction == "" {
-				mu.Lock()
-				ackedApprovals = append(ackedApprovals, i)
-				acked()
-				mu.Unlock()
-			}
-		})
-	}
-	select {
-	case <-killed:
-	case <-time.After(wait):
-	}
-	replicas[0].kill()
-	wg.Wait()
-	t.Logf("killed: %d commands and %d approvals acknowledged", len(ackedCommands), len(ackedApprovals))
+	ackedCommands, ackedApprovals := burstAndKill(t, fake, 30, approvers, 12, wait, replicas[0].kill)
 
 	awaitRecovery(t, fake, database, 30*time.Second, ackedCommands, ackedApprovals, waiting, approvers)
 }
