@@ -81,15 +81,7 @@ func TestCodeExchangeChecksFirstAndReplayRevokes(t *testing.T) {
 		t.Fatalf("the right exchange after failed ones: %d %v (the failures burnt the code)", status, tokens)
 	}
 	access, _ := tokens["access_token"].(string)
-	if got := g.introspect(access); got["active"] != true {
-		t.Fatalf("fresh access token introspects %v", got)
-	}
-	if status, out := g.exchange(code, w.verifier); status != 400 || out["error"] != "invalid_grant" {
-		t.Errorf("replay: %d %v, want invalid_grant", status, out)
-	}
-	if got := g.introspect(access); got["active"] != false {
-		t.Errorf("after the replay the code's access token introspects %v, want inactive", got)
-	}
+	g.replayRevokes(t, code, w.verifier, access)
 	refresh, _ := tokens["refresh_token"].(string)
 	req := newFormRequest(g.issuer()+"/oauth/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}})
 	req.SetBasicAuth("webapp-confidential", resourceServerSecret)
@@ -309,5 +301,20 @@ func TestDatabaseAndKeyFilesOwnerOnly(t *testing.T) {
 	}
 	if !strings.Contains(g.logs.String(), "gatehouse.db.kek (created now") {
 		t.Error("start-up did not say it created the key-encryption key file")
+	}
+}
+
+// replayRevokes checks that redeeming code (with verifier) again is refused and makes the
+// access token it issued, active until then, inactive (RFC 6749 §4.1.2).
+func (g *gatehouse) replayRevokes(t *testing.T, code, verifier, access string) {
+	t.Helper()
+	if got := g.introspect(access); got["active"] != true {
+		t.Fatalf("fresh access token introspects %v", got)
+	}
+	if status, out := g.exchange(code, verifier); status != 400 || out["error"] != "invalid_grant" {
+		t.Errorf("replay: %d %v, want invalid_grant", status, out)
+	}
+	if got := g.introspect(access); got["active"] != false {
+		t.Errorf("after the replay the code's access token introspects %v, want inactive", got)
 	}
 }
