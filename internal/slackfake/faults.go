@@ -126,3 +126,23 @@ func (f *Fault) write(w http.ResponseWriter) {
 	}
 	writeJSON(w, status, map[string]any{"ok": false, "error": code})
 }
+
+// before does what f does before a call takes effect: its delay, then its refusal, unless
+// the call is to take effect first. It reports whether the call goes on; a nil f lets it.
+func (f *Fault) before(w http.ResponseWriter, r *http.Request) bool {
+	if f == nil {
+		return true
+	}
+	if f.Delay > 0 {
+		select {
+		case <-time.After(f.Delay):
+		case <-r.Context().Done():
+			return false
+		}
+	}
+	if f.refuses() && !f.Applied {
+		f.write(w)
+		return false
+	}
+	return true
+}

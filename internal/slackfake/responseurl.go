@@ -62,15 +62,7 @@ func (s *Server) serveResponseURL(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	fault := s.takeFault(ResponseURLs, "")
 	s.mu.Unlock()
-	if fault != nil && fault.Delay > 0 {
-		select {
-		case <-time.After(fault.Delay):
-		case <-r.Context().Done():
-			return
-		}
-	}
-	if fault != nil && fault.refuses() && !fault.Applied {
-		fault.write(w)
+	if !fault.before(w, r) {
 		return
 	}
 	s.mu.Lock()

@@ -130,15 +130,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 
-	if fault != nil && fault.Delay > 0 {
-		select {
-		case <-time.After(fault.Delay):
-		case <-r.Context().Done():
-			return
-		}
-	}
-	if fault != nil && fault.refuses() && !fault.Applied {
-		fault.write(w)
+	if !fault.before(w, r) {
 		return
 	}
 	if retry > 0 {
