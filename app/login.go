@@ -53,6 +53,18 @@ type LoginStore interface {
 	// UpdateLogin changes a login with one conditional write, like UpdateRequest, appending
 	// the audit events update returns in the same transaction.
 	UpdateLogin(ctx context.Context, id string, update func(Login) (Login, []AuditEvent, error)) error
+	// SpendLogin redeems a login on its own (see LoginSpend), with its audit events in the
+	// same write; ErrConflict if it was spent or moved meanwhile.
+	SpendLogin(ctx context.Context, sp LoginSpend, events []AuditEvent) error
+}
+
+// LoginSpend redeems a ready login: one conditional write marks it issued, if it is still
+// bound, unexpired at At and not polled after PolledBefore — else that write fails with
+// ErrConflict and changes nothing.
+type LoginSpend struct {
+	LoginID      string
+	At           time.Time
+	PolledBefore time.Time
 }
 
 // Login errors, each meaning one answer to the waiting client.
@@ -292,4 +304,8 @@ type LoginOutcome struct {
 	Login  Login
 	Grants []Grant // set when tokens may be issued: one per requested role, active now
 	Reason string  // for a pending or denied login, in words for the person at the client
+	// When tokens may be issued: what redeems the login, and its audit events, to record
+	// with what the caller hands out.
+	Spend  *LoginSpend
+	Events []AuditEvent
 }

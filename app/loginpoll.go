@@ -9,11 +9,14 @@ import (
 )
 
 // PollLogin answers a client waiting for its sign-in — a device-flow client polling with
-// its device code, or a sign-in page with its browser's cookie. It succeeds once —
-// when the login is bound and every requested role has an active grant — and marks the
-// code spent in the same conditional write, so a replay gets ErrLoginUsed. Errors:
-// ErrNotFound (unknown code or another client's), ErrSlowDown, ErrLoginPending,
-// ErrLoginDenied, ErrLoginExpired, ErrLoginUsed; the outcome's Reason says more.
+// its device code, or a sign-in page with its browser's cookie. Errors: ErrNotFound
+// (unknown code or another client's), ErrSlowDown, ErrLoginPending, ErrLoginDenied,
+// ErrLoginExpired, ErrLoginUsed; the outcome's Reason says more. A poll that is not ready
+// records when it came (for ErrSlowDown) and any denial. A ready one — the login bound and
+// every requested role with an active grant — writes nothing: its outcome carries the
+// Spend that redeems the login and the events that go with it, which the caller records in
+// the same write as what it hands out (Issuance.Login for tokens, RedeemLogin otherwise), so
+// that a login yields once and never without that record.
 func (s *Service) PollLogin(ctx context.Context, clientID, secret string, interval time.Duration) (LoginOutcome, error) {
 	l, err := s.Logins.LoginBySecret(ctx, HashSecret(secret))
 	if err != nil {
@@ -34,39 +37,28 @@ func (s *Service) PollLogin(ctx context.Context, clientID, secret string, interv
 		outcome.Reason, outcome.Grants, verdict = p.reason, p.grants, p.verdict
 	}
 	now := s.Now()
-	var events []AuditEvent
+	if verdict == nil {
+		if err := pollAllowed(l, now, interval); err != nil {
+			return outcome, err
+		}
+		outcome.Spend = &LoginSpend{LoginID: l.ID, At: now, PolledBefore: now.Add(-interval)}
+		outcome.Events = loginIssuedEvents(l, outcome.Grants, now)
+		return outcome, nil
+	}
 	err = s.Logins.UpdateLogin(ctx, l.ID, func(cur Login) (Login, []AuditEvent, error) {
-		events = nil
-		switch {
-		case cur.Status == LoginIssued:
-			return cur, nil, ErrLoginUsed
-		case cur.Status == LoginDenied:
-			outcome.Reason = cur.DenyReason
-			return cur, nil, ErrLoginDenied
-		case !now.Before(cur.ExpiresAt):
-			return cur, nil, ErrLoginExpired
-		case now.Sub(cur.LastPolledAt) < interval:
-			return cur, nil, ErrSlowDown
+		if err := pollAllowed(cur, now, interval); err != nil {
+			if errors.Is(err, ErrLoginDenied) {
+				outcome.Reason = cur.DenyReason
+			}
+			return cur, nil, err
 		}
 		cur.LastPolledAt = now
-		if cur.Status == l.Status { // bound logins get their requests in the binding write
-			switch verdict {
-			case nil:
-				cur.Status = LoginIssued
-				for _, g := range outcome.Grants {
-					events = append(events, AuditEvent{At: now, Actor: cur.ClientID, Action: ActionLoginIssued, Principal: cur.Subject,
-						RequestID: g.RequestID, GrantID: g.ID, Reason: "tokens for client " + cur.ClientID, Source: SourceOIDC})
-				}
-				if len(outcome.Grants) == 0 {
-					events = append(events, AuditEvent{At: now, Actor: cur.ClientID, Action: ActionLoginIssued, Principal: cur.Subject,
-						Reason: "tokens for client " + cur.ClientID, Source: SourceOIDC})
-				}
-			case ErrLoginDenied, ErrLoginExpired:
-				cur.Status, cur.DenyReason = LoginDenied, outcome.Reason
-				events = []AuditEvent{{At: now, Actor: SystemActor, Action: ActionLoginDenied, Principal: cur.Subject,
-					Reason: outcome.Reason, Source: SourceOIDC}}
-			}
-		} else {
+		var events []AuditEvent
+		if cur.Status == l.Status && (verdict == ErrLoginDenied || verdict == ErrLoginExpired) {
+			cur.Status, cur.DenyReason = LoginDenied, outcome.Reason
+			events = []AuditEvent{{At: now, Actor: SystemActor, Action: ActionLoginDenied, Principal: cur.Subject,
+				Reason: outcome.Reason, Source: SourceOIDC}}
+		} else if cur.Status != l.Status {
 			verdict = ErrLoginPending // it moved on meanwhile; the next poll will see where to
 		}
 		outcome.Login = cur
@@ -75,12 +67,49 @@ func (s *Service) PollLogin(ctx context.Context, clientID, secret string, interv
 	if err != nil {
 		return outcome, err
 	}
-	s.recorded(events...)
-	if verdict != nil {
-		return outcome, verdict
+	return outcome, verdict
+}
+
+// pollAllowed says whether a poll of l at now may go on: not once the login yielded, was
+// denied or expired, nor sooner than interval after the last poll.
+func pollAllowed(l Login, now time.Time, interval time.Duration) error {
+	switch {
+	case l.Status == LoginIssued:
+		return ErrLoginUsed
+	case l.Status == LoginDenied:
+		return ErrLoginDenied
+	case !now.Before(l.ExpiresAt):
+		return ErrLoginExpired
+	case now.Sub(l.LastPolledAt) < interval:
+		return ErrSlowDown
 	}
-	s.Log.Info("login completed", "login_id", l.ID, "client_id", clientID, "subject", l.Subject.ID, "roles", l.Roles)
-	return outcome, nil
+	return nil
+}
+
+// loginIssuedEvents are the audit events of a login yielding: one per grant, or one.
+func loginIssuedEvents(l Login, grants []Grant, now time.Time) []AuditEvent {
+	event := AuditEvent{At: now, Actor: l.ClientID, Action: ActionLoginIssued, Principal: l.Subject,
+		Reason: "tokens for client " + l.ClientID, Source: SourceOIDC}
+	if len(grants) == 0 {
+		return []AuditEvent{event}
+	}
+	events := make([]AuditEvent, len(grants))
+	for i, g := range grants {
+		events[i] = event
+		events[i].RequestID, events[i].GrantID = g.RequestID, g.ID
+	}
+	return events
+}
+
+// RedeemLogin spends a ready login (see PollLogin) on its own, for a caller that hands out
+// nothing that must be recorded with it: a browser sign-in, which goes on to its code.
+// ErrLoginUsed if it was spent meanwhile, or moved.
+func (s *Service) RedeemLogin(ctx context.Context, outcome LoginOutcome) error {
+	err := s.Logins.SpendLogin(ctx, *outcome.Spend, outcome.Events)
+	if errors.Is(err, ErrConflict) {
+		return ErrLoginUsed
+	}
+	return err
 }
 
 // progress is where a bound login stands: verdict nil with the grants when tokens may be

@@ -175,17 +175,28 @@ func TokenExpiry(now time.Time, ttl time.Duration, grants []Grant) time.Time {
 // ActionTokenIssued is the audit action of a token handed to a client.
 const ActionTokenIssued = "token.issued"
 
-// Issuance is the record of tokens about to be handed out, written before they are: the
-// grants they carry (still active at At, checked in the same write), the client session
-// they belong to, the refresh token they come with and the one it replaces, and their
-// audit events.
+// Issuance is the record of tokens about to be handed out, written before they are, in
+// one write: the grants they carry (still active at At, checked in the same write), the
+// code they redeem (a device-flow login or an authorization code, spent by it), the client
+// session they belong to, the refresh token they come with and the one it replaces, and
+// their audit events.
 type Issuance struct {
 	At        time.Time
 	GrantIDs  []string
+	Login     *LoginSpend   // the device-flow login these tokens redeem, if any
+	Code      *CodeSpend    // the authorization code these tokens redeem, if any
 	SessionID string        // the client session, if any; opened by this write unless Replaces is set
 	Refresh   *RefreshToken // the session's next refresh token, if any
 	Replaces  string        // hash of the refresh token it rotates, if any
 	Events    []AuditEvent
+}
+
+// CodeSpend redeems an authorization code: the write binds its sign-in to the issuance's
+// client session, if the code is still unspent and unexpired at the issuance's At — else
+// the write fails with ErrConflict.
+type CodeSpend struct {
+	AuthRequestID string
+	CodeHash      string
 }
 
 // ErrGrantEnded: a grant a token was about to carry ended first.

@@ -23,7 +23,6 @@ type BrowserStore interface {
 	CompleteAuthRequest(ctx context.Context, id, subject string, at time.Time) error
 	SaveAuthCode(ctx context.Context, id, codeHash string, expiresAt time.Time) error
 	AuthRequestByCode(ctx context.Context, codeHash string) (app.AuthRequest, error)
-	RedeemAuthCode(ctx context.Context, id, codeHash, sessionID string, now time.Time) error
 	CreateBrowserSession(ctx context.Context, b app.BrowserSession) error
 	BrowserSession(ctx context.Context, hash string, now time.Time) (app.BrowserSession, error)
 	EndBrowserSession(ctx context.Context, hash string) error

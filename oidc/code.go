@@ -39,21 +39,16 @@ func (s *server) CodeExchange(ctx context.Context, r *op.ClientRequest[oidc.Acce
 	if err != nil {
 		return nil, oidc.ErrServerError().WithParent(err)
 	}
-	now := s.cfg.Now()
-	sessionID := randomToken(18)
-	err = s.storage.browser.RedeemAuthCode(ctx, a.ID, a.CodeHash, sessionID, now)
+	req := &tokenRequest{
+		subject: a.Subject, clientID: a.ClientID, scopes: a.Scopes, audience: s.cfg.Policy.Audience(a.ClientID, roles),
+		authTime: a.AuthTime, grants: grants, sessionID: randomToken(18), sessionTo: s.cfg.Now().Add(s.cfg.RefreshTokenTTL),
+	}
+	resp, err := s.mint(ctx, issue{req: req, client: client, grantType: oidc.GrantTypeCode, withIDToken: true, nonce: a.Nonce,
+		withRefresh: slices.Contains(a.Scopes, oidc.ScopeOfflineAccess) && client.allows(oidc.GrantTypeRefreshToken),
+		code:        &app.CodeSpend{AuthRequestID: a.ID, CodeHash: a.CodeHash}})
 	if errors.Is(err, app.ErrConflict) { // another exchange of the same code won
 		return nil, errBadCode()
 	}
-	if err != nil {
-		return nil, oidc.ErrServerError().WithParent(err)
-	}
-	req := &tokenRequest{
-		subject: a.Subject, clientID: a.ClientID, scopes: a.Scopes, audience: s.cfg.Policy.Audience(a.ClientID, roles),
-		authTime: a.AuthTime, grants: grants, sessionID: sessionID, sessionTo: now.Add(s.cfg.RefreshTokenTTL),
-	}
-	resp, err := s.mint(ctx, issue{req: req, client: client, grantType: oidc.GrantTypeCode, withIDToken: true, nonce: a.Nonce,
-		withRefresh: slices.Contains(a.Scopes, oidc.ScopeOfflineAccess) && client.allows(oidc.GrantTypeRefreshToken)})
 	if err != nil {
 		return nil, err
 	}

@@ -69,6 +69,10 @@ type issue struct {
 	withRefresh bool
 	withIDToken bool
 	nonce       string // of a browser sign-in, for its ID token
+	// What the tokens redeem, spent in the issuance's write, with its audit events.
+	login  *app.LoginSpend
+	code   *app.CodeSpend
+	events []app.AuditEvent
 }
 
 // mint makes a token response: it signs the access token (and the ID token when asked),
@@ -114,12 +118,12 @@ func (s *server) mint(ctx context.Context, in issue) (*oidc.AccessTokenResponse,
 		}
 	}
 	err = s.storage.tokens.RecordIssuance(ctx, app.Issuance{
-		At: now, GrantIDs: r.grantIDs(), SessionID: r.sessionID, Refresh: next, Replaces: r.refresh,
-		Events: app.IssuanceEvents(now, r.clientID, s.cfg.Policy.Principal(r.subject), string(in.grantType), claims.JTI, exp, r.grants),
+		At: now, GrantIDs: r.grantIDs(), Login: in.login, Code: in.code, SessionID: r.sessionID, Refresh: next, Replaces: r.refresh,
+		Events: append(in.events, app.IssuanceEvents(now, r.clientID, s.cfg.Policy.Principal(r.subject), string(in.grantType), claims.JTI, exp, r.grants)...),
 	})
 	switch {
-	case errors.Is(err, app.ErrConflict):
-		return nil, oidc.ErrInvalidGrant().WithDescription("refresh token already used or revoked")
+	case errors.Is(err, app.ErrConflict): // the caller says, in its grant's words, what was spent
+		return nil, app.ErrConflict
 	case errors.Is(err, app.ErrGrantEnded):
 		return nil, oidc.ErrInvalidGrant().WithDescription("a grant behind the token ended before it was issued")
 	case err != nil:

@@ -144,7 +144,24 @@ func (s *server) DeviceToken(ctx context.Context, r *op.ClientRequest[oidc.Devic
 	if !ok || !client.allows(oidc.GrantTypeDeviceCode) {
 		return nil, oidc.ErrUnauthorizedClient().WithDescription("this client may not use the device flow")
 	}
-	outcome, err := s.svc.PollLogin(ctx, client.GetID(), r.Data.DeviceCode, s.cfg.PollInterval)
+	resp, err := s.redeemDeviceCode(ctx, client, r.Data.DeviceCode)
+	if errors.Is(err, app.ErrConflict) { // a poll in between moved the login: answer from where it stands now
+		resp, err = s.redeemDeviceCode(ctx, client, r.Data.DeviceCode)
+	}
+	if errors.Is(err, app.ErrConflict) {
+		return nil, oidc.ErrInvalidGrant().WithDescription("unknown or already used device code")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return op.NewResponse(resp), nil
+}
+
+// redeemDeviceCode polls the login of a device code and, once it is ready, issues its
+// tokens, spending the login in the issuance's write: app.ErrConflict when another poll
+// moved it between the two.
+func (s *server) redeemDeviceCode(ctx context.Context, client *Client, deviceCode string) (*oidc.AccessTokenResponse, error) {
+	outcome, err := s.svc.PollLogin(ctx, client.GetID(), deviceCode, s.cfg.PollInterval)
 	switch {
 	case errors.Is(err, app.ErrLoginPending):
 		return nil, oidc.ErrAuthorizationPending().WithDescription("%s", outcome.Reason)
@@ -164,13 +181,9 @@ func (s *server) DeviceToken(ctx context.Context, r *op.ClientRequest[oidc.Devic
 		subject: l.Subject.ID, clientID: l.ClientID, scopes: l.Scopes, authTime: s.cfg.Now(), grants: outcome.Grants,
 		audience: s.cfg.Policy.Audience(l.ClientID, l.Roles),
 	}
-	resp, err := s.mint(ctx, issue{req: req, client: client, grantType: oidc.GrantTypeDeviceCode,
+	return s.mint(ctx, issue{req: req, client: client, grantType: oidc.GrantTypeDeviceCode,
 		withRefresh: slices.Contains(l.Scopes, oidc.ScopeOfflineAccess) && client.allows(oidc.GrantTypeRefreshToken),
-		withIDToken: slices.Contains(l.Scopes, oidc.ScopeOpenID)})
-	if err != nil {
-		return nil, err
-	}
-	return op.NewResponse(resp), nil
+		withIDToken: slices.Contains(l.Scopes, oidc.ScopeOpenID), login: outcome.Spend, events: outcome.Events})
 }
 
 // RefreshToken exchanges a refresh token: the storage re-checks the grants and the refresh
@@ -193,6 +206,9 @@ func (s *server) RefreshToken(ctx context.Context, r *op.ClientRequest[oidc.Refr
 		return nil, err
 	}
 	resp, err := s.mint(ctx, issue{req: req, client: client, grantType: oidc.GrantTypeRefreshToken, withRefresh: true})
+	if errors.Is(err, app.ErrConflict) {
+		return nil, oidc.ErrInvalidGrant().WithDescription("refresh token already used or revoked")
+	}
 	if err != nil {
 		return nil, err
 	}

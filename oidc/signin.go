@@ -221,6 +221,9 @@ func (s *signin) advance(ctx context.Context, w http.ResponseWriter, r *http.Req
 		return http.StatusForbidden, signinStatus{Status: "denied", Message: "This sign-in belongs to another browser."}
 	}
 	outcome, err := s.svc.PollLogin(ctx, a.ClientID, c.Value, 0)
+	if err == nil {
+		err = s.svc.RedeemLogin(ctx, outcome)
+	}
 	if errors.Is(err, app.ErrLoginUsed) {
 		// Issued by an earlier poll whose finish failed: finish it now.
 		outcome.Login, err = s.svc.Login(ctx, a.LoginID)

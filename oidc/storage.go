@@ -21,6 +21,7 @@ import (
 type Service interface {
 	StartLogin(ctx context.Context, in app.LoginStart) (app.Login, error)
 	PollLogin(ctx context.Context, clientID, secret string, interval time.Duration) (app.LoginOutcome, error)
+	RedeemLogin(ctx context.Context, outcome app.LoginOutcome) error
 	GrantsForToken(ctx context.Context, p app.Principal, roles []string) ([]app.Grant, error)
 	RefreshGrants(ctx context.Context, p app.Principal, scopes []string) ([]string, []app.Grant, error)
 	GrantsStillActive(ctx context.Context, ids []string) ([]app.Grant, bool, error)
@@ -31,7 +32,8 @@ type Service interface {
 // are not stored: they are self-contained JWTs.
 type TokenStore interface {
 	// RecordIssuance records tokens about to be handed out (see app.Issuance): app.ErrGrantEnded
-	// when a grant ended first, app.ErrConflict when the refresh token was spent or revoked.
+	// when a grant ended first, app.ErrConflict when the code or refresh token they redeem
+	// was spent or revoked.
 	RecordIssuance(ctx context.Context, iss app.Issuance) error
 	RefreshToken(ctx context.Context, hash string) (app.RefreshToken, error)
 	// RevokeSession ends a client session; until is when the last token it affects expires.

@@ -92,22 +92,6 @@ func (s *Store) AuthRequestByCode(ctx context.Context, codeHash string) (app.Aut
 	return app.AuthRequest(row), nil
 }
 
-// RedeemAuthCode spends an unexpired, unredeemed code in one conditional write, recording
-// the client session its tokens belong to. A code already redeemed, expired or replaced
-// is app.ErrConflict, and nothing changes.
-func (s *Store) RedeemAuthCode(ctx context.Context, id, codeHash, sessionID string, now time.Time) error {
-	res := s.db.WithContext(ctx).Model(&authRequestRow{}).
-		Where("id = ? AND code_hash = ? AND session_id = ? AND code_expires_at > ?", id, codeHash, "", now.UTC()).
-		Update("session_id", sessionID)
-	if res.Error != nil {
-		return fmt.Errorf("store: redeem auth code: %w", res.Error)
-	}
-	if res.RowsAffected != 1 {
-		return fmt.Errorf("store: redeem auth code: %w", app.ErrConflict)
-	}
-	return nil
-}
-
 type browserSessionRow struct {
 	Hash      string    `gorm:"primaryKey"`
 	Subject   string    `gorm:"index"`

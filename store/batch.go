@@ -174,7 +174,7 @@ func (c *committer) apply(tx *batchTx, p *pendingOp) ([]app.AuditEvent, error) {
 	}
 	owed, err := p.op(tx)
 	if err != nil {
-		p.err = err
+		p.err, owed = err, nil
 		if _, err := tx.exec(stRollbackTo); err != nil {
 			return nil, err
 		}

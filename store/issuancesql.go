@@ -21,6 +21,8 @@ import (
 const (
 	sqlGrantActive    = `SELECT COUNT(*) FROM (SELECT 1 FROM grants WHERE id = ? AND status = ? AND expires_at > ? FOR SHARE) AS g`
 	sqlOpenSession    = `INSERT INTO sessions (id) VALUES (?)`
+	sqlSpendLogin     = `UPDATE logins SET status = ?, last_polled_at = ?, version = version + 1 WHERE id = ? AND status = ? AND expires_at > ? AND last_polled_at <= ?`
+	sqlSpendCode      = `UPDATE auth_requests SET session_id = ? WHERE id = ? AND code_hash = ? AND session_id = ? AND code_expires_at > ?`
 	sqlUseRefresh     = `UPDATE refresh_tokens SET used = ? WHERE hash = ? AND used = ? AND session_id IN (SELECT id FROM sessions WHERE id = refresh_tokens.session_id AND revoked_at IS NULL FOR SHARE)`
 	sqlAddRefresh     = `INSERT INTO refresh_tokens (hash, session_id, client_id, subject, scopes, auth_time, expires_at, used) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
 	sqlAuditHead      = `SELECT last_id, last_hash FROM audit_chain_heads WHERE id = ? FOR UPDATE`
@@ -29,7 +31,7 @@ const (
 	sqlSavepoint      = `SAVEPOINT issuance`
 	sqlRelease        = `RELEASE SAVEPOINT issuance`
 	sqlRollbackTo     = `ROLLBACK TO SAVEPOINT issuance`
-	batchStatementLen = 10
+	batchStatementLen = 12
 )
 
 // batchStatements are the group commit's statements, prepared on the writer.
@@ -42,6 +44,8 @@ type batchStatements struct {
 const (
 	stGrantActive = iota
 	stOpenSession
+	stSpendLogin
+	stSpendCode
 	stUseRefresh
 	stAddRefresh
 	stAuditHead
@@ -58,7 +62,7 @@ func prepareBatchStatements(db *gorm.DB, rewrite func(string) string) (*batchSta
 		return nil, err
 	}
 	b := &batchStatements{db: sqlDB, gorm: db}
-	for i, q := range [batchStatementLen]string{sqlGrantActive, sqlOpenSession, sqlUseRefresh, sqlAddRefresh, sqlAuditHead,
+	for i, q := range [batchStatementLen]string{sqlGrantActive, sqlOpenSession, sqlSpendLogin, sqlSpendCode, sqlUseRefresh, sqlAddRefresh, sqlAuditHead,
 		sqlAddAuditEvent, sqlMoveAuditHead, sqlSavepoint, sqlRelease, sqlRollbackTo} {
 		if b.stmts[i], err = sqlDB.Prepare(rewrite(q)); err != nil {
 			b.close()
@@ -132,6 +136,31 @@ func (t *batchTx) checkGrantsActive(ids []string, now time.Time) error {
 	return nil
 }
 
+// spendLogin redeems a ready login (see app.LoginSpend): app.ErrConflict if it was spent,
+// denied, expired or polled meanwhile.
+func (t *batchTx) spendLogin(sp app.LoginSpend) error {
+	res, err := t.exec(stSpendLogin, string(app.LoginIssued), sp.At.UTC(), sp.LoginID, string(app.LoginBound), sp.At.UTC(), sp.PolledBefore.UTC())
+	return oneRow(res, err, "login spent, denied, expired or polled meanwhile")
+}
+
+// spendCode redeems an authorization code for the client session sessionID (see
+// app.CodeSpend): app.ErrConflict if it was spent or expired at now.
+func (t *batchTx) spendCode(sp app.CodeSpend, sessionID string, now time.Time) error {
+	res, err := t.exec(stSpendCode, sessionID, sp.AuthRequestID, sp.CodeHash, "", now.UTC())
+	return oneRow(res, err, "authorization code spent or expired")
+}
+
+// oneRow is the outcome of a conditional write that must change exactly one row.
+func oneRow(res sql.Result, err error, conflict string) error {
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return fmt.Errorf("%w: %s", app.ErrConflict, conflict)
+	}
+	return nil
+}
+
 func (t *batchTx) openSession(id string) error {
 	_, err := t.exec(stOpenSession, id)
 	return err
@@ -143,11 +172,8 @@ func (t *batchTx) openSession(id string) error {
 func (t *batchTx) addRefreshToken(r app.RefreshToken, replaces string) error {
 	if replaces != "" {
 		res, err := t.exec(stUseRefresh, true, replaces, false)
-		if err != nil {
+		if err := oneRow(res, err, "refresh token already used or its session revoked"); err != nil {
 			return err
-		}
-		if n, err := res.RowsAffected(); err != nil || n != 1 {
-			return fmt.Errorf("%w: refresh token already used or its session revoked", app.ErrConflict)
 		}
 	}
 	scopes, err := json.Marshal(r.Scopes)

@@ -35,16 +35,28 @@ func (sessionRow) TableName() string { return "sessions" }
 // RecordIssuance records tokens about to be handed out, by group commit: it returns once
 // the transaction holding the record committed, shared with other issuances made at the
 // same moment. In that transaction it checks that every grant the tokens carry is still
-// active (else app.ErrGrantEnded: a revocation that committed first wins), rotates the
-// refresh token (a replay, a race with another refresh or a revoked session is
-// app.ErrConflict), records the client session the tokens open, if any (so that revoking
-// it, on a replayed code say, ends them even without a refresh token), and appends the
-// audit events. On error nothing of it is written.
+// active (else app.ErrGrantEnded: a revocation that committed first wins), spends the
+// login or authorization code they redeem, rotates the refresh token (a spent code, a
+// replay, a race with another refresh or a revoked session is app.ErrConflict), records
+// the client session the tokens open, if any (so that revoking it, on a replayed code say,
+// ends them even without a refresh token), and appends the audit events. On error nothing
+// of it is written.
 func (s *Store) RecordIssuance(ctx context.Context, iss app.Issuance) error {
 	opens := iss.SessionID != "" && iss.Replaces == ""
-	err := s.batch.do(ctx, opens || iss.Refresh != nil, func(tx *batchTx) ([]app.AuditEvent, error) {
+	writes := opens || iss.Refresh != nil || iss.Login != nil || iss.Code != nil
+	err := s.batch.do(ctx, writes, func(tx *batchTx) ([]app.AuditEvent, error) {
 		if err := tx.checkGrantsActive(iss.GrantIDs, iss.At); err != nil {
 			return nil, err
+		}
+		if iss.Login != nil {
+			if err := tx.spendLogin(*iss.Login); err != nil {
+				return nil, err
+			}
+		}
+		if iss.Code != nil {
+			if err := tx.spendCode(*iss.Code, iss.SessionID, iss.At); err != nil {
+				return nil, err
+			}
 		}
 		if opens {
 			if err := tx.openSession(iss.SessionID); err != nil {
@@ -60,6 +72,21 @@ func (s *Store) RecordIssuance(ctx context.Context, iss app.Issuance) error {
 	})
 	if err != nil {
 		return fmt.Errorf("store: record issuance: %w", err)
+	}
+	return nil
+}
+
+// SpendLogin redeems a login on its own (a browser sign-in: see app.LoginSpend), with its
+// audit events, by the same group commit as issuances.
+func (s *Store) SpendLogin(ctx context.Context, sp app.LoginSpend, events []app.AuditEvent) error {
+	err := s.batch.do(ctx, true, func(tx *batchTx) ([]app.AuditEvent, error) {
+		if err := tx.spendLogin(sp); err != nil {
+			return nil, err
+		}
+		return events, nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: spend login %s: %w", sp.LoginID, err)
 	}
 	return nil
 }
