@@ -109,6 +109,10 @@ func (s *Service) RedeemLogin(ctx context.Context, outcome LoginOutcome) error {
 	if errors.Is(err, ErrConflict) {
 		return ErrLoginUsed
 	}
+	if err == nil {
+		l := outcome.Login
+		s.Log.Info("login completed", "login_id", l.ID, "client_id", l.ClientID, "subject", l.Subject.ID, "roles", l.Roles)
+	}
 	return err
 }
 

@@ -181,9 +181,13 @@ func (s *server) redeemDeviceCode(ctx context.Context, client *Client, deviceCod
 		subject: l.Subject.ID, clientID: l.ClientID, scopes: l.Scopes, authTime: s.cfg.Now(), grants: outcome.Grants,
 		audience: s.cfg.Policy.Audience(l.ClientID, l.Roles),
 	}
-	return s.mint(ctx, issue{req: req, client: client, grantType: oidc.GrantTypeDeviceCode,
+	resp, err := s.mint(ctx, issue{req: req, client: client, grantType: oidc.GrantTypeDeviceCode,
 		withRefresh: slices.Contains(l.Scopes, oidc.ScopeOfflineAccess) && client.allows(oidc.GrantTypeRefreshToken),
 		withIDToken: slices.Contains(l.Scopes, oidc.ScopeOpenID), login: outcome.Spend, events: outcome.Events})
+	if err == nil {
+		s.cfg.Log.Info("login completed", "login_id", l.ID, "client_id", l.ClientID, "subject", l.Subject.ID, "roles", l.Roles)
+	}
+	return resp, err
 }
 
 // RefreshToken exchanges a refresh token: the storage re-checks the grants and the refresh
