@@ -90,6 +90,9 @@ type dialect struct {
 	// skipLocked: claims of shared work (the outbox, kept commands) lock the rows they
 	// pick and pass over rows another claim holds (see claimable).
 	skipLocked bool
+	// checkpoints, when set, is the SQLite file (as a DSN) whose WAL the store checkpoints
+	// in the background.
+	checkpoints string
 }
 
 func dialectOf(database string) (dialect, error) {
@@ -104,13 +107,25 @@ func dialectOf(database string) (dialect, error) {
 		return dialect{}, err
 	}
 	q := sqliteParams()
-	writer := sqlite.Open("file:" + url.PathEscape(database) + "?" + q.Encode())
+	dsn := "file:" + url.PathEscape(database) + "?" + q.Encode()
+	writer := sqlite.New(sqlite.Config{DriverName: sqliteWriterDriver, DSN: dsn})
 	q.Del("_journal_mode") // set by the writer, once for the file
 	q.Set("_query_only", "true")
 	q.Set("_txlock", "deferred")
 	readers := sqlite.Open("file:" + url.PathEscape(database) + "?" + q.Encode())
 	return dialect{writer: writer, writerPool: sqliteWriterPool, readers: readers, readerPool: sqliteReaderPool,
-		lockMigrations: sqliteMigrationLock, rewrite: sqliteSQL, oneWriter: true}, nil
+		lockMigrations: sqliteMigrationLock, rewrite: sqliteSQL, oneWriter: true, checkpoints: dsn}, nil
+}
+
+// sqliteWriterDriver is SQLite's driver with automatic checkpoints off: the writer's
+// commits leave them to the store's checkpointer (see checkpointer).
+const sqliteWriterDriver = "sqlite3-gatehouse-writer"
+
+func init() {
+	sql.Register(sqliteWriterDriver, &sqlite3.SQLiteDriver{ConnectHook: func(c *sqlite3.SQLiteConn) error {
+		_, err := c.Exec("PRAGMA wal_autocheckpoint = 0", nil)
+		return err
+	}})
 }
 
 // sqliteParams are the writer's settings: WAL, a short busy timeout (SQLite's own wait for

@@ -34,6 +34,8 @@ type Store struct {
 	urgent  *gorm.DB        // PostgreSQL: a pool of its own for urgent transactions (see transactionFirst); else db
 	revoked revocationCache
 	gate    *writeGate // SQLite: orders the transactions waiting for its one writer; nil on PostgreSQL
+	// checkpoints: SQLite's WAL checkpoints, off the writer; nil on PostgreSQL
+	checkpoints *checkpointer
 	// skipLocked: PostgreSQL, where claims pass over rows other claims locked (see claimable)
 	skipLocked bool
 }
@@ -106,6 +108,12 @@ func open(database string) (*Store, error) {
 		return nil, err
 	}
 	s.batch = newCommitter(stmts)
+	if d.checkpoints != "" {
+		if s.checkpoints, err = startCheckpointer(d.checkpoints, stmts.db); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
 	if s.reads, err = prepareReadStatements(s.read, d.rewrite); err != nil {
 		s.Close()
 		return nil, err
@@ -137,6 +145,10 @@ func openPool(dialector gorm.Dialector, configure func(*sql.DB)) (*gorm.DB, erro
 
 // Close finishes the batched writes already queued, then closes the database.
 func (s *Store) Close() error {
+	if s.checkpoints != nil {
+		s.checkpoints.close()
+		s.checkpoints = nil
+	}
 	if s.batch != nil {
 		s.batch.close()
 		s.batch.stmts.close()
