@@ -103,11 +103,12 @@ func loginIssuedEvents(l Login, grants []Grant, now time.Time) []AuditEvent {
 
 // RedeemLogin spends a ready login (see PollLogin) on its own, for a caller that hands out
 // nothing that must be recorded with it: a browser sign-in, which goes on to its code.
-// ErrLoginUsed if it was spent meanwhile, or moved.
+// ErrLoginPending if another poll moved it meanwhile: the next poll says where it stands
+// (spent by that poll: ErrLoginUsed).
 func (s *Service) RedeemLogin(ctx context.Context, outcome LoginOutcome) error {
 	err := s.Logins.SpendLogin(ctx, *outcome.Spend, outcome.Events)
 	if errors.Is(err, ErrConflict) {
-		return ErrLoginUsed
+		return ErrLoginPending
 	}
 	if err == nil {
 		l := outcome.Login
