@@ -11,7 +11,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/zitadel/oidc/v3/pkg/oidc"
@@ -37,16 +37,17 @@ type Client struct {
 	cfg        ClientConfig
 	idTokenTTL time.Duration
 
-	// verified remembers secrets that matched the bcrypt hash (by their SHA-256), so
-	// bcrypt's deliberate slowness is paid once, not on every token request.
-	mu       sync.Mutex
-	verified map[[32]byte]bool
+	// verified remembers the secret that matched the bcrypt hash (by its SHA-256), so
+	// bcrypt's deliberate slowness is paid once, not on every token request. Only one
+	// secret matches a hash; an atomic pointer keeps the token path free of a lock that
+	// every request of a busy client would queue on.
+	verified atomic.Pointer[[32]byte]
 }
 
 var _ op.Client = (*Client)(nil)
 
 func newClient(cfg ClientConfig, idTokenTTL time.Duration) *Client {
-	return &Client{cfg: cfg, idTokenTTL: idTokenTTL, verified: map[[32]byte]bool{}}
+	return &Client{cfg: cfg, idTokenTTL: idTokenTTL}
 }
 
 // checkSecret reports whether secret is this client's secret, in constant time.
@@ -59,18 +60,13 @@ func (c *Client) checkSecret(secret string) bool {
 		want := sha256.Sum256([]byte(c.cfg.Secret))
 		return subtle.ConstantTimeCompare(sum[:], want[:]) == 1
 	}
-	c.mu.Lock()
-	ok := c.verified[sum]
-	c.mu.Unlock()
-	if ok {
+	if known := c.verified.Load(); known != nil && subtle.ConstantTimeCompare(sum[:], known[:]) == 1 {
 		return true
 	}
 	if bcrypt.CompareHashAndPassword([]byte(c.cfg.SecretHash), []byte(secret)) != nil {
 		return false
 	}
-	c.mu.Lock()
-	c.verified[sum] = true
-	c.mu.Unlock()
+	c.verified.Store(&sum)
 	return true
 }
 
