@@ -88,17 +88,8 @@ func pollAllowed(l Login, now time.Time, interval time.Duration) error {
 
 // loginIssuedEvents are the audit events of a login yielding: one per grant, or one.
 func loginIssuedEvents(l Login, grants []Grant, now time.Time) []AuditEvent {
-	event := AuditEvent{At: now, Actor: l.ClientID, Action: ActionLoginIssued, Principal: l.Subject,
-		Reason: "tokens for client " + l.ClientID, Source: SourceOIDC}
-	if len(grants) == 0 {
-		return []AuditEvent{event}
-	}
-	events := make([]AuditEvent, len(grants))
-	for i, g := range grants {
-		events[i] = event
-		events[i].RequestID, events[i].GrantID = g.RequestID, g.ID
-	}
-	return events
+	return perGrant(AuditEvent{At: now, Actor: l.ClientID, Action: ActionLoginIssued, Principal: l.Subject,
+		Reason: "tokens for client " + l.ClientID, Source: SourceOIDC}, grants)
 }
 
 // RedeemLogin spends a ready login (see PollLogin) on its own, for a caller that hands out

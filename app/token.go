@@ -320,7 +320,12 @@ func (s *Service) mayRevoke(ctx context.Context, g Grant, user string) (bool, er
 // none. The reason names the token's jti, how it was obtained and when it expires.
 func IssuanceEvents(at time.Time, clientID string, subject Principal, grantType, jti string, exp time.Time, grants []Grant) []AuditEvent {
 	reason := fmt.Sprintf("access token %s for client %s (%s), expires %s", jti, clientID, grantType, exp.UTC().Format(time.RFC3339))
-	event := AuditEvent{At: at, Actor: clientID, Action: ActionTokenIssued, Principal: subject, Reason: reason, Source: SourceOIDC}
+	return perGrant(AuditEvent{At: at, Actor: clientID, Action: ActionTokenIssued, Principal: subject, Reason: reason, Source: SourceOIDC}, grants)
+}
+
+// perGrant is event once for each grant, naming it and its request, or event alone when
+// there is no grant.
+func perGrant(event AuditEvent, grants []Grant) []AuditEvent {
 	if len(grants) == 0 {
 		return []AuditEvent{event}
 	}
