@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"database/sql"
 	"time"
 )
@@ -25,7 +26,7 @@ const walRestartFrames = 4096
 type checkpointer struct {
 	db     *sql.DB // a connection of its own
 	writer *sql.DB
-	stop   chan struct{}
+	stop   context.CancelFunc // ends run, and a checkpoint under way
 	done   chan struct{}
 }
 
@@ -35,38 +36,39 @@ func startCheckpointer(dsn string, writer *sql.DB) (*checkpointer, error) {
 		return nil, err
 	}
 	db.SetMaxOpenConns(1)
-	c := &checkpointer{db: db, writer: writer, stop: make(chan struct{}), done: make(chan struct{})}
-	go c.run()
+	ctx, stop := context.WithCancel(context.Background())
+	c := &checkpointer{db: db, writer: writer, stop: stop, done: make(chan struct{})}
+	go c.run(ctx)
 	return c, nil
 }
 
-func (c *checkpointer) run() {
+func (c *checkpointer) run(ctx context.Context) {
 	defer close(c.done)
 	tick := time.NewTicker(checkpointInterval)
 	defer tick.Stop()
 	for {
 		select {
-		case <-c.stop:
+		case <-ctx.Done():
 			return
 		case <-tick.C:
 			// Busy (another process checkpointing or holding a lock) is no failure: the
 			// next tick tries again, and the WAL stays whole meanwhile.
-			if frames, err := checkpoint(c.db); err == nil && frames > walRestartFrames {
-				checkpoint(c.writer)
+			if frames, err := checkpoint(ctx, c.db); err == nil && frames > walRestartFrames {
+				checkpoint(ctx, c.writer)
 			}
 		}
 	}
 }
 
 // checkpoint runs a PASSIVE checkpoint on db and returns the WAL's length in frames.
-func checkpoint(db *sql.DB) (int, error) {
+func checkpoint(ctx context.Context, db *sql.DB) (int, error) {
 	var busy, frames, copied int
-	err := db.QueryRow("PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &copied)
+	err := db.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &copied)
 	return frames, err
 }
 
 func (c *checkpointer) close() {
-	close(c.stop)
+	c.stop()
 	<-c.done
 	c.db.Close()
 }
