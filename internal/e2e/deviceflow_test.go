@@ -168,6 +168,68 @@ func TestDeviceLoginDeniedOrExpired(t *testing.T) {
 	})
 }
 
+// Polls racing for one ready device code: the code is spent by the write that records
+// the tokens, so exactly one poll gets them; every other one is told the code is used (or
+// to slow down), never an error of ours, and the audit trail shows one redemption.
+func TestRacingPollsOfAReadyDeviceCodeGetTokensOnce(t *testing.T) {
+	g := startGatehouse(t)
+	grantID := g.grantFor("U0ALICE", "prod-db-admin", "2h", "U0BOB", "C0DBA")
+	da := g.client("gatehouse-cli", "openid", "role:prod-db-admin").start()
+	g.command("U0ALICE", "login "+da.UserCode)
+	g.view("U0ALICE", "Confirm sign-in")
+	g.submit("U0ALICE", nil)
+	g.view("U0ALICE", "Signed in")
+
+	const polls = 8
+	form := url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:device_code"}, "device_code": {da.DeviceCode}, "client_id": {"gatehouse-cli"}}
+	type answer struct {
+		status int
+		body   string
+	}
+	answers := make(chan answer, polls)
+	for range polls {
+		go func() {
+			resp, err := http.PostForm(g.issuer()+"/oauth/token", form)
+			if err != nil {
+				answers <- answer{0, err.Error()}
+				return
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			answers <- answer{resp.StatusCode, string(body)}
+		}()
+	}
+	issued := 0
+	for range polls {
+		a := <-answers
+		switch {
+		case a.status == 200 && strings.Contains(a.body, "access_token"):
+			issued++
+		case a.status == 400 && (oauthError(t, []byte(a.body)) == "invalid_grant" || oauthError(t, []byte(a.body)) == "slow_down"):
+		default:
+			t.Errorf("poll answered %d %s", a.status, a.body)
+		}
+	}
+	if issued != 1 {
+		t.Errorf("%d polls got tokens, want exactly 1", issued)
+	}
+	grant, err := g.svc.Store.Grant(context.Background(), grantID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, err := g.svc.Store.AuditEvents(context.Background(), grant.RequestID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]int{}
+	for _, e := range events {
+		counts[e.Action]++
+	}
+	if counts["login.issued"] != 1 || counts["token.issued"] != 1 {
+		t.Errorf("audit trail: %d login.issued, %d token.issued; want 1 of each", counts["login.issued"], counts["token.issued"])
+	}
+}
+
 func TestDevicePollingFasterThanAnnouncedGetsSlowDown(t *testing.T) {
 	g := startGatehouse(t)
 	da := g.client("gatehouse-cli", "openid").start()
