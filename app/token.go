@@ -187,7 +187,7 @@ type Issuance struct {
 	Code      *CodeSpend    // the authorization code these tokens redeem, if any
 	SessionID string        // the client session, if any; opened by this write unless Replaces is set
 	Refresh   *RefreshToken // the session's next refresh token, if any
-	Replaces  string        // hash of the refresh token it rotates, if any
+	Replaces  string        // hash of the refresh token it rotates, if any (see RefreshToken)
 	Events    []AuditEvent
 }
 
@@ -230,17 +230,23 @@ type Revocation struct {
 	Until time.Time
 }
 
-// RefreshToken is one link of a client session: using it yields new tokens and the next
-// link, and it can be used once. Only its hash is stored.
+// RefreshToken is a client session's refresh token: using it yields new tokens and the
+// next one, and it can be used once. Only its hash is stored. Tokens come in chains, one
+// per session: each names its chain and its generation in it, and replaces the one before
+// in place, so that a refresh writes one row and a token used again — however many
+// generations old — is still recognised (its chain has moved past it). Tokens from before
+// chains (Chain empty) are kept, marked used, when they are replaced.
 type RefreshToken struct {
-	Hash      string
-	SessionID string
-	ClientID  string
-	Subject   string
-	Scopes    []string
-	AuthTime  time.Time
-	ExpiresAt time.Time
-	Used      bool
+	Hash       string
+	Chain      string
+	Generation int
+	SessionID  string
+	ClientID   string
+	Subject    string
+	Scopes     []string
+	AuthTime   time.Time
+	ExpiresAt  time.Time
+	Used       bool
 }
 
 // Profile is what Slack says about a person, for ID tokens.

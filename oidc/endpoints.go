@@ -150,7 +150,7 @@ func (s *server) Revocation(ctx context.Context, r *op.ClientRequest[oidc.Revoca
 func (s *server) revoke(ctx context.Context, token, clientID string) error {
 	now := s.cfg.Now()
 	event := app.AuditEvent{At: now, Actor: clientID, Action: app.ActionTokenRevoked, Source: app.SourceOIDC}
-	refresh, err := s.storage.tokens.RefreshToken(ctx, app.HashSecret(token))
+	refresh, err := s.storage.refreshToken(ctx, token)
 	switch {
 	case err == nil && refresh.ClientID != clientID:
 		return errOtherClient()

@@ -87,8 +87,12 @@ func (s *server) mint(ctx context.Context, in issue) (*oidc.AccessTokenResponse,
 		if r.sessionID == "" {
 			r.sessionID, r.sessionTo = randomToken(18), now.Add(s.cfg.RefreshTokenTTL)
 		}
-		refresh = randomToken(32)
-		next = &app.RefreshToken{Hash: app.HashSecret(refresh), SessionID: r.sessionID, ClientID: r.clientID, Subject: r.subject,
+		chain, gen := r.chain, r.gen+1
+		if chain == "" { // a new session, or one whose token is from before chains
+			chain, gen = newRefreshChain(), 0
+		}
+		refresh = newRefreshToken(chain, gen)
+		next = &app.RefreshToken{Hash: app.HashSecret(refresh), Chain: chain, Generation: gen, SessionID: r.sessionID, ClientID: r.clientID, Subject: r.subject,
 			Scopes: r.scopes, AuthTime: r.authTime, ExpiresAt: r.sessionTo}
 	}
 	key, err := s.storage.keys.activeKey(ctx)

@@ -36,6 +36,8 @@ type TokenStore interface {
 	// was spent or revoked.
 	RecordIssuance(ctx context.Context, iss app.Issuance) error
 	RefreshToken(ctx context.Context, hash string) (app.RefreshToken, error)
+	// RefreshChain returns the newest refresh token of a chain.
+	RefreshChain(ctx context.Context, chain string) (app.RefreshToken, error)
 	// RevokeSession ends a client session; until is when the last token it affects expires.
 	RevokeSession(ctx context.Context, id string, at, until time.Time) error
 	// RevokeClientTokens records what an RFC 7009 revocation asks for, with its audit event.
@@ -77,8 +79,10 @@ type tokenRequest struct {
 	audience  []string
 	authTime  time.Time
 	grants    []app.Grant
-	sessionID string    // the refresh session continued, if any
-	refresh   string    // hash of the refresh token being rotated, if any
+	sessionID string // the refresh session continued, if any
+	refresh   string // hash of the refresh token being rotated, if any
+	chain     string // and its chain and generation (see app.RefreshToken)
+	gen       int
 	sessionTo time.Time // when the refresh session ends
 }
 
@@ -135,7 +139,7 @@ func (s *Storage) CreateAccessAndRefreshTokens(context.Context, op.TokenRequest,
 // behind it (see app.Service.RefreshGrants). A refresh token used a second time is a
 // replay: the whole session is revoked.
 func (s *Storage) TokenRequestByRefreshToken(ctx context.Context, token string) (op.RefreshTokenRequest, error) {
-	t, err := s.tokens.RefreshToken(ctx, app.HashSecret(token))
+	t, err := s.refreshToken(ctx, token)
 	if err != nil {
 		return nil, errors.New("unknown or revoked refresh token")
 	}
@@ -154,7 +158,7 @@ func (s *Storage) TokenRequestByRefreshToken(ctx context.Context, token string) 
 		return nil, err
 	}
 	r := &tokenRequest{subject: t.Subject, clientID: t.ClientID, scopes: scopes, grants: grants, authTime: t.AuthTime,
-		sessionID: t.SessionID, refresh: t.Hash, sessionTo: t.ExpiresAt}
+		sessionID: t.SessionID, refresh: t.Hash, chain: t.Chain, gen: t.Generation, sessionTo: t.ExpiresAt}
 	r.audience = s.cfg.Policy.Audience(t.ClientID, r.roles())
 	return r, nil
 }

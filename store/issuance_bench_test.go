@@ -31,14 +31,14 @@ func BenchmarkRecordIssuance(b *testing.B) {
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				n := next.Add(1) << 32
-				session, prev := fmt.Sprintf("ses-%d", n), ""
+				session, prev, gen := fmt.Sprintf("ses-%d", n), "", 0
 				for pb.Next() {
 					n++
 					iss := issuance(int(n))
 					if rotate {
 						hash := fmt.Sprintf("rt-%d", n)
-						iss.Refresh = &app.RefreshToken{Hash: hash, SessionID: session, ClientID: "c", ExpiresAt: bgT0.Add(time.Hour)}
-						iss.SessionID, iss.Replaces, prev = session, prev, hash
+						iss.Refresh = &app.RefreshToken{Hash: hash, Chain: session, Generation: gen, SessionID: session, ClientID: "c", ExpiresAt: bgT0.Add(time.Hour)}
+						iss.SessionID, iss.Replaces, prev, gen = session, prev, hash, gen+1
 					}
 					if err := s.RecordIssuance(ctx, iss); err != nil {
 						b.Error(err)

@@ -24,14 +24,15 @@ const (
 	sqlSpendLogin     = `UPDATE logins SET status = ?, last_polled_at = ?, version = version + 1 WHERE id = ? AND status = ? AND expires_at > ? AND last_polled_at <= ?`
 	sqlSpendCode      = `UPDATE auth_requests SET session_id = ? WHERE id = ? AND code_hash = ? AND session_id = ? AND code_expires_at > ?`
 	sqlUseRefresh     = `UPDATE refresh_tokens SET used = ? WHERE hash = ? AND used = ? AND session_id IN (SELECT id FROM sessions WHERE id = refresh_tokens.session_id AND revoked_at IS NULL FOR SHARE)`
-	sqlAddRefresh     = `INSERT INTO refresh_tokens (hash, session_id, client_id, subject, scopes, auth_time, expires_at, used) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+	sqlRotateRefresh  = `UPDATE refresh_tokens SET hash = ?, generation = ? WHERE hash = ? AND chain = ? AND used = ? AND session_id IN (SELECT id FROM sessions WHERE id = refresh_tokens.session_id AND revoked_at IS NULL FOR SHARE)`
+	sqlAddRefresh     = `INSERT INTO refresh_tokens (hash, chain, generation, session_id, client_id, subject, scopes, auth_time, expires_at, used) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	sqlAuditHead      = `SELECT last_id, last_hash FROM audit_chain_heads WHERE id = ? FOR UPDATE`
 	sqlAddAuditEvent  = `INSERT INTO audit_events (id, at, actor, action, principal_kind, principal_id, request_id, grant_id, reason, source, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	sqlMoveAuditHead  = `UPDATE audit_chain_heads SET last_id = ?, last_hash = ? WHERE id = ? AND last_hash = ?`
 	sqlSavepoint      = `SAVEPOINT issuance`
 	sqlRelease        = `RELEASE SAVEPOINT issuance`
 	sqlRollbackTo     = `ROLLBACK TO SAVEPOINT issuance`
-	batchStatementLen = 12
+	batchStatementLen = 13
 )
 
 // batchStatements are the group commit's statements, prepared on the writer.
@@ -47,6 +48,7 @@ const (
 	stSpendLogin
 	stSpendCode
 	stUseRefresh
+	stRotateRefresh
 	stAddRefresh
 	stAuditHead
 	stAddAuditEvent
@@ -62,7 +64,8 @@ func prepareBatchStatements(db *gorm.DB, rewrite func(string) string) (*batchSta
 		return nil, err
 	}
 	b := &batchStatements{db: sqlDB, gorm: db}
-	for i, q := range [batchStatementLen]string{sqlGrantActive, sqlOpenSession, sqlSpendLogin, sqlSpendCode, sqlUseRefresh, sqlAddRefresh, sqlAuditHead,
+	for i, q := range [batchStatementLen]string{sqlGrantActive, sqlOpenSession, sqlSpendLogin, sqlSpendCode, sqlUseRefresh, sqlRotateRefresh,
+		sqlAddRefresh, sqlAuditHead,
 		sqlAddAuditEvent, sqlMoveAuditHead, sqlSavepoint, sqlRelease, sqlRollbackTo} {
 		if b.stmts[i], err = sqlDB.Prepare(rewrite(q)); err != nil {
 			b.close()
@@ -166,13 +169,19 @@ func (t *batchTx) openSession(id string) error {
 	return err
 }
 
-// addRefreshToken stores r; when it replaces one (rotation), the old one is marked used in
-// the same conditional write, which fails with app.ErrConflict if it was used already or its
-// session was revoked.
+// addRefreshToken stores r. When it replaces a token (rotation), the write is conditional
+// on that token being unused in a live session, else app.ErrConflict: a later generation
+// of a chain takes its predecessor's row in place; a chain's first token replacing a
+// token from before chains leaves that one kept, marked used.
 func (t *batchTx) addRefreshToken(r app.RefreshToken, replaces string) error {
+	const conflict = "refresh token already used or its session revoked"
+	if replaces != "" && r.Generation > 0 {
+		res, err := t.exec(stRotateRefresh, r.Hash, r.Generation, replaces, r.Chain, false)
+		return oneRow(res, err, conflict)
+	}
 	if replaces != "" {
 		res, err := t.exec(stUseRefresh, true, replaces, false)
-		if err := oneRow(res, err, "refresh token already used or its session revoked"); err != nil {
+		if err := oneRow(res, err, conflict); err != nil {
 			return err
 		}
 	}
@@ -180,7 +189,7 @@ func (t *batchTx) addRefreshToken(r app.RefreshToken, replaces string) error {
 	if err != nil {
 		return err
 	}
-	_, err = t.exec(stAddRefresh, r.Hash, r.SessionID, r.ClientID, r.Subject, string(scopes), r.AuthTime.UTC(), r.ExpiresAt.UTC(), false)
+	_, err = t.exec(stAddRefresh, r.Hash, r.Chain, r.Generation, r.SessionID, r.ClientID, r.Subject, string(scopes), r.AuthTime.UTC(), r.ExpiresAt.UTC(), false)
 	return err
 }
 

@@ -38,6 +38,7 @@ var migrations = []migration{
 	{5, "access tokens are self-contained JWTs", dropTable("access_tokens")},
 	{6, "outbox, kept commands, requests that owe a posted DM", autoMigrate(&deliveryRow{}, &inboxRow{}, &requestRow{})},
 	{7, "App Home viewers, shared by replicas", autoMigrate(&homeViewerRow{})},
+	{8, "refresh tokens rotate in place within their chain", autoMigrate(&refreshTokenRow{})},
 }
 
 // dropTable is a migration that drops a table no longer used, if it is there.

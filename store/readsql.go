@@ -18,8 +18,10 @@ import (
 // built its query, prepared it and reflected over the row, which cost more than the lookup.
 // The dialect rewrites them (see dialect.go).
 const (
-	sqlRefreshToken = `SELECT r.hash, r.session_id, r.client_id, r.subject, r.scopes, r.auth_time, r.expires_at, r.used ` +
+	sqlRefreshToken = `SELECT r.hash, r.chain, r.generation, r.session_id, r.client_id, r.subject, r.scopes, r.auth_time, r.expires_at, r.used ` +
 		`FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id AND s.revoked_at IS NULL WHERE r.hash = ?`
+	sqlRefreshChain = `SELECT r.hash, r.chain, r.generation, r.session_id, r.client_id, r.subject, r.scopes, r.auth_time, r.expires_at, r.used ` +
+		`FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id AND s.revoked_at IS NULL WHERE r.chain = ?`
 	sqlActiveGrants = `SELECT id, request_id, principal_kind, principal_id, role, approved_by, created_at, expires_at, status, ` +
 		`COALESCE(ended_by, ''), COALESCE(end_reason, ''), extensions, break_glass, needs_review, reviewed_by, reviewed_at FROM grants ` +
 		`WHERE principal_kind = ? AND principal_id = ? AND status = ? AND expires_at > ?`
@@ -28,7 +30,7 @@ const (
 // readStatements are the token path's reads, prepared on the read pool (database/sql
 // prepares each again on every pooled connection that runs it, once).
 type readStatements struct {
-	refreshToken, activeGrants *sql.Stmt
+	refreshToken, refreshChain, activeGrants *sql.Stmt
 }
 
 func prepareReadStatements(db *gorm.DB, rewrite func(string) string) (*readStatements, error) {
@@ -40,7 +42,7 @@ func prepareReadStatements(db *gorm.DB, rewrite func(string) string) (*readState
 	for _, st := range []struct {
 		to    **sql.Stmt
 		query string
-	}{{&r.refreshToken, sqlRefreshToken}, {&r.activeGrants, sqlActiveGrants}} {
+	}{{&r.refreshToken, sqlRefreshToken}, {&r.refreshChain, sqlRefreshChain}, {&r.activeGrants, sqlActiveGrants}} {
 		if *st.to, err = sqlDB.Prepare(rewrite(st.query)); err != nil {
 			r.close()
 			return nil, fmt.Errorf("prepare %q: %w", st.query, err)
@@ -53,7 +55,7 @@ func (r *readStatements) close() {
 	if r == nil {
 		return
 	}
-	for _, st := range []*sql.Stmt{r.refreshToken, r.activeGrants} {
+	for _, st := range []*sql.Stmt{r.refreshToken, r.refreshChain, r.activeGrants} {
 		if st != nil {
 			st.Close()
 		}
@@ -62,10 +64,27 @@ func (r *readStatements) close() {
 
 // RefreshToken returns the refresh token with that hash, unless its session was revoked.
 func (s *Store) RefreshToken(ctx context.Context, hash string) (app.RefreshToken, error) {
+	t, err := scanRefreshToken(s.reads.refreshToken.QueryRowContext(ctx, hash))
+	if err != nil {
+		return app.RefreshToken{}, fmt.Errorf("store: refresh token: %w", err)
+	}
+	return t, nil
+}
+
+// RefreshChain returns the newest refresh token of a chain (see app.RefreshToken), unless
+// its session was revoked.
+func (s *Store) RefreshChain(ctx context.Context, chain string) (app.RefreshToken, error) {
+	t, err := scanRefreshToken(s.reads.refreshChain.QueryRowContext(ctx, chain))
+	if err != nil {
+		return app.RefreshToken{}, fmt.Errorf("store: refresh chain: %w", err)
+	}
+	return t, nil
+}
+
+func scanRefreshToken(row *sql.Row) (app.RefreshToken, error) {
 	var t app.RefreshToken
 	var scopes []byte
-	err := s.reads.refreshToken.QueryRowContext(ctx, hash).
-		Scan(&t.Hash, &t.SessionID, &t.ClientID, &t.Subject, &scopes, &t.AuthTime, &t.ExpiresAt, &t.Used)
+	err := row.Scan(&t.Hash, &t.Chain, &t.Generation, &t.SessionID, &t.ClientID, &t.Subject, &scopes, &t.AuthTime, &t.ExpiresAt, &t.Used)
 	if errors.Is(err, sql.ErrNoRows) {
 		err = gorm.ErrRecordNotFound
 	}
@@ -73,7 +92,7 @@ func (s *Store) RefreshToken(ctx context.Context, hash string) (app.RefreshToken
 		err = json.Unmarshal(scopes, &t.Scopes)
 	}
 	if err != nil {
-		return app.RefreshToken{}, fmt.Errorf("store: refresh token: %w", translate(err))
+		return app.RefreshToken{}, translate(err)
 	}
 	return t, nil
 }

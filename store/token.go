@@ -11,14 +11,16 @@ import (
 )
 
 type refreshTokenRow struct {
-	Hash      string `gorm:"primaryKey"`
-	SessionID string `gorm:"index"`
-	ClientID  string
-	Subject   string
-	Scopes    []string `gorm:"serializer:json"`
-	AuthTime  time.Time
-	ExpiresAt time.Time `gorm:"index"`
-	Used      bool
+	Hash       string `gorm:"primaryKey"`
+	Chain      string `gorm:"index;not null;default:''"` // empty for a token from before chains
+	Generation int    `gorm:"not null;default:0"`
+	SessionID  string `gorm:"index"`
+	ClientID   string
+	Subject    string
+	Scopes     []string `gorm:"serializer:json"`
+	AuthTime   time.Time
+	ExpiresAt  time.Time `gorm:"index"`
+	Used       bool
 }
 
 func (refreshTokenRow) TableName() string { return "refresh_tokens" }

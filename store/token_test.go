@@ -68,7 +68,7 @@ func TestOneRotationWinsAndTheRestOfItsBatchCommits(t *testing.T) {
 		ctx := context.Background()
 		first := issuance(0)
 		first.SessionID = "ses"
-		first.Refresh = &app.RefreshToken{Hash: "rt-0", SessionID: "ses", ClientID: "c", ExpiresAt: bgT0.Add(time.Hour)}
+		first.Refresh = &app.RefreshToken{Hash: "rt-0", Chain: "chain", SessionID: "ses", ClientID: "c", ExpiresAt: bgT0.Add(time.Hour)}
 		if err := s.RecordIssuance(ctx, first); err != nil {
 			t.Fatal(err)
 		}
@@ -78,7 +78,8 @@ func TestOneRotationWinsAndTheRestOfItsBatchCommits(t *testing.T) {
 			wg.Go(func() {
 				iss := issuance(i)
 				if i%2 == 0 { // half of them race to rotate rt-0
-					iss.Refresh = &app.RefreshToken{Hash: fmt.Sprintf("rt-%d", i), SessionID: "ses", ClientID: "c", ExpiresAt: bgT0.Add(time.Hour)}
+					iss.Refresh = &app.RefreshToken{Hash: fmt.Sprintf("rt-%d", i), Chain: "chain", Generation: 1, SessionID: "ses", ClientID: "c",
+						ExpiresAt: bgT0.Add(time.Hour)}
 					iss.Replaces = "rt-0"
 				}
 				err := s.RecordIssuance(ctx, iss)
@@ -102,23 +103,56 @@ func TestOneRotationWinsAndTheRestOfItsBatchCommits(t *testing.T) {
 		if err != nil || !v.OK() || v.Events != 1+1+20 { // a refused issuance leaves no event
 			t.Errorf("audit: %+v, %v", v, err)
 		}
-		var winner string
-		for i := 2; i <= 40; i += 2 {
-			if rt, err := s.RefreshToken(ctx, fmt.Sprintf("rt-%d", i)); err == nil {
-				winner = rt.Hash
-			}
+		// The winner took the chain's one row in place: the replaced token is gone.
+		winner, err := s.RefreshChain(ctx, "chain")
+		if err != nil || winner.Generation != 1 || winner.Used {
+			t.Fatalf("the chain after the rotation: %+v, %v", winner, err)
 		}
-		if winner == "" {
-			t.Fatal("the winning rotation's refresh token is missing")
+		if got, err := s.RefreshToken(ctx, winner.Hash); err != nil || got.Chain != "chain" {
+			t.Errorf("the winner by its hash: %+v, %v", got, err)
+		}
+		if _, err := s.RefreshToken(ctx, "rt-0"); !errors.Is(err, app.ErrNotFound) {
+			t.Errorf("the replaced token: %v, want ErrNotFound", err)
 		}
 		if err := s.RevokeSession(ctx, "ses", bgT0, bgT0.Add(time.Hour)); err != nil {
 			t.Fatal(err)
 		}
 		next := issuance(99)
-		next.Refresh = &app.RefreshToken{Hash: "rt-99", SessionID: "ses", ClientID: "c", ExpiresAt: bgT0.Add(time.Hour)}
-		next.Replaces = winner
+		next.Refresh = &app.RefreshToken{Hash: "rt-99", Chain: "chain", Generation: 2, SessionID: "ses", ClientID: "c", ExpiresAt: bgT0.Add(time.Hour)}
+		next.Replaces = winner.Hash
 		if err := s.RecordIssuance(ctx, next); !errors.Is(err, app.ErrConflict) {
 			t.Errorf("rotation in a revoked session: %v, want ErrConflict", err)
+		}
+	})
+}
+
+// A refresh token from before chains (a bare secret, Chain empty) is kept, marked used,
+// when it is replaced: a replay of it is still recognised, and the session goes on with a
+// chain of its own.
+func TestTokenFromBeforeChainsIsKeptWhenReplaced(t *testing.T) {
+	ForEachBackend(t, func(t *testing.T, b Backend) {
+		s, _ := b.Open(t)
+		ctx := context.Background()
+		old := issuance(0)
+		old.SessionID = "ses"
+		old.Refresh = &app.RefreshToken{Hash: "legacy", SessionID: "ses", ClientID: "c", ExpiresAt: bgT0.Add(time.Hour)}
+		if err := s.RecordIssuance(ctx, old); err != nil {
+			t.Fatal(err)
+		}
+		next := issuance(1)
+		next.SessionID, next.Replaces = "ses", "legacy"
+		next.Refresh = &app.RefreshToken{Hash: "rt-0", Chain: "chain", SessionID: "ses", ClientID: "c", ExpiresAt: bgT0.Add(time.Hour)}
+		if err := s.RecordIssuance(ctx, next); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.RefreshToken(ctx, "legacy"); err != nil || !got.Used {
+			t.Errorf("the replaced token: %+v, %v; want kept, used", got, err)
+		}
+		if got, err := s.RefreshChain(ctx, "chain"); err != nil || got.Hash != "rt-0" || got.SessionID != "ses" {
+			t.Errorf("the session's new chain: %+v, %v", got, err)
+		}
+		if err := s.RecordIssuance(ctx, next); !errors.Is(err, app.ErrConflict) {
+			t.Errorf("replacing the used token again: %v, want ErrConflict", err)
 		}
 	})
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
+	"github.com/gatehouse/gatehouse/app"
 	program "github.com/gatehouse/gatehouse/internal/gatehouse"
 	"golang.org/x/oauth2"
 )
@@ -315,6 +316,82 @@ func TestRefreshRotatesAndRechecksGrants(t *testing.T) {
 			t.Errorf("refresh after revoke: %d %s", status, body)
 		}
 	})
+}
+
+// A refresh token used again is a replay however many rotations ago it was replaced
+// (only the newest token of a session is stored: the token names its chain and
+// generation), and it revokes the session; so does revoking an old one at /revoke.
+func TestReplayOfAnOlderRefreshTokenRevokesTheSession(t *testing.T) {
+	g := startGatehouse(t)
+	g.grantFor("U0ALICE", "prod-db-admin", "1h", "U0BOB", "C0DBA")
+	refresh := func(token string) (int, string) {
+		status, body := g.post("/oauth/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {token}, "client_id": {"gatehouse-cli"}})
+		var tok struct {
+			RefreshToken string `json:"refresh_token"`
+		}
+		if status == 200 {
+			jsonUnmarshal(t, body, &tok)
+		}
+		return status, tok.RefreshToken
+	}
+	for _, replay := range []string{"refresh", "revoke"} {
+		t.Run(replay, func(t *testing.T) {
+			chain := []string{g.client("gatehouse-cli", "openid", "offline_access", "role:prod-db-admin").signIn("U0ALICE").RefreshToken}
+			for range 3 {
+				status, next := refresh(chain[len(chain)-1])
+				if status != 200 || next == "" {
+					t.Fatalf("rotation %d: %d", len(chain), status)
+				}
+				chain = append(chain, next)
+			}
+			if replay == "refresh" {
+				if status, _ := refresh(chain[1]); status != 400 {
+					t.Errorf("reusing a token replaced two rotations ago: %d, want 400", status)
+				}
+			} else if status, body := g.post("/revoke", url.Values{"token": {chain[0]}, "client_id": {"gatehouse-cli"}}); status != 200 {
+				t.Errorf("revoking a token replaced three rotations ago: %d %s", status, body)
+			}
+			if status, _ := refresh(chain[len(chain)-1]); status != 400 {
+				t.Errorf("the newest token after the %s of an old one: %d, want 400 (session revoked)", replay, status)
+			}
+		})
+	}
+}
+
+// A refresh token issued before tokens named their chain (a bare secret, stored by its
+// hash) still refreshes; the session goes on with a chain, and the old token used again
+// is a replay.
+func TestRefreshTokenFromBeforeChainsStillWorks(t *testing.T) {
+	g := startGatehouse(t)
+	ctx := context.Background()
+	now := g.clock.Now()
+	legacy := "bare-secret-from-an-older-gatehouse"
+	err := g.svc.Store.RecordIssuance(ctx, app.Issuance{At: now, SessionID: "ses_legacy", Refresh: &app.RefreshToken{
+		Hash: app.HashSecret(legacy), SessionID: "ses_legacy", ClientID: "gatehouse-cli", Subject: "U0ALICE",
+		Scopes: []string{"openid", "offline_access"}, AuthTime: now, ExpiresAt: now.Add(time.Hour)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	form := func(token string) url.Values {
+		return url.Values{"grant_type": {"refresh_token"}, "refresh_token": {token}, "client_id": {"gatehouse-cli"}}
+	}
+	status, body := g.post("/oauth/token", form(legacy))
+	if status != 200 {
+		t.Fatalf("refresh with a token from before chains: %d %s", status, body)
+	}
+	var rotated struct {
+		RefreshToken string `json:"refresh_token"`
+	}
+	jsonUnmarshal(t, body, &rotated)
+	if _, _, ok := strings.Cut(rotated.RefreshToken, "."); !ok {
+		t.Errorf("the new refresh token %q names no chain", rotated.RefreshToken)
+	}
+	if status, body := g.post("/oauth/token", form(legacy)); status != 400 || oauthError(t, body) != "invalid_grant" {
+		t.Errorf("the old token again: %d %s, want invalid_grant", status, body)
+	}
+	if status, _ := g.post("/oauth/token", form(rotated.RefreshToken)); status != 400 {
+		t.Errorf("the new token after the replay: %d, want 400 (session revoked)", status)
+	}
 }
 
 func TestRevokingRefreshTokenEndsTheSession(t *testing.T) {
