@@ -355,3 +355,38 @@ func issueUntilKilled(path string) {
 	}
 	select {}
 }
+
+// Migration 8 gives the refresh tokens of an older database their chain columns: a token
+// stored before reads as one from before chains (no chain, generation 0) and still
+// rotates.
+func TestMigrateAddsRefreshChains(t *testing.T) {
+	ForEachBackend(t, func(t *testing.T, b Backend) {
+		s, path := b.Open(t)
+		mustExec(t, s.db.Exec("DELETE FROM schema_migrations WHERE version = 8"))
+		mustExec(t, s.db.Exec("DROP INDEX idx_refresh_tokens_chain"))
+		for _, col := range []string{"chain", "generation"} {
+			mustExec(t, s.db.Exec("ALTER TABLE refresh_tokens DROP COLUMN "+col))
+		}
+		mustExec(t, s.db.Exec("INSERT INTO sessions (id) VALUES ('ses_old')"))
+		mustExec(t, s.db.Exec("INSERT INTO refresh_tokens (hash, session_id, client_id, subject, scopes, auth_time, expires_at, used) "+
+			"VALUES ('old', 'ses_old', 'c', 'U0ALICE', '[]', ?, ?, ?)", bgT0, bgT0.Add(time.Hour), false))
+		s.Close()
+
+		s, err := Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		ctx := context.Background()
+		got, err := s.RefreshToken(ctx, "old")
+		if err != nil || got.Chain != "" || got.Generation != 0 || got.SessionID != "ses_old" {
+			t.Fatalf("old refresh token = %+v, %v", got, err)
+		}
+		next := issuance(1)
+		next.SessionID, next.Replaces = "ses_old", "old"
+		next.Refresh = &app.RefreshToken{Hash: "new", Chain: "chain", SessionID: "ses_old", ClientID: "c", ExpiresAt: bgT0.Add(time.Hour)}
+		if err := s.RecordIssuance(ctx, next); err != nil {
+			t.Errorf("rotating the old token: %v", err)
+		}
+	})
+}
