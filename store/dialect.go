@@ -100,7 +100,7 @@ func dialectOf(database string) (dialect, error) {
 		return dialect{}, err
 	}
 	if IsPostgres(database) {
-		return dialect{writer: postgresDialector{postgres.Open(database).(*postgres.Dialector)}, writerPool: postgresPool, urgentPool: postgresUrgentPool, lockMigrations: postgresMigrationLock,
+		return dialect{writer: postgresDialector{postgres.Open(database).(*postgres.Dialector)}, writerPool: postgresPool(postgresMaxConns), urgentPool: postgresPool(postgresUrgentConns), lockMigrations: postgresMigrationLock,
 			rewrite: postgresSQL, skipLocked: true}, nil
 	}
 	if err := createPrivateFile(database); err != nil {
@@ -206,21 +206,28 @@ func ReadableByOthers(database string) []string {
 	return loose
 }
 
-// PostgresMaxConns is the most connections one Gatehouse process opens to PostgreSQL.
-// Requests, sign-ins and tokens each hold one for a few milliseconds, so ten carry
-// hundreds of operations a second; N replicas need N×10 below the server's max_connections
-// (100 by default), with room for backups and psql.
-const PostgresMaxConns = 10
+// postgresMaxConns is the most connections one Gatehouse process's main pool opens to
+// PostgreSQL. Requests, sign-ins and tokens each hold one for a few milliseconds, so ten
+// carry hundreds of operations a second; N replicas need N×(10+2) below the server's
+// max_connections (100 by default), with room for backups and psql.
+const postgresMaxConns = 10
 
-// postgresPool keeps up to PostgresMaxConns connections, all of them idle between bursts
-// (a new connection costs a TLS and SCRAM handshake), gives them back after five idle
-// minutes, and renews each after half an hour, so that a failover or a pooler's DNS
-// change is picked up without a restart.
-func postgresPool(db *sql.DB) {
-	db.SetMaxOpenConns(PostgresMaxConns)
-	db.SetMaxIdleConns(PostgresMaxConns)
-	db.SetConnMaxIdleTime(5 * time.Minute)
-	db.SetConnMaxLifetime(30 * time.Minute)
+// postgresUrgentConns is how many more connections a process opens for urgent writes: the
+// slash commands kept before their ack. A burst of filings holds the main pool's while
+// they queue on the audit chain's head; the acks must not wait for them.
+const postgresUrgentConns = 2
+
+// postgresPool configures a pool of up to n connections, all of them kept idle between
+// bursts (a new connection costs a TLS and SCRAM handshake), given back after five idle
+// minutes, and renewed after half an hour, so that a failover or a pooler's DNS change is
+// picked up without a restart.
+func postgresPool(n int) func(*sql.DB) {
+	return func(db *sql.DB) {
+		db.SetMaxOpenConns(n)
+		db.SetMaxIdleConns(n)
+		db.SetConnMaxIdleTime(5 * time.Minute)
+		db.SetConnMaxLifetime(30 * time.Minute)
+	}
 }
 
 // claimable narrows q, a query picking rows of shared work to claim, to rows no other claim
@@ -234,18 +241,6 @@ func (s *Store) claimable(q *gorm.DB) *gorm.DB {
 		return q
 	}
 	return q.Clauses(clause.Locking{Strength: "UPDATE", Options: "SKIP LOCKED"})
-}
-
-// PostgresUrgentConns is how many more connections a process opens for urgent writes: the
-// slash commands kept before their ack. A burst of filings holds the main pool's while
-// they queue on the audit chain's head; the acks must not wait for them.
-const PostgresUrgentConns = 2
-
-func postgresUrgentPool(db *sql.DB) {
-	db.SetMaxOpenConns(PostgresUrgentConns)
-	db.SetMaxIdleConns(PostgresUrgentConns)
-	db.SetConnMaxIdleTime(5 * time.Minute)
-	db.SetConnMaxLifetime(30 * time.Minute)
 }
 
 // sqliteMigrationLock needs to do nothing: the migration transaction began with BEGIN
