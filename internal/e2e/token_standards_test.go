@@ -17,6 +17,8 @@ import (
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/gatehouse/gatehouse/internal/slackfake"
 )
 
 // verifyAccessToken accepts a Gatehouse access token meant for audience, and nothing else.
@@ -115,6 +117,43 @@ func TestIDTokenIsOnlyForItsClientAndNoLongerThanItsGrant(t *testing.T) {
 	}
 	if header := jwtHeader(t, idToken); header["typ"] != "JWT" {
 		t.Errorf("ID token header %v", header)
+	}
+}
+
+// Slack's profile look-up failing while an ID token is minted (users.info answering 503)
+// costs the person nothing they were approved for: the tokens are issued, the ID token
+// without name and email, and a warning says why. Once Slack answers, the next sign-in's
+// ID token names the person again.
+func TestIDTokenIssuedWhileSlackProfileLookupFails(t *testing.T) {
+	g := startGatehouse(t)
+	g.grantFor("U0ALICE", "prod-db-admin", "1h", "U0BOB", "C0DBA")
+	type idClaims struct {
+		Subject string   `json:"sub"`
+		Name    string   `json:"name"`
+		Email   string   `json:"email"`
+		Roles   []string `json:"roles"`
+	}
+	signIn := func() idClaims {
+		tok := g.client("gatehouse-cli", "openid", "role:prod-db-admin").signIn("U0ALICE")
+		raw, _ := tok.Extra("id_token").(string)
+		var id idClaims
+		jsonUnmarshal(t, jwtPayload(t, raw), &id)
+		return id
+	}
+	g.slack.Fail("users.info", slackfake.Fault{Status: http.StatusServiceUnavailable, Calls: 100})
+	id := signIn()
+	if id.Subject != "U0ALICE" || id.Name != "" || id.Email != "" || !slices.Equal(id.Roles, []string{"prod-db-admin"}) {
+		t.Errorf("ID token while users.info fails = %+v, want the subject and roles, no name or email", id)
+	}
+	if g.slack.Faulted("users.info") == 0 {
+		t.Fatal("users.info was never called: the test tried nothing")
+	}
+	if !strings.Contains(g.logs.String(), "profile look-up failed; issuing the ID token without name and email") {
+		t.Error("no warning says why the ID token has no name")
+	}
+	g.slack.ClearFaults()
+	if id := signIn(); id.Name != "Alice Example" || id.Email != "alice@example.com" {
+		t.Errorf("ID token once Slack answers = %+v, want Alice's name and email", id)
 	}
 }
 
