@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -53,6 +54,33 @@ func TestHomeTab(t *testing.T) {
 
 	// Alice's own tab shows her request with its progress.
 	g.home("U0ALICE", "*k8s-prod-exec* for 30m — 1 of 2 approvals — `"+id+"`")
+}
+
+// views.publish failing (503) leaves a Home tab as it was — the decision made from it
+// stands — and the next time the user opens the tab it is drawn again, up to date.
+func TestHomeTabRedrawnAfterViewsPublishFails(t *testing.T) {
+	g := startGatehouse(t)
+	g.command("U0ALICE", "k8s-prod-exec 30m stale home")
+	id := requestID(t, g.message("C0APPROVALS", "stale home").AllText())
+	g.home("U0BOB", "*Waiting on you* (1)")
+
+	g.slack.Fail("views.publish", slackfake.Fault{Status: http.StatusServiceUnavailable, Calls: 100})
+	if _, err := g.slack.ClickHomeButton("U0BOB", "decide_"+id, "Approve"); err != nil {
+		t.Fatal(err)
+	}
+	g.view("U0BOB", "Approve request")
+	g.submit("U0BOB", map[string]string{"Comment": "while Slack fails"})
+	g.message("C0APPROVALS", id, "1 / 2", "while Slack fails")
+	g.svc.App.Wait()
+	if g.slack.Faulted("views.publish") == 0 {
+		t.Fatal("no views.publish was refused: the test tried nothing")
+	}
+	if v, _ := g.slack.Home("U0BOB"); !strings.Contains(v.AllText(), "*Waiting on you* (1)") {
+		t.Fatalf("the tab changed although every views.publish failed: %s", v.AllText())
+	}
+
+	g.slack.ClearFaults()
+	g.home("U0BOB", "*Waiting on you* (0)")
 }
 
 // home opens user's Home tab and waits for it to show want.
