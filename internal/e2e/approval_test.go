@@ -291,18 +291,23 @@ func TestReconnectsWhenSlackAsks(t *testing.T) {
 	g.ephemeral("U0ALICE", "/access <role> <duration> <reason…>")
 }
 
-// A Gatehouse started while Slack is down (auth.test answering 503) waits for Slack and
-// connects once it answers, instead of exiting.
+// A Gatehouse started while Slack is down (auth.test, or apps.connections.open for the
+// Socket Mode URL, answering 503) waits for Slack and connects once it answers, instead of
+// exiting.
 func TestStartsWhileSlackIsDown(t *testing.T) {
-	g := startGatehouse(t)
-	g.stop()
-	g.slack.Fail("auth.test", slackfake.Fault{Status: http.StatusServiceUnavailable, Calls: 2})
-	g.start() // fails the test unless the bot connects
-	if n := g.slack.Faulted("auth.test"); n != 2 {
-		t.Errorf("auth.test faulted %d times, want 2", n)
+	for _, method := range []string{"auth.test", "apps.connections.open"} {
+		t.Run(method, func(t *testing.T) {
+			g := startGatehouse(t)
+			g.stop()
+			g.slack.Fail(method, slackfake.Fault{Status: http.StatusServiceUnavailable, Calls: 2})
+			g.start() // fails the test unless the bot connects
+			if n := g.slack.Faulted(method); n != 2 {
+				t.Errorf("%s faulted %d times, want 2", method, n)
+			}
+			g.command("U0ALICE", "help")
+			g.ephemeral("U0ALICE", "/access <role> <duration> <reason…>")
+		})
 	}
-	g.command("U0ALICE", "help")
-	g.ephemeral("U0ALICE", "/access <role> <duration> <reason…>")
 }
 
 func TestPendingRequestExpiresWhenDecidedLate(t *testing.T) {
