@@ -44,8 +44,9 @@ var postgresTemplate struct {
 // longer than copying.
 func migratedPostgres(t testing.TB) string {
 	t.Helper()
+	server := pgtest.Shared(t) // skips every test, not only the first, without PostgreSQL
 	postgresTemplate.once.Do(func() {
-		url := pgtest.NewDatabase(t)
+		url := server.NewDatabase(t)
 		s, err := Open(url)
 		if err == nil {
 			err = s.Close() // a template may have no connections

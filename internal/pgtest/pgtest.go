@@ -60,16 +60,21 @@ func Run(m *testing.M) int {
 	return code
 }
 
-// NewDatabase returns the URL of a new, empty database on the test binary's shared server,
-// starting the server on first use. It skips t when PostgreSQL is not installed (fails
-// under CI).
-func NewDatabase(t testing.TB) string {
+// Shared returns the test binary's shared server, starting it on first use. It skips t
+// when PostgreSQL is not installed (fails under CI).
+func Shared(t testing.TB) *Server {
 	t.Helper()
 	sharedOnce.Do(func() { shared, sharedErr = start() })
 	if sharedErr != nil {
 		fail(t, sharedErr)
 	}
-	return shared.NewDatabase(t)
+	return shared
+}
+
+// NewDatabase returns the URL of a new, empty database on the shared server (see Shared).
+func NewDatabase(t testing.TB) string {
+	t.Helper()
+	return Shared(t).NewDatabase(t)
 }
 
 // Start starts a server of the test's own, for tests that stop and restart it; it is
