@@ -75,12 +75,14 @@ func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now, leaseUnt
 		if err != nil || len(ids) == 0 {
 			return err
 		}
-		err = tx.Model(&deliveryRow{}).Where("id IN ? AND (lease_until IS NULL OR lease_until <= ?)", ids, now).
-			Updates(map[string]any{"claimed_by": owner, "lease_until": leaseUntil, "attempts": gorm.Expr("attempts + 1")}).Error
-		if err != nil {
+		// Read before the claim, which forgets how the last attempt ended: if this attempt
+		// never reports back (its process dies), the next one must not take it for refused
+		// like the one before, since it may have reached Slack.
+		if err := tx.Where("id IN ?", ids).Order("id").Find(&rows).Error; err != nil {
 			return err
 		}
-		return tx.Where("id IN ? AND claimed_by = ? AND lease_until = ?", ids, owner, leaseUntil).Order("id").Find(&rows).Error
+		return tx.Model(&deliveryRow{}).Where("id IN ?", ids).Updates(map[string]any{
+			"claimed_by": owner, "lease_until": leaseUntil, "attempts": gorm.Expr("attempts + 1"), "last_error": ""}).Error
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: claim deliveries: %w", err)
@@ -88,6 +90,7 @@ func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now, leaseUnt
 	out := make([]app.Delivery, len(rows))
 	for i, row := range rows {
 		out[i] = row.toApp()
+		out[i].Attempts++
 	}
 	return out, nil
 }

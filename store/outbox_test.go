@@ -103,6 +103,12 @@ func TestOutboxLeasesAndRetries(t *testing.T) {
 		if len(retried) != 4 || retried[0].ID != taken[0].ID || retried[0].LastError != "http_503" {
 			t.Fatalf("at its retry time: %+v", retried)
 		}
+		// Its holder dies without reporting back: the next attempt must not take that attempt
+		// for refused like the one before (it may have reached Slack), so it knows of none.
+		again := claim(t, s, "survivor", t0.Add(time.Minute+11*time.Second))
+		if len(again) != 4 || again[0].ID != taken[0].ID || again[0].LastError != "" || again[0].Attempts != 4 {
+			t.Fatalf("after a holder died mid-attempt: %+v, want the fourth attempt with no last error", again)
+		}
 
 		var mu sync.Mutex
 		seen := map[int64]int{}
