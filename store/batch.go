@@ -22,6 +22,7 @@ const gatherWindow = 2 * time.Millisecond
 type batchOp func(tx *batchTx) ([]app.AuditEvent, error)
 
 type pendingOp struct {
+	ctx    context.Context // the caller's: once it ends, the op is no longer applied
 	op     batchOp
 	writes bool // the op itself writes (else it only reads and returns events): it needs a savepoint
 	err    error
@@ -48,10 +49,11 @@ func newCommitter(stmts *batchStatements) *committer {
 var errClosed = errors.New("store: closed")
 
 // do queues op and waits until the transaction holding it committed or failed. writes
-// says whether op writes anything itself. If ctx ends first the write may still commit; do
-// then returns ctx's error.
+// says whether op writes anything itself. If ctx ends while op waits in the queue, op is
+// not applied; if it ends later, while its batch commits, the write may still commit. do
+// returns ctx's error in both cases.
 func (c *committer) do(ctx context.Context, writes bool, op batchOp) error {
-	p := &pendingOp{op: op, writes: writes, done: make(chan struct{})}
+	p := &pendingOp{ctx: ctx, op: op, writes: writes, done: make(chan struct{})}
 	select {
 	case c.queue <- p:
 	case <-c.stopped:
@@ -162,6 +164,10 @@ func (c *committer) drain() {
 // apply runs one write of a batch, under a savepoint if it writes. Its own failure is
 // recorded in p; the error returned is the database's, and fails the batch.
 func (c *committer) apply(tx *batchTx, p *pendingOp) ([]app.AuditEvent, error) {
+	if err := p.ctx.Err(); err != nil { // its caller gave up: what it would record is not handed out
+		p.err = err
+		return nil, nil
+	}
 	if !p.writes {
 		owed, err := p.op(tx)
 		if err != nil {
@@ -206,10 +212,16 @@ func (c *committer) commit(batch []*pendingOp) {
 	}
 }
 
+// batchTimeout bounds one batch's transaction, so that a database that stops answering
+// fails the batch (its callers gave up long before) instead of holding the committer.
+const batchTimeout = 10 * time.Second
+
 // transaction runs f in one transaction on the writer and commits it, or rolls it back if f
 // fails.
 func (c *committer) transaction(f func(tx *batchTx) error) error {
-	tx, err := c.stmts.begin(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
+	defer cancel()
+	tx, err := c.stmts.begin(ctx)
 	if err != nil {
 		return err
 	}

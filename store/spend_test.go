@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -123,6 +124,33 @@ func TestCodeSpentOnceWithItsSession(t *testing.T) {
 		var sessions int64
 		if err := s.db.Table("sessions").Count(&sessions).Error; err != nil || sessions != 1 {
 			t.Errorf("%d sessions opened (%v), want 1: a refused exchange opens none", sessions, err)
+		}
+	})
+}
+
+// A redemption whose caller gave up before its batch ran is not applied: the client was
+// answered with an error and got no tokens, so its code must still be good.
+func TestRedemptionOfAGoneCallerIsNotApplied(t *testing.T) {
+	ForEachBackend(t, func(t *testing.T, b Backend) {
+		s, _ := b.Open(t)
+		gone, cancel := context.WithCancel(context.Background())
+		cancel()
+		for i := range 20 { // a cancelled caller may still get its op queued: try both ways
+			id := fmt.Sprintf("lgn_%d", i)
+			l := app.Login{ID: id, ClientID: "kubectl", UserCode: fmt.Sprintf("BCDF-%04d", i), SecretHash: id, Subject: app.User("U0ALICE"),
+				Status: app.LoginBound, CreatedAt: bgT0, ExpiresAt: bgT0.Add(10 * time.Minute)}
+			if err := s.CreateLogin(context.Background(), l); err != nil {
+				t.Fatal(err)
+			}
+			iss := issuance(i)
+			iss.Login = &app.LoginSpend{LoginID: id, At: bgT0.Add(time.Minute), PolledBefore: bgT0.Add(time.Minute)}
+			if err := s.RecordIssuance(gone, iss); !errors.Is(err, context.Canceled) {
+				t.Fatalf("redemption for a gone caller: %v, want context.Canceled", err)
+			}
+			s.batch.do(context.Background(), false, func(*batchTx) ([]app.AuditEvent, error) { return nil, nil }) // after its batch
+			if got, err := s.Login(context.Background(), id); err != nil || got.Status != app.LoginBound {
+				t.Fatalf("login %s after its caller gave up: %s, %v; want still bound", id, got.Status, err)
+			}
 		}
 	})
 }
