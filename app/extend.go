@@ -57,5 +57,5 @@ func (s *Service) ExtendGrant(ctx context.Context, grantID, user string, in Requ
 	}
 	r := s.newRequest(g.Principal, role, duration, reason, in.Key)
 	r.ExtendsGrantID = g.ID
-	return s.file(ctx, r, role, source)
+	return s.file(ctx, r, source)
 }

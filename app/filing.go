@@ -35,7 +35,7 @@ func (s *Service) RequestAccess(ctx context.Context, requester Principal, in Req
 			return s.breakGlass(ctx, requester.ID, role, duration, reason, source, in.Key)
 		}
 	}
-	return s.file(ctx, s.newRequest(requester, role, duration, reason, in.Key), role, source)
+	return s.file(ctx, s.newRequest(requester, role, duration, reason, in.Key), source)
 }
 
 // newRequest is a pending request filed now. Its time to be decided is counted again from
@@ -65,9 +65,9 @@ func requestID(key string) string {
 	return "req_" + idEncoding.EncodeToString(sum[:10])
 }
 
-// file stores a new request with its approval message owed.
-func (s *Service) file(ctx context.Context, r Request, role Role, source string) (Request, error) {
-	r.RemindAt, r.EscalateAt = role.followUps(r.CreatedAt)
+// file stores a new request with its approval message owed. Its reminder and escalation
+// are set when the message is posted (see postMessage): they are replies in its thread.
+func (s *Service) file(ctx context.Context, r Request, source string) (Request, error) {
 	event := AuditEvent{At: r.CreatedAt, Actor: r.Requester.ID, Action: ActionRequestCreated, Principal: r.Requester,
 		RequestID: r.ID, GrantID: r.ExtendsGrantID, Reason: r.Reason, Source: source}
 	err := s.Store.CreateRequest(ctx, r, event, s.owe(DeliverMessage, r.ID, r.Role, r.Requester))

@@ -17,6 +17,7 @@ func TestDueRequests(t *testing.T) {
 		file := func(id string, change func(*app.Request)) {
 			t.Helper()
 			r := pendingRequest(id)
+			r.Message = app.MessageRef{Channel: "C0DBA", TS: "1700000000.000100"}
 			change(&r)
 			if err := s.CreateRequest(ctx, r, created(r)); err != nil {
 				t.Fatal(err)
@@ -26,6 +27,8 @@ func TestDueRequests(t *testing.T) {
 		file("req_escalate", func(r *app.Request) { r.EscalateAt = t0.Add(20 * time.Minute) })
 		file("req_both", func(r *app.Request) { r.RemindAt, r.EscalateAt = t0.Add(10*time.Minute), t0.Add(20*time.Minute) })
 		file("req_none", func(r *app.Request) {})
+		// Not posted yet (Slack refuses the channel): nothing to reply to, so never due.
+		file("req_unposted", func(r *app.Request) { r.RemindAt, r.Message = t0.Add(10*time.Minute), app.MessageRef{} })
 		file("req_denied", func(r *app.Request) {
 			r.RemindAt, r.Status, r.DecidedAt = t0.Add(10*time.Minute), app.StatusDenied, t0.Add(time.Minute)
 		})

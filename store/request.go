@@ -241,14 +241,15 @@ func (s *Store) PendingRequests(ctx context.Context, limit int) ([]app.Request, 
 	return requests, nil
 }
 
-// DueRequests returns the IDs of up to limit pending requests whose reminder or escalation is
+// DueRequests returns the IDs of up to limit pending requests, posted (their reminders and
+// escalations are replies in the message's thread), whose reminder or escalation is
 // due at now, oldest first, through the (status, remind_at) and (status, escalate_at) indexes.
 func (s *Store) DueRequests(ctx context.Context, now time.Time, limit int) ([]string, error) {
 	var ids []string
 	now = now.UTC()
 	err := s.db.WithContext(ctx).Model(&requestRow{}).
-		Where("status = ? AND remind_at <= ?", string(app.StatusPending), now).
-		Or("status = ? AND escalate_at <= ?", string(app.StatusPending), now).
+		Where("status = ? AND message_ts <> '' AND remind_at <= ?", string(app.StatusPending), now).
+		Or("status = ? AND message_ts <> '' AND escalate_at <= ?", string(app.StatusPending), now).
 		Order("created_at").Limit(limit).Pluck("id", &ids).Error
 	if err != nil {
 		return nil, fmt.Errorf("store: due requests: %w", err)
