@@ -16,8 +16,6 @@ const RoleScopePrefix = "role:"
 type GrantStore interface {
 	// ActiveGrants returns the principal's grants that are active and not yet expired at now.
 	ActiveGrants(ctx context.Context, p Principal, now time.Time) ([]Grant, error)
-	// Grants returns the grants with the given IDs (missing IDs are left out).
-	Grants(ctx context.Context, ids []string) ([]Grant, error)
 	// Grant returns one grant, or ErrNotFound.
 	Grant(ctx context.Context, id string) (Grant, error)
 	// EndGrant moves an active grant to status (revoked or expired), recording who ended it,
@@ -138,26 +136,6 @@ func longestGrants(held []Grant, roles []string) (grants []Grant, missing []stri
 		grants = append(grants, *best)
 	}
 	return grants, missing
-}
-
-// GrantsStillActive returns the grants with the given IDs and reports whether every one is
-// still active now: tokens carrying a revoked or expired grant stop being valid.
-func (s *Service) GrantsStillActive(ctx context.Context, ids []string) ([]Grant, bool, error) {
-	if len(ids) == 0 {
-		return nil, true, nil
-	}
-	grants, err := s.Grants.Grants(ctx, ids)
-	if err != nil {
-		return nil, false, err
-	}
-	now := s.Now()
-	for _, id := range ids {
-		i := slices.IndexFunc(grants, func(g Grant) bool { return g.ID == id })
-		if i < 0 || grants[i].Status != GrantActive || !now.Before(grants[i].ExpiresAt) {
-			return grants, false, nil
-		}
-	}
-	return grants, true, nil
 }
 
 // TokenExpiry is when an access token minted now with ttl must expire: never after the

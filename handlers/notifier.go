@@ -87,12 +87,8 @@ func (n *Notifier) UpdateRequest(ctx context.Context, r app.Request, g *app.Gran
 	return nil
 }
 
-// NotifyRequester DMs a person how their request, or later its grant, ended. Services
-// learn it from the token endpoint.
+// NotifyRequester DMs a person how their request, or later its grant, ended.
 func (n *Notifier) NotifyRequester(ctx context.Context, r app.Request, g *app.Grant, tag string) error {
-	if r.Requester.Kind != app.PrincipalUser {
-		return nil
-	}
 	text := requesterMessage(r, g)
 	opts := []slack.MsgOption{slack.MsgOptionText(text, false)}
 	if g != nil && g.Status == app.GrantActive && !g.BreakGlass {
@@ -118,9 +114,6 @@ const deliveryEvent = "gatehouse_delivery"
 
 // dm posts a direct message to a request's requester, tagged.
 func (n *Notifier) dm(ctx context.Context, r app.Request, tag string, opts ...slack.MsgOption) error {
-	if r.Requester.Kind != app.PrincipalUser {
-		return nil
-	}
 	opts = append(opts, slack.MsgOptionMetadata(slack.SlackMetadata{EventType: deliveryEvent, EventPayload: map[string]any{"delivery": tag}}))
 	if _, _, err := n.api.PostMessageContext(ctx, r.Requester.ID, opts...); err != nil {
 		return fmt.Errorf("slack: DM %s about %s: %w", r.Requester.ID, r.ID, classify("chat.postMessage", err))

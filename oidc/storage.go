@@ -24,7 +24,6 @@ type Service interface {
 	RedeemLogin(ctx context.Context, outcome app.LoginOutcome) error
 	GrantsForToken(ctx context.Context, p app.Principal, roles []string) ([]app.Grant, error)
 	RefreshGrants(ctx context.Context, p app.Principal, scopes []string) ([]string, []app.Grant, error)
-	GrantsStillActive(ctx context.Context, ids []string) ([]app.Grant, bool, error)
 	Login(ctx context.Context, id string) (app.Login, error)
 }
 

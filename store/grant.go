@@ -77,15 +77,6 @@ func (s *Store) GrantsOf(ctx context.Context, p app.Principal) ([]app.Grant, err
 	return grantsToApp(rows), nil
 }
 
-// Grants returns the grants with the given IDs; unknown IDs are left out.
-func (s *Store) Grants(ctx context.Context, ids []string) ([]app.Grant, error) {
-	var rows []grantRow
-	if err := s.read.WithContext(ctx).Where("id IN ?", ids).Find(&rows).Error; err != nil {
-		return nil, fmt.Errorf("store: grants: %w", err)
-	}
-	return grantsToApp(rows), nil
-}
-
 func grantsToApp(rows []grantRow) []app.Grant {
 	grants := make([]app.Grant, len(rows))
 	for i, row := range rows {
