@@ -22,6 +22,8 @@ type Actions interface {
 	FinishActions(ctx context.Context, keys []string) error
 	// ClaimActions claims up to limit actions whose lease ran out at now.
 	ClaimActions(ctx context.Context, owner string, now, leaseUntil time.Time, limit int) ([]app.Action, error)
+	// RenewActions extends to leaseUntil the leases of the actions owner holds.
+	RenewActions(ctx context.Context, owner string, leaseUntil time.Time) error
 }
 
 const (
@@ -29,11 +31,13 @@ const (
 	// says Gatehouse is busy, or cannot record anything, instead of promising what a crash
 	// could lose.
 	recordTimeout = time.Second
-	// actionLease is how long a process holds a command it acknowledged; past it, another
-	// process (or this one after a restart) finishes it. Filing a request again under the
-	// command's trigger ID files nothing new.
+	// actionLease is how long a process holds a command it acknowledged unless it renews
+	// the lease (it does every actionPoll while it carries the command out, however long
+	// that takes); past it, another process (or this one after a restart) finishes it.
+	// Filing a request again under the command's trigger ID files nothing new.
 	actionLease = 10 * time.Second
-	// actionPoll is how often the bot looks for commands left unfinished.
+	// actionPoll is how often the bot renews its leases and looks for commands left
+	// unfinished.
 	actionPoll = 2 * time.Second
 	// maxBatch bounds the commands kept, or forgotten, in one write.
 	maxBatch = 256
@@ -79,6 +83,8 @@ func (b *Bot) keepCommands(ctx context.Context) {
 // leaving the slot, and then forgets the command: one killed before it answered is
 // carried out again after a restart.
 func (b *Bot) carryOut(ctx context.Context, cmd slack.SlashCommand, key string) {
+	b.carrying.Add(1)
+	defer b.carrying.Add(-1)
 	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), handlerTimeout)
 	defer cancel()
 	// A form must open within Slack's 3 s of the trigger, and opening one costs a Slack
@@ -181,8 +187,9 @@ func (b *Bot) forgetCommands(ctx context.Context) {
 	}
 }
 
-// resume finishes, at start and then every actionPoll, the commands acknowledged by a
-// process that died before carrying them out.
+// resume keeps, every actionPoll, the leases on the commands this process is carrying out,
+// and finishes, at start and then every actionPoll, the commands acknowledged by a process
+// that died before carrying them out.
 func (b *Bot) resume(ctx context.Context) {
 	if b.actions == nil {
 		return
@@ -192,6 +199,11 @@ func (b *Bot) resume(ctx context.Context) {
 	for {
 		now := time.Now()
 		cctx, cancel := context.WithTimeout(ctx, recordTimeout) // a database that stops answering must not hold the loop
+		if b.carrying.Load() > 0 {
+			if err := b.actions.RenewActions(cctx, b.owner, now.Add(actionLease)); err != nil && ctx.Err() == nil {
+				b.log.Error("keeping the leases on commands under way failed; another process may carry them out again", "err", err)
+			}
+		}
 		left, err := b.actions.ClaimActions(cctx, b.owner, now, now.Add(actionLease), maxConcurrentHandlers)
 		cancel()
 		if err != nil && ctx.Err() == nil {

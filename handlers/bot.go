@@ -55,6 +55,7 @@ type Bot struct {
 	owner     string  // who this process is, for the leases on commands it keeps
 	commands  chan commandEnvelope
 	finished  chan string // keys of commands carried out
+	carrying  atomic.Int64 // commands kept by this process and being carried out
 	handling  sync.WaitGroup
 	workers   chan struct{} // bounds the handlers running at once
 	forms     chan struct{} // bounds the commands opening a form at once (see carryOut): few, as each slot more crowds the acks

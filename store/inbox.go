@@ -69,6 +69,18 @@ func (s *Store) FinishActions(ctx context.Context, keys []string) error {
 	return nil
 }
 
+// RenewActions extends to leaseUntil the leases of the actions owner holds: a live process
+// keeps the commands it is carrying out, however long they take; a dead one's run out.
+func (s *Store) RenewActions(ctx context.Context, owner string, leaseUntil time.Time) error {
+	err := s.transactionFirst(ctx, true, func(tx *gorm.DB) error {
+		return tx.Model(&inboxRow{}).Where("claimed_by = ?", owner).Update("lease_until", leaseUntil.UTC()).Error
+	})
+	if err != nil {
+		return fmt.Errorf("store: renew actions of %s: %w", owner, err)
+	}
+	return nil
+}
+
 // ClaimActions claims up to limit actions whose lease ran out at now (the process that
 // acknowledged them died), for owner until leaseUntil, oldest first.
 func (s *Store) ClaimActions(ctx context.Context, owner string, now, leaseUntil time.Time, limit int) ([]app.Action, error) {
