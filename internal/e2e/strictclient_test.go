@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -30,6 +31,12 @@ func TestStrictRelyingParty(t *testing.T) {
 	node, err := exec.LookPath("node")
 	if err != nil {
 		t.Skip("node is not on PATH: the strict relying party (openid-client, jose) needs Node.js 20 or later")
+	}
+	// Debian 12's own nodejs package is Node.js 18, which lacks the Web Crypto global jose needs.
+	if out, err := exec.Command(node, "-p", "process.versions.node.split('.')[0]").Output(); err != nil {
+		t.Fatalf("node --version: %v", err)
+	} else if major, _ := strconv.Atoi(strings.TrimSpace(string(out))); major < 20 {
+		t.Skipf("node is Node.js %s: the strict relying party (openid-client, jose) needs Node.js 20 or later", strings.TrimSpace(string(out)))
 	}
 	if _, err := os.Stat(filepath.Join(strictClientDir, "node_modules", "openid-client")); err != nil {
 		t.Fatalf("the strict client's packages are not installed: run `npm ci --prefix internal/e2e/%s` (.ci/run does)", strictClientDir)
