@@ -72,14 +72,15 @@ func TestFaults(t *testing.T) {
 	t.Run("every method for a time window", func(t *testing.T) {
 		fake := New(t)
 		api := slack.New(BotToken, slack.OptionAPIURL(fake.APIURL()))
-		fake.Fail(AnyMethod, Fault{Status: 503, Until: time.Now().Add(200 * time.Millisecond)})
+		end := time.Now().Add(2 * time.Second) // long enough for two calls on a loaded machine
+		fake.Fail(AnyMethod, Fault{Status: 503, Until: end})
 		if _, err := api.AuthTest(); err == nil {
 			t.Error("auth.test answered during the outage")
 		}
 		if err := post(api); err == nil {
 			t.Error("chat.postMessage answered during the outage")
 		}
-		time.Sleep(250 * time.Millisecond)
+		time.Sleep(time.Until(end) + 50*time.Millisecond)
 		if err := post(api); err != nil {
 			t.Errorf("after the outage: %v", err)
 		}
