@@ -83,21 +83,17 @@ func appendEvents(tx *gorm.DB, events []app.AuditEvent) error {
 	if err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).Take(&head, chainHeadID).Error; err != nil {
 		return fmt.Errorf("audit chain head: %w", translate(err))
 	}
-	rows := make([]auditEventRow, len(events))
-	id, hash := head.LastID, head.LastHash
-	for i, e := range events {
-		e.ID, e.PrevHash = id+1, hash
-		// PostgreSQL keeps microseconds: hash the time every database stores alike.
-		e.At = e.At.UTC().Truncate(time.Microsecond)
-		e.Hash = e.ChainHash()
+	sealed := seal(events, head.LastID, head.LastHash)
+	rows := make([]auditEventRow, len(sealed))
+	for i, e := range sealed {
 		rows[i] = auditEventFromApp(e)
-		id, hash = e.ID, e.Hash
 	}
 	if err := tx.Create(&rows).Error; err != nil {
 		return translate(err)
 	}
+	last := sealed[len(sealed)-1]
 	res := tx.Model(&auditChainHeadRow{}).Where("id = ? AND last_hash = ?", chainHeadID, head.LastHash).
-		Updates(map[string]any{"last_id": id, "last_hash": hash})
+		Updates(map[string]any{"last_id": last.ID, "last_hash": last.Hash})
 	if res.Error != nil {
 		return translate(res.Error)
 	}
@@ -105,6 +101,21 @@ func appendEvents(tx *gorm.DB, events []app.AuditEvent) error {
 		return fmt.Errorf("another writer extended the audit trail first: %w", app.ErrConflict)
 	}
 	return nil
+}
+
+// seal numbers events after the chain's last event (lastID, lastHash) and chains each to
+// the one before, returning them sealed.
+func seal(events []app.AuditEvent, lastID uint64, lastHash string) []app.AuditEvent {
+	sealed := make([]app.AuditEvent, len(events))
+	for i, e := range events {
+		e.ID, e.PrevHash = lastID+1, lastHash
+		// PostgreSQL keeps microseconds: hash the time every database stores alike.
+		e.At = e.At.UTC().Truncate(time.Microsecond)
+		e.Hash = e.ChainHash()
+		sealed[i] = e
+		lastID, lastHash = e.ID, e.Hash
+	}
+	return sealed
 }
 
 // migrateAuditChain creates the chain head if the database has none: empty in a new

@@ -204,19 +204,16 @@ func (t *batchTx) appendEvents(events []app.AuditEvent) error {
 	if err := t.queryRow(stAuditHead, chainHeadID).Scan(&id, &hash); err != nil {
 		return fmt.Errorf("audit chain head: %w", err)
 	}
-	first := hash
-	for _, e := range events {
-		e.ID, e.PrevHash = id+1, hash
-		e.At = e.At.UTC().Truncate(time.Microsecond) // as appendEvents: what every database stores alike
-		e.Hash = e.ChainHash()
+	sealed := seal(events, id, hash)
+	for _, e := range sealed {
 		_, err := t.exec(stAddAuditEvent, e.ID, e.At, e.Actor, e.Action, string(e.Principal.Kind), e.Principal.ID, e.RequestID,
 			e.GrantID, e.Reason, e.Source, e.PrevHash, e.Hash)
 		if err != nil {
 			return err
 		}
-		id, hash = e.ID, e.Hash
 	}
-	res, err := t.exec(stMoveAuditHead, id, hash, chainHeadID, first)
+	last := sealed[len(sealed)-1]
+	res, err := t.exec(stMoveAuditHead, last.ID, last.Hash, chainHeadID, hash)
 	if err != nil {
 		return err
 	}
