@@ -91,7 +91,7 @@ func (k *Keyring) EnsureKey(ctx context.Context, alg string) error {
 	if err != nil {
 		return fmt.Errorf("oidc: ensure signing key: %w", err)
 	}
-	if activeKey(keys) == nil {
+	if newestUnretired(keys) == nil {
 		key, err := k.generateKey(alg)
 		if err != nil {
 			return fmt.Errorf("oidc: ensure signing key: %w", err)
@@ -178,11 +178,11 @@ func (k *Keyring) Rotate(ctx context.Context, alg string) (app.SigningKey, error
 // SigningKey returns the active key as an op.SigningKey (for op.Storage.SigningKey).
 // It is served from memory; see Keyring.
 func (k *Keyring) SigningKey(ctx context.Context) (op.SigningKey, error) {
-	snap, err := k.current(ctx)
+	key, err := k.activeKey(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("oidc: signing key: %w", err)
+		return nil, err // not a typed nil in the interface
 	}
-	return snap.active, nil
+	return key, nil
 }
 
 // activeKey returns the key to sign with now.
@@ -329,7 +329,7 @@ func (k *Keyring) read(ctx context.Context, now time.Time) (*keySnapshot, error)
 	if err != nil {
 		return nil, err
 	}
-	active := activeKey(keys)
+	active := newestUnretired(keys)
 	if active == nil {
 		return nil, fmt.Errorf("no active signing key (start-up runs EnsureKey)")
 	}
@@ -362,8 +362,8 @@ func (k *Keyring) read(ctx context.Context, now time.Time) (*keySnapshot, error)
 	return snap, nil
 }
 
-// activeKey returns the newest key not retired, or nil. keys are newest first.
-func activeKey(keys []app.SigningKey) *app.SigningKey {
+// newestUnretired returns the newest key not retired, or nil. keys are newest first.
+func newestUnretired(keys []app.SigningKey) *app.SigningKey {
 	for i := range keys {
 		if keys[i].RetiredAt.IsZero() {
 			return &keys[i]
