@@ -72,10 +72,8 @@ func (s *Service) breakGlass(ctx context.Context, user string, role Role, durati
 	}
 	err := s.Grants.CreateBreakGlass(ctx, r, g, events,
 		s.owe(DeliverMessage, r.ID, r.Role, r.Requester), s.owe(DeliverOutcome, r.ID, r.Role, r.Requester))
-	if errors.Is(err, ErrConflict) { // the same action again
-		if taken, findErr := s.Store.Request(ctx, r.ID); findErr == nil && taken.Requester == requester {
-			return taken, nil
-		}
+	if taken, ok := s.filedBefore(ctx, err, r); ok {
+		return taken, nil
 	}
 	if err != nil {
 		return Request{}, fmt.Errorf("break glass: %w", err)

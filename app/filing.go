@@ -65,17 +65,25 @@ func requestID(key string) string {
 	return "req_" + idEncoding.EncodeToString(sum[:10])
 }
 
+// filedBefore returns the request r was already filed as, when storing it met ErrConflict
+// because the same action came again (a redelivery, or a command finished after a
+// restart: its idempotency key gives it the same ID) from the same requester.
+func (s *Service) filedBefore(ctx context.Context, err error, r Request) (Request, bool) {
+	if !errors.Is(err, ErrConflict) {
+		return Request{}, false
+	}
+	filed, findErr := s.Store.Request(ctx, r.ID)
+	return filed, findErr == nil && filed.Requester == r.Requester
+}
+
 // file stores a new request with its approval message owed. Its reminder and escalation
 // are set when the message is posted (see postMessage): they are replies in its thread.
 func (s *Service) file(ctx context.Context, r Request, source string) (Request, error) {
 	event := AuditEvent{At: r.CreatedAt, Actor: r.Requester.ID, Action: ActionRequestCreated, Principal: r.Requester,
 		RequestID: r.ID, GrantID: r.ExtendsGrantID, Reason: r.Reason, Source: source}
 	err := s.Store.CreateRequest(ctx, r, event, s.owe(DeliverMessage, r.ID, r.Role, r.Requester))
-	if errors.Is(err, ErrConflict) {
-		// The same action again (a redelivery, or a command finished after a restart).
-		if filed, findErr := s.Store.Request(ctx, r.ID); findErr == nil && filed.Requester == r.Requester {
-			return filed, nil
-		}
+	if filed, ok := s.filedBefore(ctx, err, r); ok {
+		return filed, nil
 	}
 	if err != nil {
 		return Request{}, fmt.Errorf("file request: %w", err)
