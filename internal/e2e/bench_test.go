@@ -47,12 +47,18 @@ func BenchmarkSlashCommandBurst(b *testing.B) {
 		}
 		g.svc.App.Wait()
 	}
+	reportLatencies(b, latencies, "-ack-ms")
+	b.ReportMetric(float64(burst), "commands/op")
+}
+
+// reportLatencies reports the p50, p99 and largest of latencies, in milliseconds, as
+// metrics named p50<unit>, p99<unit> and max<unit>.
+func reportLatencies(b *testing.B, latencies []time.Duration, unit string) {
 	slices.Sort(latencies)
 	pct := func(p float64) float64 {
 		return float64(latencies[int(p*float64(len(latencies)-1))].Microseconds()) / 1000
 	}
-	b.ReportMetric(pct(0.50), "p50-ack-ms")
-	b.ReportMetric(pct(0.99), "p99-ack-ms")
-	b.ReportMetric(pct(1), "max-ack-ms")
-	b.ReportMetric(float64(burst), "commands/op")
+	b.ReportMetric(pct(0.50), "p50"+unit)
+	b.ReportMetric(pct(0.99), "p99"+unit)
+	b.ReportMetric(pct(1), "max"+unit)
 }

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"slices"
 	"testing"
 	"time"
 
@@ -66,13 +65,7 @@ func BenchmarkCommitToSlack(b *testing.B) {
 			latencies = append(latencies, p.Sub(at))
 		}
 	}
-	slices.Sort(latencies)
-	pct := func(p float64) float64 {
-		return float64(latencies[int(p*float64(len(latencies)-1))].Microseconds()) / 1000
-	}
-	b.ReportMetric(pct(0.5), "p50-ms")
-	b.ReportMetric(pct(0.99), "p99-ms")
-	b.ReportMetric(pct(1), "max-ms")
+	reportLatencies(b, latencies, "-ms")
 }
 
 // BenchmarkOutboxDrain owes 1,000 approval messages across five channels while Slack
