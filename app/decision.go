@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -184,8 +185,8 @@ func (s *Service) isApprover(ctx context.Context, role Role, user string) (bool,
 }
 
 // isAmong reports whether user is one of ids (user and user-group IDs), directly or through a
-// user group. A failed group look-up is no answer: if no other group contains the user, it
-// is ErrMembershipUnknown (the GroupResolver falls back on the membership it last knew).
+// user group. A failed group look-up is no answer: if no other group contains the user and
+// the group's last known members may not stand in (see standsIn), it is ErrMembershipUnknown.
 func (s *Service) isAmong(ctx context.Context, ids []string, user string) (bool, error) {
 	if slices.Contains(ids, user) {
 		return true, nil
@@ -197,11 +198,14 @@ func (s *Service) isAmong(ctx context.Context, ids []string, user string) (bool,
 		}
 		members, err := s.Groups.GroupMembers(ctx, id)
 		if err != nil {
-			s.Log.Warn("looking up user group failed", "group", id, "err", err)
-			failed = err
-			continue
+			if !s.standsIn(members, err) {
+				s.Log.Warn("looking up user group failed", "group", id, "known_since", members.AsOf, "err", err)
+				failed = err
+				continue
+			}
+			s.Log.Warn("looking up user group failed; its last known members stand in", "group", id, "known_since", members.AsOf, "err", err)
 		}
-		if slices.Contains(members, user) {
+		if slices.Contains(members.IDs, user) {
 			return true, nil
 		}
 	}
@@ -209,4 +213,21 @@ func (s *Service) isAmong(ctx context.Context, ids []string, user string) (bool,
 		return false, fmt.Errorf("%w: %w", ErrMembershipUnknown, failed)
 	}
 	return false, nil
+}
+
+// staleMembershipLimit bounds how old a user group's last known members may be to stand in
+// for Slack: long enough to ride out a rate limit or a short outage, short enough that
+// someone removed from an approver group does not keep deciding through a long one.
+const staleMembershipLimit = time.Hour
+
+// standsIn reports whether members, returned with the failed look-up err, may answer for
+// Slack: only when they are known, less than staleMembershipLimit old, and Slack's failure
+// is one that passes — after a refusal for good (a missing scope, a revoked token, a group
+// that is gone) what Slack said before is no longer evidence.
+func (s *Service) standsIn(members Members, err error) bool {
+	var de *DeliveryError
+	if errors.As(err, &de) && de.Permanent {
+		return false
+	}
+	return !members.AsOf.IsZero() && s.Now().Sub(members.AsOf) < staleMembershipLimit
 }

@@ -63,9 +63,8 @@ func (s *Service) concerned(ctx context.Context, r Request) []string {
 		members, err := s.Groups.GroupMembers(ctx, id)
 		if err != nil {
 			s.Log.Warn("looking up approver group failed", "group", id, "err", err)
-			continue
 		}
-		users = append(users, members...)
+		users = append(users, members.IDs...) // the last known ones, if Slack fails: a redraw decides nothing
 	}
 	slices.Sort(users)
 	return slices.Compact(users)

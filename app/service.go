@@ -49,7 +49,16 @@ type GrantExtension struct {
 
 // GroupResolver lists the members of a Slack user group.
 type GroupResolver interface {
-	GroupMembers(ctx context.Context, groupID string) ([]string, error)
+	// GroupMembers returns the group's members. When Slack does not answer, it returns the
+	// error with the members it last knew, if any: whether they may stand in is the
+	// Service's decision (see standsIn).
+	GroupMembers(ctx context.Context, groupID string) (Members, error)
+}
+
+// Members are a user group's members as Slack said at AsOf (zero: never).
+type Members struct {
+	IDs  []string
+	AsOf time.Time
 }
 
 // Notifier tells people about requests. Slack is one implementation. Its errors are

@@ -69,7 +69,9 @@ func (r *recorder) NotifyRequester(_ context.Context, req app.Request, _ *app.Gr
 
 type groups map[string][]string
 
-func (g groups) GroupMembers(_ context.Context, id string) ([]string, error) { return g[id], nil }
+func (g groups) GroupMembers(_ context.Context, id string) (app.Members, error) {
+	return app.Members{IDs: g[id], AsOf: time.Now()}, nil
+}
 
 type clock struct{ now atomic.Int64 }
 

@@ -25,25 +25,23 @@ func newLookupCache[V any](ttl time.Duration, now func() time.Time) *lookupCache
 	return &lookupCache[V]{ttl: ttl, now: now, entries: map[string]cacheEntry[V]{}}
 }
 
-// get returns the value for key, calling fetch when it is missing or older than the TTL.
-// While fetch fails, the last value fetched, however old, stands in for the answer: Slack
-// being unreachable is no reason to forget what it said.
-func (c *lookupCache[V]) get(ctx context.Context, key string, fetch func(ctx context.Context) (V, error)) (V, error) {
+// get returns the entry for key, calling fetch when it is missing or older than the TTL.
+// When fetch fails, it returns the error with the last entry fetched, if any: the caller
+// decides whether that may stand in for the answer.
+func (c *lookupCache[V]) get(ctx context.Context, key string, fetch func(ctx context.Context) (V, error)) (cacheEntry[V], error) {
 	c.mu.Lock()
 	e, ok := c.entries[key]
 	c.mu.Unlock()
 	if ok && c.now().Sub(e.fetched) < c.ttl {
-		return e.value, nil
+		return e, nil
 	}
 	v, err := fetch(ctx)
 	if err != nil {
-		if ok {
-			return e.value, nil
-		}
-		return v, err
+		return e, err
 	}
+	e = cacheEntry[V]{value: v, fetched: c.now()}
 	c.mu.Lock()
-	c.entries[key] = cacheEntry[V]{value: v, fetched: c.now()}
+	c.entries[key] = e
 	c.mu.Unlock()
-	return v, nil
+	return e, nil
 }

@@ -24,16 +24,20 @@ func NewGroupCache(api *slack.Client, ttl time.Duration, now func() time.Time) *
 	return &GroupCache{api: api, cache: newLookupCache[[]string](ttl, now)}
 }
 
-// GroupMembers returns the user IDs in the group.
-func (c *GroupCache) GroupMembers(ctx context.Context, groupID string) ([]string, error) {
-	return c.cache.get(ctx, groupID, func(ctx context.Context) (members []string, err error) {
+// GroupMembers returns the user IDs in the group; when Slack fails, the error (an
+// *app.DeliveryError) comes with the members it last said, if any.
+func (c *GroupCache) GroupMembers(ctx context.Context, groupID string) (app.Members, error) {
+	const method = "usergroups.users.list"
+	e, err := c.cache.get(ctx, groupID, func(ctx context.Context) (members []string, err error) {
 		err = retry(ctx, func() (err error) {
 			members, err = c.api.GetUserGroupMembersContext(ctx, groupID)
 			return err
 		})
-		if err != nil {
-			return nil, fmt.Errorf("slack: members of %s: %w", groupID, err)
-		}
-		return members, nil
+		return members, err
 	})
+	members := app.Members{IDs: e.value, AsOf: e.fetched}
+	if err != nil {
+		return members, fmt.Errorf("slack: members of %s: %w", groupID, classify(method, err))
+	}
+	return members, nil
 }

@@ -22,9 +22,10 @@ func NewPeople(api *slack.Client, ttl time.Duration, now func() time.Time) *Peop
 	return &People{api: api, cache: newLookupCache[app.Profile](ttl, now)}
 }
 
-// Profile returns the user's display name and email.
+// Profile returns the user's display name and email. While Slack fails, the last profile it
+// gave stands in, however old: a name in a token decides nothing.
 func (p *People) Profile(ctx context.Context, userID string) (app.Profile, error) {
-	return p.cache.get(ctx, userID, func(ctx context.Context) (app.Profile, error) {
+	e, err := p.cache.get(ctx, userID, func(ctx context.Context) (app.Profile, error) {
 		var user *slack.User
 		err := retry(ctx, func() (err error) {
 			user, err = p.api.GetUserInfoContext(ctx, userID)
@@ -39,4 +40,8 @@ func (p *People) Profile(ctx context.Context, userID string) (app.Profile, error
 		}
 		return profile, nil
 	})
+	if err != nil && e.fetched.IsZero() {
+		return app.Profile{}, err
+	}
+	return e.value, nil
 }

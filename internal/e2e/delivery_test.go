@@ -199,6 +199,35 @@ func TestGroupLookupFailureIsNoRefusal(t *testing.T) {
 	}
 }
 
+// The last known membership of a user group stands in for Slack only for an hour, and only
+// while Slack fails in a way that passes: someone removed from an approver group must not
+// keep deciding through a long outage, or once the bot lost its usergroups:read scope. It
+// used to stand in however old, whatever Slack said.
+func TestStaleGroupMembershipIsBounded(t *testing.T) {
+	g := startGatehouse(t)
+	g.command("U0ALICE", "prod-db-admin 1h before the outage")
+	g.click("U0DAVE", g.message("C0DBA", "before the outage"), "Approve") // learns the membership
+	g.openView("U0DAVE", "before the outage")
+
+	g.slack.Fail("usergroups.users.list", slackfake.Fault{Status: 503})
+	g.clock.Advance(61 * time.Minute)
+	g.command("U0ALICE", "prod-db-admin 1h an hour into the outage")
+	msg := g.message("C0DBA", "an hour into the outage")
+	g.click("U0DAVE", msg, "Approve")
+	g.ephemeral("U0DAVE", "Slack could not confirm your user-group membership; nothing was changed, try again in a minute")
+
+	g.slack.ClearFaults()
+	g.click("U0DAVE", msg, "Approve") // learns it again
+	g.openView("U0DAVE", "an hour into the outage")
+	g.slack.Fail("usergroups.users.list", slackfake.Fault{Error: "missing_scope"})
+	g.clock.Advance(3 * time.Minute) // past the cache's two minutes
+	g.click("U0DAVE", msg, "Approve")
+	g.ephemeralCount("U0DAVE", 2)
+	if got := g.slack.Ephemerals("U0DAVE")[1].AllText(); !strings.Contains(got, "Slack could not confirm your user-group membership") {
+		t.Errorf("approver without usergroups:read told %q", got)
+	}
+}
+
 // A form that does not open says why: it expired, or Slack is not answering. It used to say
 // "Slack did not let me open the form in time" whatever happened.
 func TestFormErrorsSayWhatHappened(t *testing.T) {

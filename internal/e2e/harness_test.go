@@ -367,6 +367,17 @@ func (g *gatehouse) view(user, title string) slackfake.View {
 	return v
 }
 
+// openView waits for a modal open for user that shows text.
+func (g *gatehouse) openView(user, text string) slackfake.View {
+	g.t.Helper()
+	v, err := g.slack.WaitView(user, wait, func(v slackfake.View) bool { return strings.Contains(v.AllText(), text) })
+	if err != nil {
+		open, _ := g.slack.OpenView(user)
+		g.t.Fatalf("no modal showing %q open for %s; open: %q; told privately: %q", text, user, open.AllText(), texts(g.slack.Ephemerals(user)))
+	}
+	return v
+}
+
 // click clicks a button on a message as user.
 func (g *gatehouse) click(user string, m slackfake.Message, label string) {
 	g.t.Helper()
