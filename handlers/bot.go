@@ -54,7 +54,7 @@ type Bot struct {
 	actions   Actions // nil: commands are not kept before their ack
 	owner     string  // who this process is, for the leases on commands it keeps
 	commands  chan commandEnvelope
-	finished  chan string // keys of commands carried out
+	finished  chan string  // keys of commands carried out
 	carrying  atomic.Int64 // commands kept by this process and being carried out
 	handling  sync.WaitGroup
 	workers   chan struct{} // bounds the handlers running at once
