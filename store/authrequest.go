@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/app"
+	"gorm.io/gorm"
 )
 
 type authRequestRow struct {
@@ -35,7 +36,7 @@ func (authRequestRow) TableName() string { return "auth_requests" }
 // CreateAuthRequest stores a new browser sign-in.
 func (s *Store) CreateAuthRequest(ctx context.Context, a app.AuthRequest) error {
 	row := authRequestRow(a)
-	if err := s.db.WithContext(ctx).Create(&row).Error; err != nil {
+	if err := s.transaction(ctx, func(tx *gorm.DB) error { return tx.Create(&row).Error }); err != nil {
 		return fmt.Errorf("store: create auth request: %w", translate(err))
 	}
 	return nil
@@ -71,12 +72,15 @@ func (s *Store) SaveAuthCode(ctx context.Context, id, codeHash string, expiresAt
 // updateAuthRequest applies updates to the sign-in only while it matches cond (one
 // conditional write); when it does not, the error is app.ErrConflict.
 func (s *Store) updateAuthRequest(ctx context.Context, what, id string, cond, updates map[string]any) error {
-	res := s.db.WithContext(ctx).Model(&authRequestRow{}).Where("id = ?", id).Where(cond).Updates(updates)
-	if res.Error != nil {
-		return fmt.Errorf("store: %s: %w", what, res.Error)
-	}
-	if res.RowsAffected != 1 {
-		return fmt.Errorf("store: %s: %w", what, app.ErrConflict)
+	err := s.transaction(ctx, func(tx *gorm.DB) error {
+		res := tx.Model(&authRequestRow{}).Where("id = ?", id).Where(cond).Updates(updates)
+		if res.Error == nil && res.RowsAffected != 1 {
+			return app.ErrConflict
+		}
+		return res.Error
+	})
+	if err != nil {
+		return fmt.Errorf("store: %s: %w", what, err)
 	}
 	return nil
 }
@@ -103,7 +107,7 @@ func (browserSessionRow) TableName() string { return "browser_sessions" }
 // CreateBrowserSession remembers a signed-in browser.
 func (s *Store) CreateBrowserSession(ctx context.Context, b app.BrowserSession) error {
 	row := browserSessionRow{Hash: b.Hash, Subject: b.Subject, ExpiresAt: b.ExpiresAt.UTC()}
-	if err := s.db.WithContext(ctx).Create(&row).Error; err != nil {
+	if err := s.transaction(ctx, func(tx *gorm.DB) error { return tx.Create(&row).Error }); err != nil {
 		return fmt.Errorf("store: create browser session: %w", translate(err))
 	}
 	return nil
@@ -120,7 +124,7 @@ func (s *Store) BrowserSession(ctx context.Context, hash string, now time.Time) 
 
 // EndBrowserSession signs one browser out: the session with that cookie hash.
 func (s *Store) EndBrowserSession(ctx context.Context, hash string) error {
-	if err := s.db.WithContext(ctx).Where("hash = ?", hash).Delete(&browserSessionRow{}).Error; err != nil {
+	if err := s.transaction(ctx, func(tx *gorm.DB) error { return tx.Where("hash = ?", hash).Delete(&browserSessionRow{}).Error }); err != nil {
 		return fmt.Errorf("store: end browser session: %w", err)
 	}
 	return nil

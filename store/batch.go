@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/gatehouse/gatehouse/app"
@@ -24,10 +25,17 @@ type batchOp func(tx *batchTx) ([]app.AuditEvent, error)
 type pendingOp struct {
 	ctx    context.Context // the caller's: once it ends, the op is no longer applied
 	op     batchOp
-	writes bool // the op itself writes (else it only reads and returns events): it needs a savepoint
+	writes bool         // the op itself writes (else it only reads and returns events): it needs a savepoint
+	state  atomic.Int32 // opQueued, until its batch takes it or its caller abandons it
 	err    error
 	done   chan struct{}
 }
+
+const (
+	opQueued int32 = iota
+	opTaken
+	opAbandoned
+)
 
 // committer is a group commit over the writer: concurrent callers queue their writes, one
 // goroutine runs whatever is queued in one transaction, and each caller returns once the
@@ -49,9 +57,9 @@ func newCommitter(stmts *batchStatements) *committer {
 var errClosed = errors.New("store: closed")
 
 // do queues op and waits until the transaction holding it committed or failed. writes
-// says whether op writes anything itself. If ctx ends while op waits in the queue, op is
-// not applied; if it ends later, while its batch commits, the write may still commit. do
-// returns ctx's error in both cases.
+// says whether op writes anything itself. If ctx ends before op's batch applies it (the
+// writer is busy, or another process holds the write lock), op is not applied and do
+// returns app.ErrBusy; once applied, do waits for its batch's outcome (see batchTimeout).
 func (c *committer) do(ctx context.Context, writes bool, op batchOp) error {
 	p := &pendingOp{ctx: ctx, op: op, writes: writes, done: make(chan struct{})}
 	select {
@@ -59,7 +67,7 @@ func (c *committer) do(ctx context.Context, writes bool, op batchOp) error {
 	case <-c.stopped:
 		return errClosed
 	case <-ctx.Done():
-		return ctx.Err()
+		return fmt.Errorf("%w: %w", app.ErrBusy, ctx.Err())
 	}
 	select {
 	case <-p.done:
@@ -72,7 +80,11 @@ func (c *committer) do(ctx context.Context, writes bool, op batchOp) error {
 			return errClosed
 		}
 	case <-ctx.Done():
-		return ctx.Err()
+		if p.state.CompareAndSwap(opQueued, opAbandoned) {
+			return fmt.Errorf("%w: %w", app.ErrBusy, ctx.Err())
+		}
+		<-p.done
+		return p.err
 	}
 }
 
@@ -164,8 +176,11 @@ func (c *committer) drain() {
 // apply runs one write of a batch, under a savepoint if it writes. Its own failure is
 // recorded in p; the error returned is the database's, and fails the batch.
 func (c *committer) apply(tx *batchTx, p *pendingOp) ([]app.AuditEvent, error) {
-	if err := p.ctx.Err(); err != nil { // its caller gave up: what it would record is not handed out
-		p.err = err
+	if !p.state.CompareAndSwap(opQueued, opTaken) { // its caller abandoned it
+		return nil, nil
+	}
+	if err := p.ctx.Err(); err != nil { // its caller is giving up: what it would record is not handed out
+		p.err = fmt.Errorf("%w: %w", app.ErrBusy, err)
 		return nil, nil
 	}
 	if !p.writes {
@@ -193,7 +208,7 @@ func (c *committer) apply(tx *batchTx, p *pendingOp) ([]app.AuditEvent, error) {
 // commit runs one batch in one transaction, each write under its own savepoint, then the
 // audit events of the writes that succeeded, then commits and wakes every caller.
 func (c *committer) commit(batch []*pendingOp) {
-	err := c.transaction(func(tx *batchTx) error {
+	err := c.transaction(batch, func(tx *batchTx) error {
 		var events []app.AuditEvent
 		for _, p := range batch {
 			owed, err := c.apply(tx, p)
@@ -218,10 +233,10 @@ const batchTimeout = 10 * time.Second
 
 // transaction runs f in one transaction on the writer and commits it, or rolls it back if f
 // fails.
-func (c *committer) transaction(f func(tx *batchTx) error) error {
+func (c *committer) transaction(batch []*pendingOp, f func(tx *batchTx) error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
 	defer cancel()
-	tx, err := c.stmts.begin(ctx)
+	tx, err := c.begin(ctx, batch)
 	if err != nil {
 		return err
 	}
@@ -230,4 +245,33 @@ func (c *committer) transaction(f func(tx *batchTx) error) error {
 		return err
 	}
 	return tx.tx.Commit()
+}
+
+// begin begins the batch's transaction. While another process holds the write lock it
+// tries again (SQLite's own wait is short, see sqliteParams) for as long as one of the
+// batch's callers still waits: then app.ErrBusy, and nothing of the batch was applied.
+func (c *committer) begin(ctx context.Context, batch []*pendingOp) (*batchTx, error) {
+	for {
+		tx, err := c.stmts.begin(ctx)
+		if err == nil || !lockedOut(err) {
+			return tx, err
+		}
+		if !stillWaited(batch) || ctx.Err() != nil {
+			return nil, fmt.Errorf("%w: %w", app.ErrBusy, err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// stillWaited reports whether a caller of batch still waits for its write.
+func stillWaited(batch []*pendingOp) bool {
+	for _, p := range batch {
+		if p.state.Load() == opQueued && p.ctx.Err() == nil {
+			return true
+		}
+	}
+	return false
 }

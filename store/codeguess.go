@@ -45,7 +45,7 @@ func (s *Store) TryCodeGuess(ctx context.Context, user string, now time.Time, wi
 
 // ForgetCodeGuess gives back an attempt: the code was right.
 func (s *Store) ForgetCodeGuess(ctx context.Context, id uint64) error {
-	if err := s.db.WithContext(ctx).Delete(&codeGuessRow{}, id).Error; err != nil {
+	if err := s.transaction(ctx, func(tx *gorm.DB) error { return tx.Delete(&codeGuessRow{}, id).Error }); err != nil {
 		return fmt.Errorf("store: forget code guess: %w", err)
 	}
 	return nil

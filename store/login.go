@@ -51,7 +51,7 @@ func (row loginRow) toApp() app.Login {
 // CreateLogin stores a new login; a user code already taken is app.ErrConflict.
 func (s *Store) CreateLogin(ctx context.Context, l app.Login) error {
 	row := loginFromApp(l)
-	if err := s.db.WithContext(ctx).Create(&row).Error; err != nil {
+	if err := s.transaction(ctx, func(tx *gorm.DB) error { return tx.Create(&row).Error }); err != nil {
 		return fmt.Errorf("store: create login: %w", translate(err))
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +15,7 @@ import (
 // Another process holding the database's write lock used to make an Approve submission
 // answer after 10 s (Slack had shown the approver an error after 3), an Approve click fail
 // to open its form, and /readyz hang. Now reads go on, writes give up in time with words
-// that say so, and /readyz answers 503 at once.
+// that say so, /readyz answers 503 at once, and tokens wait for the lock.
 func TestLockedDatabaseAnswersInTime(t *testing.T) {
 	g := startGatehouse(t)
 	if strings.HasPrefix(g.database, "postgres://") {
@@ -63,6 +64,21 @@ func TestLockedDatabaseAnswersInTime(t *testing.T) {
 	}
 	g.ephemeral("U0CAROL", "Gatehouse is busy; nothing was changed, try again.")
 
+	// A token asked for while the lock is held is issued once it is released (it used to
+	// fail after SQLite's 100 ms with a server_error).
+	tokenStatus := make(chan int, 1)
+	go func() {
+		req := newFormRequest(g.issuer()+"/oauth/token", url.Values{"grant_type": {"client_credentials"}})
+		req.SetBasicAuth("ci-deployer", serviceSecret("ci-deployer"))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			tokenStatus <- 0
+			return
+		}
+		resp.Body.Close()
+		tokenStatus <- resp.StatusCode
+	}()
+
 	start := time.Now()
 	req, _ := http.NewRequest("GET", g.issuer()+"/readyz", nil)
 	// The check gives the database 0.7 s; a balancer's probe typically waits 1–5 s.
@@ -71,6 +87,9 @@ func TestLockedDatabaseAnswersInTime(t *testing.T) {
 	}
 
 	unlock()
+	if status := <-tokenStatus; status != http.StatusOK {
+		t.Errorf("a token asked for while the lock was held: %d, want 200 once it was released", status)
+	}
 	if ack := g.submit("U0BOB", map[string]string{"Comment": "after the lock"}); ack.ResponseAction != "" {
 		t.Fatalf("approving after the lock: %+v", ack)
 	}
