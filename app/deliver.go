@@ -206,7 +206,7 @@ func (s *Service) settle(ctx context.Context, dl Delivery, err error) {
 			log.Info("delivery no longer needed", "why", err)
 		}
 		s.countDelivery(dl.Kind, outcome, "")
-		if _, err := s.Outbox.FinishDelivery(ctx, dl.ID, now); err != nil {
+		if _, err := s.Outbox.FinishDelivery(ctx, s.delivery.opts.Owner, dl.ID, now); err != nil {
 			log.Error("recording a delivery as done failed; it will be drawn again", "err", err)
 		}
 		return
@@ -214,7 +214,7 @@ func (s *Service) settle(ctx context.Context, dl Delivery, err error) {
 		s.countDelivery(dl.Kind, "failed", de.Code)
 		log.Error("Slack refused a delivery; retrying will not help", "method", de.Method, "error", de.Code, "fix", de.Fix)
 		if dl.Kind != DeliverMessage {
-			if _, err := s.Outbox.FinishDelivery(ctx, dl.ID, now); err != nil {
+			if _, err := s.Outbox.FinishDelivery(ctx, s.delivery.opts.Owner, dl.ID, now); err != nil {
 				log.Error("dropping a failed delivery failed", "err", err)
 			}
 			return
@@ -225,7 +225,7 @@ func (s *Service) settle(ctx context.Context, dl Delivery, err error) {
 		if dl.LastError != de.Code {
 			owed = append(owed, Delivery{Kind: DeliverStuck, RequestID: dl.RequestID, Problem: de.Code})
 		}
-		if err := s.Outbox.RetryDelivery(ctx, dl.ID, now.Add(s.delivery.opts.Parked), de.Code, owed...); err != nil {
+		if err := s.Outbox.RetryDelivery(ctx, s.delivery.opts.Owner, dl.ID, now.Add(s.delivery.opts.Parked), de.Code, owed...); err != nil {
 			log.Error("parking a failed post failed", "err", err)
 		}
 		s.delivery.kick()
@@ -242,7 +242,7 @@ func (s *Service) settle(ctx context.Context, dl Delivery, err error) {
 		s.countDelivery(dl.Kind, "retry", code)
 		log.Warn("delivery failed; it will be retried", "in", wait.Round(time.Millisecond), "err", err)
 	}
-	if err := s.Outbox.RetryDelivery(ctx, dl.ID, now.Add(wait), code); err != nil {
+	if err := s.Outbox.RetryDelivery(ctx, s.delivery.opts.Owner, dl.ID, now.Add(wait), code); err != nil {
 		log.Error("recording a delivery for retry failed; its lease will run out", "err", err)
 	}
 }

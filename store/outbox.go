@@ -111,15 +111,15 @@ func (s *Store) dueDeliveries(tx *gorm.DB, now time.Time, limit int, skip []stri
 }
 
 // FinishDelivery implements app.Outbox.
-func (s *Store) FinishDelivery(ctx context.Context, id int64, now time.Time) (bool, error) {
+func (s *Store) FinishDelivery(ctx context.Context, owner string, id int64, now time.Time) (bool, error) {
 	finished := false
 	err := s.transaction(ctx, func(tx *gorm.DB) error {
-		res := tx.Where("id = ? AND redraw = ?", id, false).Delete(&deliveryRow{})
+		res := tx.Where("id = ? AND claimed_by = ? AND redraw = ?", id, owner, false).Delete(&deliveryRow{})
 		if res.Error != nil || res.RowsAffected == 1 {
 			finished = res.Error == nil
 			return res.Error
 		}
-		return tx.Model(&deliveryRow{}).Where("id = ?", id).Updates(map[string]any{
+		return tx.Model(&deliveryRow{}).Where("id = ? AND claimed_by = ?", id, owner).Updates(map[string]any{
 			"redraw": false, "claimed_by": "", "lease_until": nil, "not_before": now.UTC()}).Error
 	})
 	if err != nil {
@@ -129,12 +129,12 @@ func (s *Store) FinishDelivery(ctx context.Context, id int64, now time.Time) (bo
 }
 
 // RetryDelivery implements app.Outbox.
-func (s *Store) RetryDelivery(ctx context.Context, id int64, notBefore time.Time, problem string, owed ...app.Delivery) error {
+func (s *Store) RetryDelivery(ctx context.Context, owner string, id int64, notBefore time.Time, problem string, owed ...app.Delivery) error {
 	err := s.transaction(ctx, func(tx *gorm.DB) error {
-		err := tx.Model(&deliveryRow{}).Where("id = ?", id).Updates(map[string]any{
-			"redraw": false, "claimed_by": "", "lease_until": nil, "not_before": notBefore.UTC(), "last_error": problem}).Error
-		if err != nil {
-			return err
+		res := tx.Model(&deliveryRow{}).Where("id = ? AND claimed_by = ?", id, owner).Updates(map[string]any{
+			"redraw": false, "claimed_by": "", "lease_until": nil, "not_before": notBefore.UTC(), "last_error": problem})
+		if res.Error != nil || res.RowsAffected == 0 {
+			return res.Error
 		}
 		return enqueue(tx, owed)
 	})

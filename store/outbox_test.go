@@ -52,7 +52,7 @@ func TestOutboxCoalescesMessages(t *testing.T) {
 			t.Fatalf("claimed %+v, want one message and the outcome", got)
 		}
 		redraw() // while it is being drawn
-		if done, err := s.FinishDelivery(ctx, got[0].ID, t0); err != nil || done {
+		if done, err := s.FinishDelivery(ctx, "a", got[0].ID, t0); err != nil || done {
 			t.Fatalf("finishing a message asked for again: done %v, %v; want kept", done, err)
 		}
 		again := claim(t, s, "a", t0)
@@ -60,7 +60,7 @@ func TestOutboxCoalescesMessages(t *testing.T) {
 			t.Fatalf("claimed %+v, want the message again", again)
 		}
 		for _, d := range append(again, got[1]) {
-			if done, err := s.FinishDelivery(ctx, d.ID, t0); err != nil || !done {
+			if done, err := s.FinishDelivery(ctx, "a", d.ID, t0); err != nil || !done {
 				t.Fatalf("finish %d: %v, %v", d.ID, done, err)
 			}
 		}
@@ -93,7 +93,14 @@ func TestOutboxLeasesAndRetries(t *testing.T) {
 		if len(taken) != 4 || taken[0].Attempts != 2 {
 			t.Fatalf("after the lease: %+v, want all four taken over on their second attempt", taken)
 		}
-		if err := s.RetryDelivery(ctx, taken[0].ID, t0.Add(time.Minute), "http_503"); err != nil {
+		// The dead holder comes back late: the claims are no longer its own to settle.
+		if done, err := s.FinishDelivery(ctx, "dead", taken[1].ID, t0.Add(12*time.Second)); err != nil || done {
+			t.Fatalf("a finish by a holder whose lease ran out: %v, %v; want nothing done", done, err)
+		}
+		if err := s.RetryDelivery(ctx, "dead", taken[2].ID, t0.Add(time.Hour), "http_503"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.RetryDelivery(ctx, "survivor", taken[0].ID, t0.Add(time.Minute), "http_503"); err != nil {
 			t.Fatal(err)
 		}
 		if got := claim(t, s, "survivor", t0.Add(15*time.Second)); len(got) != 0 {
@@ -161,7 +168,7 @@ func TestOutboxClaimsOnePerTarget(t *testing.T) {
 			if busy, err := s.ClaimDeliveries(ctx, "a", t0, t0.Add(time.Second), 10, []string{"U0ALICE"}); err != nil || len(busy) != 0 {
 				t.Fatalf("claimed %+v for a busy target, %v", busy, err)
 			}
-			if _, err := s.FinishDelivery(ctx, got[0].ID, t0); err != nil {
+			if _, err := s.FinishDelivery(ctx, "a", got[0].ID, t0); err != nil {
 				t.Fatal(err)
 			}
 		}
