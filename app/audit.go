@@ -15,14 +15,16 @@ import (
 // reason, source. The length prefixes make the encoding unambiguous: no two different
 // events encode alike, whatever their text holds. e.Hash itself is not hashed.
 func (e AuditEvent) ChainHash() string {
-	h := sha256.New()
-	for _, field := range []string{
+	buf := make([]byte, 0, 256)
+	for _, field := range [...]string{
 		e.PrevHash, strconv.FormatUint(e.ID, 10), e.At.UTC().Format(time.RFC3339Nano), e.Actor, e.Action,
 		string(e.Principal.Kind), e.Principal.ID, e.RequestID, e.GrantID, e.Reason, e.Source,
 	} {
-		fmt.Fprintf(h, "%d:%s,", len(field), field)
+		buf = strconv.AppendInt(buf, int64(len(field)), 10)
+		buf = append(append(append(buf, ':'), field...), ',')
 	}
-	return hex.EncodeToString(h.Sum(nil))
+	sum := sha256.Sum256(buf)
+	return hex.EncodeToString(sum[:])
 }
 
 // AuditVerification is what checking the audit trail found: how many events, oldest
