@@ -238,10 +238,8 @@ func (s *Service) settle(ctx context.Context, dl Delivery, err error) {
 			wait = de.RetryAfter
 		}
 	}
-	if code != "paused" {
-		s.countDelivery(dl.Kind, "retry", code)
-		log.Warn("delivery failed; it will be retried", "in", wait.Round(time.Millisecond), "err", err)
-	}
+	s.countDelivery(dl.Kind, "retry", code)
+	log.Warn("delivery failed; it will be retried", "in", wait.Round(time.Millisecond), "err", err)
 	if err := s.Outbox.RetryDelivery(ctx, s.delivery.opts.Owner, dl.ID, now.Add(wait), code); err != nil {
 		log.Error("recording a delivery for retry failed; its lease will run out", "err", err)
 	}
@@ -285,9 +283,6 @@ func (s *Service) carryOut(ctx context.Context, dl Delivery) error {
 	}
 	if r.Requester.Kind != PrincipalUser && dl.Kind != DeliverReminder && dl.Kind != DeliverEscalation {
 		return errMoot // services learn of their requests from the token endpoint
-	}
-	if err := s.delivery.checkPaused(dl.Target, s.Now()); err != nil {
-		return err
 	}
 	err = s.notify(ctx, dl, r, g)
 	s.delivery.noteLimit(dl.Target, s.Now(), err)
@@ -343,21 +338,10 @@ func (s *Service) notify(ctx context.Context, dl Delivery, r Request, g *Grant) 
 	return errMoot // a kind this version does not know
 }
 
-// checkPaused returns a retry-later error while Slack asked us to leave target alone.
-func (d *deliverer) checkPaused(target string, now time.Time) error {
-	d.mu.Lock()
-	until := d.paused[target]
-	d.mu.Unlock()
-	if now.Before(until) {
-		return &DeliveryError{Method: "pause", Code: "paused", RetryAfter: until.Sub(now)}
-	}
-	return nil
-}
-
 // noteLimit remembers that Slack rate limited target, so other deliveries to it wait too.
 func (d *deliverer) noteLimit(target string, now time.Time, err error) {
 	var de *DeliveryError
-	if errors.As(err, &de) && de.RetryAfter > 0 && de.Code != "paused" && target != "" {
+	if errors.As(err, &de) && de.RetryAfter > 0 && target != "" {
 		d.mu.Lock()
 		d.paused[target] = now.Add(de.RetryAfter)
 		d.mu.Unlock()

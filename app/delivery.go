@@ -102,7 +102,7 @@ func (s *Service) owe(kind DeliveryKind, requestID, role string, requester Princ
 
 // refusedCodes are failures after which Slack certainly did not take the message: it
 // refused the call before doing anything.
-var refusedCodes = []string{"ratelimited", "paused", "http_429", "http_503", "service_unavailable"}
+var refusedCodes = []string{"ratelimited", "http_429", "http_503", "service_unavailable"}
 
 // mayHaveLanded reports whether an earlier attempt may have reached Slack without its
 // answer reaching us (a timeout, a dropped connection, a crash), so that the message must be

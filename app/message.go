@@ -26,9 +26,6 @@ func (s *Service) drawMessage(ctx context.Context, dl Delivery) error {
 	}
 	target := dl.Target
 	now := s.Now()
-	if err := s.delivery.checkPaused(target, now); err != nil {
-		return err
-	}
 	if r.Message.TS != "" {
 		err := s.Notifier.UpdateRequest(ctx, r, g)
 		s.delivery.noteLimit(target, now, err)
