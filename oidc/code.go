@@ -66,10 +66,9 @@ func (s *server) checkCode(ctx context.Context, client *Client, data *oidc.Acces
 	case err != nil:
 		return a, oidc.ErrServerError().WithParent(err)
 	case a.SessionID != "":
-		// Every token of the session expires by its end (at most RefreshTokenTTL after the
-		// code was redeemed, before now) plus one access token lifetime.
-		until := now.Add(s.cfg.RefreshTokenTTL + s.cfg.AccessTokenTTL)
-		if err := s.storage.tokens.RevokeSession(ctx, a.SessionID, now, until); err != nil {
+		// The session ends at most RefreshTokenTTL after the code was redeemed, before now.
+		if err := s.storage.revokeSession(ctx, a.SessionID, now.Add(s.cfg.RefreshTokenTTL), a.ClientID, a.Subject,
+			"authorization code replayed: the tokens it issued are revoked"); err != nil {
 			return a, oidc.ErrServerError().WithParent(err)
 		}
 		s.cfg.Log.Warn("authorization code replayed: the tokens it issued are revoked", "client_id", a.ClientID, "auth_request", a.ID)

@@ -148,16 +148,16 @@ func (s *server) Revocation(ctx context.Context, r *op.ClientRequest[oidc.Revoca
 // whose tokens all expire by the session's end plus one access token lifetime; an access
 // token is revoked by its jti until it expires.
 func (s *server) revoke(ctx context.Context, token, clientID string) error {
-	now := s.cfg.Now()
-	event := app.AuditEvent{At: now, Actor: clientID, Action: app.ActionTokenRevoked, Source: app.SourceOIDC}
 	refresh, err := s.storage.refreshToken(ctx, token)
 	switch {
 	case err == nil && refresh.ClientID != clientID:
 		return errOtherClient()
 	case err == nil:
-		event.Principal, event.Reason = s.cfg.Policy.Principal(refresh.Subject), "refresh token revoked: its client session ended"
-		return s.recordRevocation(ctx, app.Revocation{Kind: app.RevokedSession, Ref: refresh.SessionID, At: now,
-			Until: refresh.ExpiresAt.Add(s.cfg.AccessTokenTTL)}, event)
+		if err := s.storage.revokeSession(ctx, refresh.SessionID, refresh.ExpiresAt, clientID, refresh.Subject,
+			"refresh token revoked: its client session ended"); err != nil {
+			return oidc.ErrServerError().WithParent(err)
+		}
+		return nil
 	case !errors.Is(err, app.ErrNotFound):
 		return oidc.ErrServerError().WithParent(err)
 	}
@@ -170,11 +170,10 @@ func (s *server) revoke(ctx context.Context, token, clientID string) error {
 	case access.ClientID != clientID:
 		return errOtherClient()
 	}
-	event.Principal, event.Reason = s.cfg.Policy.Principal(access.Subject), fmt.Sprintf("access token %s revoked", access.JTI)
-	return s.recordRevocation(ctx, app.Revocation{Kind: app.RevokedToken, Ref: access.JTI, At: now, Until: time.Unix(access.Expiry, 0)}, event)
-}
-
-func (s *server) recordRevocation(ctx context.Context, r app.Revocation, e app.AuditEvent) error {
+	now := s.cfg.Now()
+	r := app.Revocation{Kind: app.RevokedToken, Ref: access.JTI, At: now, Until: time.Unix(access.Expiry, 0)}
+	e := app.AuditEvent{At: now, Actor: clientID, Action: app.ActionTokenRevoked, Principal: s.cfg.Policy.Principal(access.Subject),
+		Reason: fmt.Sprintf("access token %s revoked", access.JTI), Source: app.SourceOIDC}
 	if err := s.storage.tokens.RevokeClientTokens(ctx, r, e); err != nil {
 		return oidc.ErrServerError().WithParent(err)
 	}

@@ -37,9 +37,8 @@ type TokenStore interface {
 	RefreshToken(ctx context.Context, hash string) (app.RefreshToken, error)
 	// RefreshChain returns the newest refresh token of a chain.
 	RefreshChain(ctx context.Context, chain string) (app.RefreshToken, error)
-	// RevokeSession ends a client session; until is when the last token it affects expires.
-	RevokeSession(ctx context.Context, id string, at, until time.Time) error
-	// RevokeClientTokens records what an RFC 7009 revocation asks for, with its audit event.
+	// RevokeClientTokens records a revocation of a client session or of one access token,
+	// with its audit event.
 	RevokeClientTokens(ctx context.Context, r app.Revocation, e app.AuditEvent) error
 	// Revoked reports whether a token was revoked, itself, by its session or by a grant.
 	Revoked(ctx context.Context, ref app.TokenRef, now time.Time) (bool, error)
@@ -144,7 +143,7 @@ func (s *Storage) TokenRequestByRefreshToken(ctx context.Context, token string) 
 	}
 	now := s.cfg.Now()
 	if t.Used {
-		if err := s.revokeSession(ctx, t, now); err != nil {
+		if err := s.revokeSession(ctx, t.SessionID, t.ExpiresAt, t.ClientID, t.Subject, "refresh token replayed: its session is revoked"); err != nil {
 			return nil, err
 		}
 		return nil, errors.New("refresh token replayed: session revoked")
@@ -162,10 +161,14 @@ func (s *Storage) TokenRequestByRefreshToken(ctx context.Context, token string) 
 	return r, nil
 }
 
-// revokeSession ends the client session of t: its refresh tokens, and every access token
-// issued with it, which all expire by the session's end plus one access token lifetime.
-func (s *Storage) revokeSession(ctx context.Context, t app.RefreshToken, now time.Time) error {
-	if err := s.tokens.RevokeSession(ctx, t.SessionID, now, t.ExpiresAt.Add(s.cfg.AccessTokenTTL)); err != nil {
+// revokeSession ends a client session — its refresh tokens, and every access token issued
+// in it, which all expire by the session's end plus one access token lifetime — and audits
+// it: by actor (a client), about subject, saying why.
+func (s *Storage) revokeSession(ctx context.Context, id string, end time.Time, actor, subject, why string) error {
+	now := s.cfg.Now()
+	r := app.Revocation{Kind: app.RevokedSession, Ref: id, At: now, Until: end.Add(s.cfg.AccessTokenTTL)}
+	e := app.AuditEvent{At: now, Actor: actor, Action: app.ActionTokenRevoked, Principal: s.cfg.Policy.Principal(subject), Reason: why, Source: app.SourceOIDC}
+	if err := s.tokens.RevokeClientTokens(ctx, r, e); err != nil {
 		return fmt.Errorf("revoke session: %w", err)
 	}
 	return nil

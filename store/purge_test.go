@@ -29,7 +29,8 @@ func TestPurgeKeepsWhatIsStillNeeded(t *testing.T) {
 		if err := s.RecordIssuance(ctx, app.Issuance{At: t0, SessionID: "ses_old", Refresh: &expired}); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.RevokeSession(ctx, "ses_old", t0, t0.Add(time.Hour)); err != nil {
+		revoked := app.Revocation{Kind: app.RevokedSession, Ref: "ses_old", At: t0, Until: t0.Add(time.Hour)}
+		if err := s.RevokeClientTokens(ctx, revoked, app.AuditEvent{At: t0, Actor: "c", Action: app.ActionTokenRevoked}); err != nil {
 			t.Fatal(err)
 		}
 

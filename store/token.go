@@ -93,16 +93,6 @@ func (s *Store) SpendLogin(ctx context.Context, sp app.LoginSpend, events []app.
 	return nil
 }
 
-// RevokeSession ends a client session: its refresh tokens and the access tokens issued
-// with them stop working. until is when the last of those tokens expires, after which the
-// revocation record may go. A session already revoked is left as it was.
-func (s *Store) RevokeSession(ctx context.Context, id string, at, until time.Time) error {
-	if err := s.revoke(ctx, app.Revocation{Kind: app.RevokedSession, Ref: id, At: at, Until: until}, nil); err != nil {
-		return fmt.Errorf("store: revoke session: %w", err)
-	}
-	return nil
-}
-
 // RevokeClientTokens records what an RFC 7009 revocation asks for, in one transaction with
 // its audit event e: r names a client session (app.RevokedSession: its refresh tokens and
 // every access token issued in it end) or one access token (app.RevokedToken, by jti), and

@@ -348,6 +348,7 @@ func TestReplayOfAnOlderRefreshTokenRevokesTheSession(t *testing.T) {
 				if status, _ := refresh(chain[1]); status != 400 {
 					t.Errorf("reusing a token replaced two rotations ago: %d, want 400", status)
 				}
+				g.auditedReplay(t, "refresh token replayed")
 			} else if status, body := g.post("/revoke", url.Values{"token": {chain[0]}, "client_id": {"gatehouse-cli"}}); status != 200 {
 				t.Errorf("revoking a token replaced three rotations ago: %d %s", status, body)
 			}

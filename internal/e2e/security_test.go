@@ -106,13 +106,7 @@ func TestRevocationIgnoresAWrongHint(t *testing.T) {
 	if got := g.introspect(tok.AccessToken); got["active"] != false {
 		t.Errorf("the session's access token introspects %v", got)
 	}
-	var events []app.AuditEvent
-	g.svc.Store.AuditExport(context.Background(), time.Time{}, func(e app.AuditEvent) error {
-		if e.Action == app.ActionTokenRevoked {
-			events = append(events, e)
-		}
-		return nil
-	})
+	events := g.auditEvents(app.ActionTokenRevoked)
 	if len(events) != 1 || events[0].Actor != "gatehouse-cli" || events[0].Principal.ID != "U0ALICE" {
 		t.Errorf("token.revoked events = %+v, want one by gatehouse-cli about U0ALICE", events)
 	}
@@ -317,4 +311,36 @@ func (g *gatehouse) replayRevokes(t *testing.T, code, verifier, access string) {
 	if got := g.introspect(access); got["active"] != false {
 		t.Errorf("after the replay the code's access token introspects %v, want inactive", got)
 	}
+	g.auditedReplay(t, "authorization code replayed")
+}
+
+// auditedReplay checks that the audit trail says a session was revoked because one of its
+// secrets was used again (why), once.
+func (g *gatehouse) auditedReplay(t *testing.T, why string) {
+	t.Helper()
+	var found []app.AuditEvent
+	for _, e := range g.auditEvents(app.ActionTokenRevoked) {
+		if strings.Contains(e.Reason, why) {
+			found = append(found, e)
+		}
+	}
+	if len(found) != 1 || found[0].Principal.ID != "U0ALICE" {
+		t.Errorf("token.revoked events saying %q: %+v, want one about U0ALICE", why, found)
+	}
+}
+
+// auditEvents returns the audit trail's events of action, oldest first.
+func (g *gatehouse) auditEvents(action string) []app.AuditEvent {
+	g.t.Helper()
+	var events []app.AuditEvent
+	err := g.svc.Store.AuditExport(context.Background(), time.Time{}, func(e app.AuditEvent) error {
+		if e.Action == action {
+			events = append(events, e)
+		}
+		return nil
+	})
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return events
 }
