@@ -90,7 +90,7 @@ func (s *Store) updateAuthRequest(ctx context.Context, what, id string, cond, up
 // replayed code is recognised as one.
 func (s *Store) AuthRequestByCode(ctx context.Context, codeHash string) (app.AuthRequest, error) {
 	var row authRequestRow
-	if err := s.db.WithContext(ctx).Take(&row, "code_hash = ?", codeHash).Error; err != nil {
+	if err := s.read.WithContext(ctx).Take(&row, "code_hash = ?", codeHash).Error; err != nil {
 		return app.AuthRequest{}, fmt.Errorf("store: auth request by code: %w", translate(err))
 	}
 	return app.AuthRequest(row), nil
