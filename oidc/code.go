@@ -46,7 +46,10 @@ func (s *server) CodeExchange(ctx context.Context, r *op.ClientRequest[oidc.Acce
 	resp, err := s.mint(ctx, issue{req: req, client: client, grantType: oidc.GrantTypeCode, withIDToken: true, nonce: a.Nonce,
 		withRefresh: slices.Contains(a.Scopes, oidc.ScopeOfflineAccess) && client.allows(oidc.GrantTypeRefreshToken),
 		code:        &app.CodeSpend{AuthRequestID: a.ID, CodeHash: a.CodeHash}})
-	if errors.Is(err, app.ErrConflict) { // another exchange of the same code won
+	if errors.Is(err, app.ErrConflict) { // another exchange of the same code won: this one is a replay of it
+		if _, err := s.checkCode(ctx, client, r.Data); err != nil {
+			return nil, err // the replay revoked what the winner got
+		}
 		return nil, errBadCode()
 	}
 	if err != nil {
@@ -67,7 +70,7 @@ func (s *server) checkCode(ctx context.Context, client *Client, data *oidc.Acces
 		return a, oidc.ErrServerError().WithParent(err)
 	case a.SessionID != "":
 		// The session ends at most RefreshTokenTTL after the code was redeemed, before now.
-		if err := s.storage.revokeSession(ctx, a.SessionID, now.Add(s.cfg.RefreshTokenTTL), a.ClientID, a.Subject,
+		if err := s.storage.revokeSession(ctx, a.SessionID, now.Add(s.cfg.RefreshTokenTTL), client.GetID(), a.Subject,
 			"authorization code replayed: the tokens it issued are revoked"); err != nil {
 			return a, oidc.ErrServerError().WithParent(err)
 		}

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -87,6 +88,38 @@ func TestCodeExchangeChecksFirstAndReplayRevokes(t *testing.T) {
 	req.SetBasicAuth("webapp-confidential", resourceServerSecret)
 	if status, body := g.do(req); status != 400 {
 		t.Errorf("after the replay the code's refresh token answers %d %s", status, body)
+	}
+}
+
+// Exchanges of one code racing each other: one gets tokens, and the others, replays of it,
+// revoke them — also when they looked the code up before the winner spent it (they used to
+// be refused without revoking anything).
+func TestRacingCodeExchangesRevoke(t *testing.T) {
+	g := startGatehouse(t, confidentialWebapp)
+	for round := range 3 {
+		code, w := g.browserCode("webapp-confidential", "openid")
+		statuses := make([]int, 4)
+		answers := make([]map[string]any, 4)
+		var wg sync.WaitGroup
+		for i := range statuses {
+			wg.Go(func() { statuses[i], answers[i] = g.exchange(code, w.verifier) })
+		}
+		wg.Wait()
+		var access []string
+		for i, status := range statuses {
+			if status == http.StatusOK {
+				token, _ := answers[i]["access_token"].(string)
+				access = append(access, token)
+			} else if answers[i]["error"] != "invalid_grant" {
+				t.Errorf("round %d: a losing exchange answered %d %v, want invalid_grant", round, status, answers[i])
+			}
+		}
+		if len(access) != 1 {
+			t.Fatalf("round %d: %d exchanges of one code got tokens, want 1", round, len(access))
+		}
+		if got := g.introspect(access[0]); got["active"] != false {
+			t.Errorf("round %d: the winner's access token after racing replays introspects %v, want inactive", round, got)
+		}
 	}
 }
 
