@@ -122,7 +122,7 @@ var ErrBusy = errors.New("gatehouse is busy")
 var ErrUnavailable = errors.New("the database cannot be reached")
 
 // ErrMembershipUnknown: Slack could not say whether the user is in a user group that matters,
-// and nothing was known of it before; nothing was changed.
+// and what it said before may not stand in (see Service.standsIn); nothing was changed.
 var ErrMembershipUnknown = errors.New("user-group membership could not be confirmed")
 
 // DeliveryMetrics counts deliveries; Deps.Metrics may implement it.

@@ -45,3 +45,10 @@ func (c *lookupCache[V]) get(ctx context.Context, key string, fetch func(ctx con
 	c.mu.Unlock()
 	return e, nil
 }
+
+// forget drops what is known of key.
+func (c *lookupCache[V]) forget(key string) {
+	c.mu.Lock()
+	delete(c.entries, key)
+	c.mu.Unlock()
+}

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -25,7 +26,8 @@ func NewGroupCache(api *slack.Client, ttl time.Duration, now func() time.Time) *
 }
 
 // GroupMembers returns the user IDs in the group; when Slack fails, the error (an
-// *app.DeliveryError) comes with the members it last said, if any.
+// *app.DeliveryError) comes with the members it last said, if any. A refusal for good (a
+// missing scope, a revoked token, a group that is gone) forgets them.
 func (c *GroupCache) GroupMembers(ctx context.Context, groupID string) (app.Members, error) {
 	const method = "usergroups.users.list"
 	e, err := c.cache.get(ctx, groupID, func(ctx context.Context) (members []string, err error) {
@@ -35,9 +37,14 @@ func (c *GroupCache) GroupMembers(ctx context.Context, groupID string) (app.Memb
 		})
 		return members, err
 	})
-	members := app.Members{IDs: e.value, AsOf: e.fetched}
-	if err != nil {
-		return members, fmt.Errorf("slack: members of %s: %w", groupID, classify(method, err))
+	if err == nil {
+		return app.Members{IDs: e.value, AsOf: e.fetched}, nil
 	}
-	return members, nil
+	err = classify(method, err)
+	var de *app.DeliveryError
+	if errors.As(err, &de) && de.Permanent { // what Slack said before is no evidence any more
+		c.cache.forget(groupID)
+		e = cacheEntry[[]string]{}
+	}
+	return app.Members{IDs: e.value, AsOf: e.fetched}, fmt.Errorf("slack: members of %s: %w", groupID, err)
 }

@@ -34,6 +34,7 @@ var permanentFixes = map[string]string{
 	"user_not_found":          "the user is no longer in the workspace",
 	"no_permission":           "give the bot the permission the workspace's settings require",
 	"restricted_action":       "the workspace's settings forbid the bot to post there",
+	"no_such_subteam":         "a user group in the policy (approvers, break_glass_users) no longer exists: update the config",
 	"message_not_found":       "the approval message was deleted in Slack",
 	"thread_not_found":        "the approval message was deleted in Slack",
 	"cant_update_message":     "the approval message can no longer be changed",

@@ -226,6 +226,28 @@ func TestStaleGroupMembershipIsBounded(t *testing.T) {
 	if got := g.slack.Ephemerals("U0DAVE")[1].AllText(); !strings.Contains(got, "Slack could not confirm your user-group membership") {
 		t.Errorf("approver without usergroups:read told %q", got)
 	}
+	// Once Slack refused for good, what it said before stays forgotten when it then only
+	// fails for a while.
+	g.slack.ClearFaults()
+	g.slack.Fail("usergroups.users.list", slackfake.Fault{Status: 503})
+	g.click("U0DAVE", msg, "Approve")
+	g.ephemeralCount("U0DAVE", 3)
+	if got := g.slack.Ephemerals("U0DAVE")[2].AllText(); !strings.Contains(got, "Slack could not confirm your user-group membership") {
+		t.Errorf("approver told %q after a refusal for good, then a 503", got)
+	}
+}
+
+// A user group that no longer exists has no members, however recently it had some.
+func TestDeletedGroupHasNoMembers(t *testing.T) {
+	g := startGatehouse(t)
+	g.command("U0ALICE", "prod-db-admin 1h group deleted")
+	msg := g.message("C0DBA", "group deleted")
+	g.click("U0DAVE", msg, "Approve") // learns the membership
+	g.openView("U0DAVE", "group deleted")
+	g.slack.Fail("usergroups.users.list", slackfake.Fault{Error: "no_such_subteam"})
+	g.clock.Advance(3 * time.Minute) // past the cache's two minutes
+	g.click("U0DAVE", msg, "Approve")
+	g.ephemeral("U0DAVE", "Slack could not confirm your user-group membership")
 }
 
 // A form that does not open says why: it expired, or Slack is not answering. It used to say
