@@ -55,14 +55,16 @@ type Outbox interface {
 	// for each target, oldest first, leaving out the targets in skip (busy or rate limited
 	// here). Several processes may claim at once: each delivery goes to one.
 	ClaimDeliveries(ctx context.Context, owner string, now, leaseUntil time.Time, limit int, skip []string) ([]Delivery, error)
-	// FinishDelivery removes a delivery owner holds that is done or moot and reports true.
-	// A message asked for again while it was being drawn is kept, released to be drawn
-	// again at now, and FinishDelivery reports false. A claim owner no longer holds (its
-	// lease ran out and another process took the delivery over) is left to its holder.
+	// FinishDelivery removes a delivery that is done or moot and reports true, even if
+	// owner's lease ran out and another process took it over meanwhile: what was delivered
+	// is not delivered again. A message asked for again while it was being drawn is kept,
+	// released to be drawn again at now if owner still holds it, and FinishDelivery
+	// reports false.
 	FinishDelivery(ctx context.Context, owner string, id int64, now time.Time) (bool, error)
 	// RetryDelivery releases a delivery owner holds to be tried again at notBefore, noting
-	// the problem, and adds the deliveries owed in the same transaction; like
-	// FinishDelivery, it leaves a claim owner no longer holds alone.
+	// the problem, and adds the deliveries owed in the same transaction. A claim owner no
+	// longer holds (its lease ran out and another process took the delivery over) is left
+	// to its holder.
 	RetryDelivery(ctx context.Context, owner string, id int64, notBefore time.Time, problem string, owed ...Delivery) error
 	// OutboxState says how many deliveries are owed and since when the oldest is.
 	OutboxState(ctx context.Context) (depth int, oldest time.Time, err error)

@@ -114,7 +114,7 @@ func (s *Store) dueDeliveries(tx *gorm.DB, now time.Time, limit int, skip []stri
 func (s *Store) FinishDelivery(ctx context.Context, owner string, id int64, now time.Time) (bool, error) {
 	finished := false
 	err := s.transaction(ctx, func(tx *gorm.DB) error {
-		res := tx.Where("id = ? AND claimed_by = ? AND redraw = ?", id, owner, false).Delete(&deliveryRow{})
+		res := tx.Where("id = ? AND redraw = ?", id, false).Delete(&deliveryRow{})
 		if res.Error != nil || res.RowsAffected == 1 {
 			finished = res.Error == nil
 			return res.Error
