@@ -37,7 +37,7 @@ func (s *server) CodeExchange(ctx context.Context, r *op.ClientRequest[oidc.Acce
 		return nil, oidc.ErrInvalidGrant().WithDescription("%s", err.Error())
 	}
 	if err != nil {
-		return nil, oidc.ErrServerError().WithParent(err)
+		return nil, errStore(err)
 	}
 	req := &tokenRequest{
 		subject: a.Subject, clientID: a.ClientID, scopes: a.Scopes, audience: s.cfg.Policy.Audience(a.ClientID, roles),
@@ -67,12 +67,12 @@ func (s *server) checkCode(ctx context.Context, client *Client, data *oidc.Acces
 	case errors.Is(err, app.ErrNotFound) || data.Code == "":
 		return a, errBadCode()
 	case err != nil:
-		return a, oidc.ErrServerError().WithParent(err)
+		return a, errStore(err)
 	case a.SessionID != "":
 		// The session ends at most RefreshTokenTTL after the code was redeemed, before now.
 		if err := s.storage.revokeSession(ctx, a.SessionID, now.Add(s.cfg.RefreshTokenTTL), client.GetID(), a.Subject,
 			"authorization code replayed: the tokens it issued are revoked"); err != nil {
-			return a, oidc.ErrServerError().WithParent(err)
+			return a, errStore(err)
 		}
 		s.cfg.Log.Warn("authorization code replayed: the tokens it issued are revoked", "client_id", a.ClientID, "auth_request", a.ID)
 		return a, errBadCode()

@@ -20,6 +20,18 @@ func errInvalidToken() error {
 		http.StatusUnauthorized)
 }
 
+// errStore answers a request the store failed: server_error, never an answer about the
+// grant (a client told invalid_grant throws its refresh token away). The database being
+// busy, unreachable or slower than the request's time is 503: nothing was changed, and the
+// client may try again.
+func errStore(err error) error {
+	e := oidc.ErrServerError().WithParent(err)
+	if errors.Is(err, app.ErrBusy) || errors.Is(err, app.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+		return op.NewStatusError(e.WithDescription("the database did not answer in time; nothing was changed, try again"), http.StatusServiceUnavailable)
+	}
+	return e
+}
+
 // errBadClient answers bad client credentials with 401 (RFC 6749 §5.2, RFC 7662 §2.3);
 // serveOAuth adds WWW-Authenticate.
 func errBadClient() error {
@@ -90,12 +102,12 @@ func (s *server) UserInfo(ctx context.Context, r *op.Request[oidc.UserInfoReques
 		return nil, errInvalidToken()
 	case err != nil:
 		s.cfg.Log.Error("userinfo failed", "err", err)
-		return nil, oidc.ErrServerError()
+		return nil, errStore(err)
 	}
 	info := new(oidc.UserInfo)
 	if err := s.storage.setUserinfo(ctx, info, c.Subject, c.Roles); err != nil {
 		s.cfg.Log.Error("userinfo failed", "err", err)
-		return nil, oidc.ErrServerError()
+		return nil, errStore(err)
 	}
 	return op.NewResponse(info), nil
 }
@@ -155,18 +167,18 @@ func (s *server) revoke(ctx context.Context, token, clientID string) error {
 	case err == nil:
 		if err := s.storage.revokeSession(ctx, refresh.SessionID, refresh.ExpiresAt, clientID, refresh.Subject,
 			"refresh token revoked: its client session ended"); err != nil {
-			return oidc.ErrServerError().WithParent(err)
+			return errStore(err)
 		}
 		return nil
 	case !errors.Is(err, app.ErrNotFound):
-		return oidc.ErrServerError().WithParent(err)
+		return errStore(err)
 	}
 	access, err := s.storage.accessToken(ctx, token)
 	switch {
 	case errors.Is(err, errInactive):
 		return nil // not an access token of ours, expired or already revoked: nothing to revoke
 	case err != nil:
-		return oidc.ErrServerError().WithParent(err)
+		return errStore(err)
 	case access.ClientID != clientID:
 		return errOtherClient()
 	}
@@ -175,7 +187,7 @@ func (s *server) revoke(ctx context.Context, token, clientID string) error {
 	e := app.AuditEvent{At: now, Actor: clientID, Action: app.ActionTokenRevoked, Principal: s.cfg.Policy.Principal(access.Subject),
 		Reason: fmt.Sprintf("access token %s revoked", access.JTI), Source: app.SourceOIDC}
 	if err := s.storage.tokens.RevokeClientTokens(ctx, r, e); err != nil {
-		return oidc.ErrServerError().WithParent(err)
+		return errStore(err)
 	}
 	return nil
 }

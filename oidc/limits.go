@@ -2,8 +2,10 @@ package oidc
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/zitadel/oidc/v3/pkg/op"
 )
@@ -12,12 +14,21 @@ import (
 // before the cap is checked.
 const MaxBodyBytes = 64 << 10
 
-// guardHTTP sits in front of the whole provider. A body over MaxBodyBytes gets 413 before
-// anything parses it. Introspection without client credentials gets 401. A 401 from the
-// endpoints that authenticate clients carries WWW-Authenticate: Basic (RFC 6749 §5.2), and
-// one from userinfo the Bearer challenge of RFC 6750 §3.
+// requestTimeout bounds one request, its database work above all: a database that does not
+// answer gets the client a 503 in time (see errStore), not a request hanging as long as the
+// network to the database does.
+const requestTimeout = 5 * time.Second
+
+// guardHTTP sits in front of the whole provider. Each request has requestTimeout. A body
+// over MaxBodyBytes gets 413 before anything parses it. Introspection without client
+// credentials gets 401. A 401 from the endpoints that authenticate clients carries
+// WWW-Authenticate: Basic (RFC 6749 §5.2), and one from userinfo the Bearer challenge of
+// RFC 6750 §3.
 func guardHTTP(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+		defer cancel()
+		r = r.WithContext(ctx)
 		if r.ContentLength > MaxBodyBytes {
 			http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
 			return

@@ -131,7 +131,7 @@ func (s *server) mint(ctx context.Context, in issue) (*oidc.AccessTokenResponse,
 	case errors.Is(err, app.ErrGrantEnded):
 		return nil, oidc.ErrInvalidGrant().WithDescription("a grant behind the token ended before it was issued")
 	case err != nil:
-		return nil, oidc.ErrServerError().WithParent(err)
+		return nil, errStore(err)
 	}
 	s.cfg.Metrics.TokenIssued(string(in.grantType))
 	return resp, nil

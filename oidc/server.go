@@ -125,7 +125,7 @@ func (s *server) DeviceAuthorization(ctx context.Context, r *op.ClientRequest[oi
 		return nil, oidc.ErrInvalidRequest().WithDescription("%s: %s", p.Field, p.Message)
 	}
 	if err != nil {
-		return nil, oidc.ErrServerError().WithParent(err)
+		return nil, errStore(err)
 	}
 	return op.NewResponse(&oidc.DeviceAuthorizationResponse{
 		DeviceCode:      deviceCode,
@@ -174,7 +174,7 @@ func (s *server) redeemDeviceCode(ctx context.Context, client *Client, deviceCod
 	case errors.Is(err, app.ErrLoginUsed), errors.Is(err, app.ErrNotFound):
 		return nil, oidc.ErrInvalidGrant().WithDescription("unknown or already used device code")
 	case err != nil:
-		return nil, oidc.ErrServerError().WithParent(err)
+		return nil, errStore(err)
 	}
 	l := outcome.Login
 	req := &tokenRequest{
@@ -200,7 +200,7 @@ func (s *server) RefreshToken(ctx context.Context, r *op.ClientRequest[oidc.Refr
 	}
 	found, err := s.storage.TokenRequestByRefreshToken(ctx, r.Data.RefreshToken)
 	if err != nil {
-		return nil, oidc.ErrInvalidGrant().WithDescription("%s", err.Error())
+		return nil, err
 	}
 	req := found.(*tokenRequest)
 	if req.clientID != client.GetID() {

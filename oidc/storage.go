@@ -134,26 +134,33 @@ func (s *Storage) CreateAccessAndRefreshTokens(context.Context, op.TokenRequest,
 }
 
 // TokenRequestByRefreshToken checks a refresh token and has the app re-check the grants
-// behind it (see app.Service.RefreshGrants). A refresh token used a second time is a
-// replay: the whole session is revoked.
+// behind it (see app.Service.RefreshGrants): invalid_grant when the token is unknown,
+// expired, revoked or replayed (a refresh token used a second time revokes the whole
+// session) or no grant is left; a store that fails is no such answer (see errStore).
 func (s *Storage) TokenRequestByRefreshToken(ctx context.Context, token string) (op.RefreshTokenRequest, error) {
 	t, err := s.refreshToken(ctx, token)
-	if err != nil {
-		return nil, errors.New("unknown or revoked refresh token")
+	switch {
+	case errors.Is(err, app.ErrNotFound):
+		return nil, oidc.ErrInvalidGrant().WithDescription("unknown or revoked refresh token")
+	case err != nil:
+		return nil, errStore(err)
 	}
 	now := s.cfg.Now()
 	if t.Used {
 		if err := s.revokeSession(ctx, t.SessionID, t.ExpiresAt, t.ClientID, t.Subject, "refresh token replayed: its session is revoked"); err != nil {
-			return nil, err
+			return nil, errStore(err)
 		}
-		return nil, errors.New("refresh token replayed: session revoked")
+		return nil, oidc.ErrInvalidGrant().WithDescription("refresh token replayed: session revoked")
 	}
 	if !now.Before(t.ExpiresAt) {
-		return nil, errors.New("refresh token expired")
+		return nil, oidc.ErrInvalidGrant().WithDescription("refresh token expired")
 	}
 	scopes, grants, err := s.svc.RefreshGrants(ctx, s.cfg.Policy.Principal(t.Subject), t.Scopes)
-	if err != nil {
-		return nil, err
+	switch {
+	case errors.Is(err, app.ErrNoActiveGrant):
+		return nil, oidc.ErrInvalidGrant().WithDescription("%s", err.Error())
+	case err != nil:
+		return nil, errStore(err)
 	}
 	r := &tokenRequest{subject: t.Subject, clientID: t.ClientID, scopes: scopes, grants: grants, authTime: t.AuthTime,
 		sessionID: t.SessionID, refresh: t.Hash, chain: t.Chain, gen: t.Generation, sessionTo: t.ExpiresAt}

@@ -221,7 +221,7 @@ func (c *committer) commit(batch []*pendingOp) {
 	})
 	for _, p := range batch {
 		if err != nil && p.err == nil {
-			p.err = fmt.Errorf("store: group commit: %w", err)
+			p.err = fmt.Errorf("store: group commit: %w", translateSQL(c.stmts.gorm, err))
 		}
 		close(p.done)
 	}

@@ -110,10 +110,7 @@ func (t *batchTx) stmt(i int) *sql.Stmt {
 func (t *batchTx) exec(i int, args ...any) (sql.Result, error) {
 	res, err := t.stmt(i).ExecContext(t.ctx, args...)
 	if err != nil {
-		if tr, ok := t.b.gorm.Dialector.(gorm.ErrorTranslator); ok {
-			err = tr.Translate(err)
-		}
-		return nil, translate(err)
+		return nil, translateSQL(t.b.gorm, err)
 	}
 	return res, nil
 }

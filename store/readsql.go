@@ -64,7 +64,7 @@ func (r *readStatements) close() {
 
 // RefreshToken returns the refresh token with that hash, unless its session was revoked.
 func (s *Store) RefreshToken(ctx context.Context, hash string) (app.RefreshToken, error) {
-	t, err := scanRefreshToken(s.reads.refreshToken.QueryRowContext(ctx, hash))
+	t, err := s.scanRefreshToken(s.reads.refreshToken.QueryRowContext(ctx, hash))
 	if err != nil {
 		return app.RefreshToken{}, fmt.Errorf("store: refresh token: %w", err)
 	}
@@ -74,14 +74,14 @@ func (s *Store) RefreshToken(ctx context.Context, hash string) (app.RefreshToken
 // RefreshChain returns the newest refresh token of a chain (see app.RefreshToken), unless
 // its session was revoked.
 func (s *Store) RefreshChain(ctx context.Context, chain string) (app.RefreshToken, error) {
-	t, err := scanRefreshToken(s.reads.refreshChain.QueryRowContext(ctx, chain))
+	t, err := s.scanRefreshToken(s.reads.refreshChain.QueryRowContext(ctx, chain))
 	if err != nil {
 		return app.RefreshToken{}, fmt.Errorf("store: refresh chain: %w", err)
 	}
 	return t, nil
 }
 
-func scanRefreshToken(row *sql.Row) (app.RefreshToken, error) {
+func (s *Store) scanRefreshToken(row *sql.Row) (app.RefreshToken, error) {
 	var t app.RefreshToken
 	var scopes []byte
 	err := row.Scan(&t.Hash, &t.Chain, &t.Generation, &t.SessionID, &t.ClientID, &t.Subject, &scopes, &t.AuthTime, &t.ExpiresAt, &t.Used)
@@ -92,7 +92,7 @@ func scanRefreshToken(row *sql.Row) (app.RefreshToken, error) {
 		err = json.Unmarshal(scopes, &t.Scopes)
 	}
 	if err != nil {
-		return app.RefreshToken{}, translate(err)
+		return app.RefreshToken{}, translateSQL(s.read, err)
 	}
 	return t, nil
 }
@@ -101,7 +101,7 @@ func scanRefreshToken(row *sql.Row) (app.RefreshToken, error) {
 func (s *Store) ActiveGrants(ctx context.Context, p app.Principal, now time.Time) ([]app.Grant, error) {
 	rows, err := s.reads.activeGrants.QueryContext(ctx, string(p.Kind), p.ID, string(app.GrantActive), now.UTC())
 	if err != nil {
-		return nil, fmt.Errorf("store: active grants of %s: %w", p.ID, err)
+		return nil, fmt.Errorf("store: active grants of %s: %w", p.ID, translateSQL(s.read, err))
 	}
 	defer rows.Close()
 	var grants []app.Grant
@@ -115,12 +115,12 @@ func (s *Store) ActiveGrants(ctx context.Context, p app.Principal, now time.Time
 			err = json.Unmarshal(approvedBy, &row.ApprovedBy)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("store: active grants of %s: %w", p.ID, err)
+			return nil, fmt.Errorf("store: active grants of %s: %w", p.ID, translateSQL(s.read, err))
 		}
 		grants = append(grants, row.toApp())
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: active grants of %s: %w", p.ID, err)
+		return nil, fmt.Errorf("store: active grants of %s: %w", p.ID, translateSQL(s.read, err))
 	}
 	return grants, nil
 }

@@ -228,6 +228,16 @@ func (s *Store) CanWrite(ctx context.Context) error {
 	return s.transaction(ctx, func(tx *gorm.DB) error { return tx.Exec("SELECT 1").Error })
 }
 
+// translateSQL is translate for the errors of hand-written SQL (readsql.go, issuancesql.go),
+// with the dialect's translation first, as gorm applies it to its own queries: on
+// PostgreSQL, app.ErrUnavailable when the server does not answer.
+func translateSQL(db *gorm.DB, err error) error {
+	if tr, ok := db.Dialector.(gorm.ErrorTranslator); ok && !errors.Is(err, app.ErrUnavailable) {
+		err = tr.Translate(err)
+	}
+	return translate(err)
+}
+
 // translate maps gorm errors to app sentinels, keeping the original in the chain.
 func translate(err error) error {
 	switch {

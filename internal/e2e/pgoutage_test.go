@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -130,28 +132,90 @@ func startBehindBlackHole(t *testing.T) (*pgtest.Server, *blackHole, *gatehouse)
 
 // When PostgreSQL stops answering — its host drops packets, or the server is down — a
 // replica reports itself unready within 3 s, answering each probe, and ready again once the
-// database is back, without a restart and without losing what it had recorded.
+// database is back, without a restart and without losing what it had recorded. The token
+// endpoint answers 503 within its 5 s, and a refresh token refused meanwhile still works
+// after: a refresh used to hang for as long as the network did, or to answer
+// invalid_grant, which tells a client to throw its refresh token away.
 func TestReadinessFollowsPostgresOutage(t *testing.T) {
 	server, hole, g := startBehindBlackHole(t)
 	g.waitReadiness(t, http.StatusOK, 0)
 	g.command("U0ALICE", "prod-db-admin 1h before the outage")
 	id := requestID(t, g.ephemeral("U0ALICE", "waiting").AllText())
+	refresh := g.client("gatehouse-cli", "openid", "offline_access").signIn("U0ALICE").RefreshToken
 
 	t.Run("packets dropped", func(t *testing.T) {
 		hole.dropping.Store(true)
+		answered := tokensDuringOutage(g, refresh)
 		g.waitReadiness(t, http.StatusServiceUnavailable, 3*time.Second)
+		answered(t)
 		hole.dropping.Store(false)
 		g.waitReadiness(t, http.StatusOK, 5*time.Second)
+		refresh = refreshes(t, g, refresh)
 	})
 	t.Run("server down", func(t *testing.T) {
 		server.Stop()
+		answered := tokensDuringOutage(g, refresh)
 		g.waitReadiness(t, http.StatusServiceUnavailable, 3*time.Second)
+		answered(t)
 		if err := server.Restart(); err != nil {
 			t.Fatal(err)
 		}
 		g.waitReadiness(t, http.StatusOK, 5*time.Second)
+		refreshes(t, g, refresh)
 	})
 
 	g.approve("U0BOB", g.message("C0DBA", id), "after the outage")
 	g.dm("U0ALICE", "*Approved*", id)
+}
+
+// tokensDuringOutage asks for a service's token and refreshes refresh at once; the function
+// it returns checks that both were told, within 5 s and a little, that the database did not
+// answer (503), not that their grant is bad.
+func tokensDuringOutage(g *gatehouse, refresh string) func(*testing.T) {
+	service := newFormRequest(g.issuer()+"/oauth/token", url.Values{"grant_type": {"client_credentials"}})
+	service.SetBasicAuth("ci-deployer", serviceSecret("ci-deployer"))
+	asks := map[string]*http.Request{
+		"client credentials": service,
+		"refresh": newFormRequest(g.issuer()+"/oauth/token", url.Values{"grant_type": {"refresh_token"},
+			"refresh_token": {refresh}, "client_id": {"gatehouse-cli"}}),
+	}
+	client := &http.Client{Timeout: 7 * time.Second}
+	answers := make(chan string, len(asks))
+	for name, req := range asks {
+		go func() {
+			resp, err := client.Do(req)
+			if err != nil {
+				answers <- fmt.Sprintf("%s: %v", name, err)
+				return
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), `"server_error"`) {
+				answers <- fmt.Sprintf("%s: %d %s", name, resp.StatusCode, body)
+				return
+			}
+			answers <- ""
+		}()
+	}
+	return func(t *testing.T) {
+		t.Helper()
+		for range asks {
+			if problem := <-answers; problem != "" {
+				t.Errorf("during the outage, %s; want 503 server_error within 7 s", problem)
+			}
+		}
+	}
+}
+
+// refreshes refreshes refresh and returns its successor.
+func refreshes(t *testing.T, g *gatehouse, refresh string) string {
+	t.Helper()
+	status, body := g.post("/oauth/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}, "client_id": {"gatehouse-cli"}})
+	var tok struct {
+		RefreshToken string `json:"refresh_token"`
+	}
+	if status != http.StatusOK || jsonDecode(body, &tok) != nil || tok.RefreshToken == "" {
+		t.Fatalf("refreshing after the outage: %d %s", status, body)
+	}
+	return tok.RefreshToken
 }
