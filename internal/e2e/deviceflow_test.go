@@ -533,31 +533,50 @@ func TestMalformedRequestsGetOAuthErrorsNever500(t *testing.T) {
 func TestTokenCommand(t *testing.T) {
 	g := startGatehouse(t)
 	g.grantFor("U0ALICE", "prod-db-admin", "1h", "U0BOB", "C0DBA")
-	stderr := newLineWatcher()
-	var stdout strings.Builder
-	m := &program.Main{Getenv: func(string) string { return "" }, Stdout: &stdout, Stderr: stderr}
-	done := make(chan error, 1)
+	cli := g.runTokenCommand(t, "--role", "prod-db-admin")
+	g.loginInSlack("U0ALICE", cli.code, nil)
+	claims := g.client("gatehouse-cli").verifyAccess(cli.wait(t), "prod-db")
+	if !slices.Equal(claims.Roles, []string{"prod-db-admin"}) {
+		t.Errorf("claims = %+v", claims)
+	}
+	if !strings.Contains(cli.stderr.String(), "Approved.") {
+		t.Errorf("progress on stderr: %s", cli.stderr)
+	}
+}
+
+// tokenCommand is `gatehouse token` running against a gatehouse.
+type tokenCommand struct {
+	code   string // the user code it asks its user to confirm in Slack
+	stdout strings.Builder
+	stderr *lineWatcher
+	done   chan error
+}
+
+// runTokenCommand starts `gatehouse token` with args and waits until it shows its code.
+func (g *gatehouse) runTokenCommand(t *testing.T, args ...string) *tokenCommand {
+	t.Helper()
+	c := &tokenCommand{stderr: newLineWatcher(), done: make(chan error, 1)}
+	m := &program.Main{Getenv: func(string) string { return "" }, Stdout: &c.stdout, Stderr: c.stderr}
 	go func() {
-		done <- m.Run(context.Background(), []string{"token", "--issuer", g.issuer(), "--role", "prod-db-admin"})
+		c.done <- m.Run(context.Background(), append([]string{"token", "--issuer", g.issuer()}, args...))
 	}()
-	line := stderr.waitFor(t, "/access login ")
-	code := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "/access login "))
-	g.loginInSlack("U0ALICE", code, nil)
+	line := c.stderr.waitFor(t, "/access login ")
+	c.code = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "/access login "))
+	return c
+}
+
+// wait waits for the command to finish and returns the token it printed.
+func (c *tokenCommand) wait(t *testing.T) string {
+	t.Helper()
 	select {
-	case err := <-done:
+	case err := <-c.done:
 		if err != nil {
-			t.Fatalf("gatehouse token: %v\n%s", err, stderr)
+			t.Fatalf("gatehouse token: %v\n%s", err, c.stderr)
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("gatehouse token never finished")
 	}
-	claims := g.client("gatehouse-cli").verifyAccess(strings.TrimSpace(stdout.String()), "prod-db")
-	if !slices.Equal(claims.Roles, []string{"prod-db-admin"}) {
-		t.Errorf("claims = %+v", claims)
-	}
-	if !strings.Contains(stderr.String(), "Approved.") {
-		t.Errorf("progress on stderr: %s", stderr)
-	}
+	return strings.TrimSpace(c.stdout.String())
 }
 
 // Logs never contain tokens or secrets, whatever the flow.

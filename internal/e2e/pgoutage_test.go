@@ -135,7 +135,8 @@ func startBehindBlackHole(t *testing.T) (*pgtest.Server, *blackHole, *gatehouse)
 // database is back, without a restart and without losing what it had recorded. The token
 // endpoint answers 503 within its 5 s, and a refresh token refused meanwhile still works
 // after: a refresh used to hang for as long as the network did, or to answer
-// invalid_grant, which tells a client to throw its refresh token away.
+// invalid_grant, which tells a client to throw its refresh token away. `gatehouse token`
+// waits through it (it used to give up at the first poll the outage answered).
 func TestReadinessFollowsPostgresOutage(t *testing.T) {
 	server, hole, g := startBehindBlackHole(t)
 	g.waitReadiness(t, http.StatusOK, 0)
@@ -153,15 +154,21 @@ func TestReadinessFollowsPostgresOutage(t *testing.T) {
 		refresh = refreshes(t, g, refresh)
 	})
 	t.Run("server down", func(t *testing.T) {
+		cli := g.runTokenCommand(t) // someone waiting to sign in: the outage is no answer
 		server.Stop()
 		answered := tokensDuringOutage(g, refresh)
 		g.waitReadiness(t, http.StatusServiceUnavailable, 3*time.Second)
 		answered(t)
+		cli.stderr.waitFor(t, "Gatehouse did not answer")
 		if err := server.Restart(); err != nil {
 			t.Fatal(err)
 		}
 		g.waitReadiness(t, http.StatusOK, 5*time.Second)
 		refreshes(t, g, refresh)
+		g.loginInSlack("U0ALICE", cli.code, nil)
+		if token := cli.wait(t); token == "" {
+			t.Error("gatehouse token printed no token after the outage")
+		}
 	})
 
 	g.approve("U0BOB", g.message("C0DBA", id), "after the outage")

@@ -73,11 +73,13 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	ctx = context.WithValue(ctx, oauth2.HTTPClient, &http.Client{Timeout: time.Minute, Transport: &progress{out: stderr}})
+	waiting := &progress{out: stderr}
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, &http.Client{Timeout: time.Minute, Transport: waiting})
 	conf, err := discover(ctx, f)
 	if err != nil {
 		return err
 	}
+	waiting.polls = conf.Endpoint.TokenURL
 	var params []oauth2.AuthCodeOption
 	// x/oauth2 does not authenticate the device authorization request by itself.
 	for name, value := range map[string]string{"reason": f.reason, "duration": f.duration, "client_secret": f.secret} {
@@ -151,15 +153,30 @@ func oauthProblem(err error) string {
 }
 
 // progress prints where a device flow stands, as the provider describes it while the
-// client waits (authorization_pending's error_description), each change once.
+// client waits (authorization_pending's error_description), each change once. A poll the
+// provider does not answer (a 5xx: restarting, its database unreachable; or no connection
+// at all) is no answer about the sign-in either: it reads as authorization_pending, and the
+// wait goes on until the device code expires.
 type progress struct {
-	out  io.Writer
-	mu   sync.Mutex
-	last string
+	out   io.Writer
+	polls string // the token endpoint, once discovered
+	mu    sync.Mutex
+	last  string
 }
 
 func (p *progress) RoundTrip(r *http.Request) (*http.Response, error) {
 	resp, err := http.DefaultTransport.RoundTrip(r)
+	polling := p.polls != "" && r.URL.String() == p.polls && r.Context().Err() == nil
+	if polling && (err != nil || resp.StatusCode >= http.StatusInternalServerError) {
+		problem := err
+		if err == nil {
+			resp.Body.Close()
+			problem = errors.New(resp.Status)
+		}
+		p.say(fmt.Sprintf("Gatehouse did not answer (%v); still waiting", problem))
+		return &http.Response{StatusCode: http.StatusBadRequest, Status: "400 Bad Request", Request: r,
+			Header: http.Header{"Content-Type": {"application/json"}}, Body: io.NopCloser(strings.NewReader(`{"error":"authorization_pending"}`))}, nil
+	}
 	if err != nil || resp.StatusCode != http.StatusBadRequest {
 		return resp, err
 	}
@@ -174,12 +191,17 @@ func (p *progress) RoundTrip(r *http.Request) (*http.Response, error) {
 		Description string `json:"error_description"`
 	}
 	if json.Unmarshal(body, &answer) == nil && answer.Error == "authorization_pending" && answer.Description != "" {
-		p.mu.Lock()
-		if answer.Description != p.last {
-			p.last = answer.Description
-			fmt.Fprintf(p.out, "… %s\n", answer.Description)
-		}
-		p.mu.Unlock()
+		p.say(answer.Description)
 	}
 	return resp, nil
+}
+
+// say prints where things stand, unless it was the last thing said.
+func (p *progress) say(what string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if what != p.last {
+		p.last = what
+		fmt.Fprintf(p.out, "… %s\n", what)
+	}
 }
