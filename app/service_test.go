@@ -70,7 +70,7 @@ func (r *recorder) NotifyRequester(_ context.Context, req app.Request, _ *app.Gr
 type groups map[string][]string
 
 func (g groups) GroupMembers(_ context.Context, id string) (app.Members, error) {
-	return app.Members{IDs: g[id], AsOf: time.Now()}, nil
+	return app.Members{IDs: g[id]}, nil
 }
 
 type clock struct{ now atomic.Int64 }
