@@ -277,7 +277,8 @@ func (k *Keyring) fresh(snap *keySnapshot) bool {
 //
 // When re-reading fails it goes on with the keys in memory (signing with a key a little
 // stale beats failing every token while the database is away) and tries again after
-// RefreshInterval.
+// RefreshInterval. A re-read has reloadTimeout of its own, whatever the caller's deadline:
+// one that runs out says the database is slow, not that the caller gave up.
 func (k *Keyring) current(ctx context.Context) (*keySnapshot, error) {
 	if snap := k.keys.Load(); snap != nil {
 		if k.fresh(snap) || !k.reloading.TryLock() {
@@ -291,19 +292,24 @@ func (k *Keyring) current(ctx context.Context) (*keySnapshot, error) {
 	if old != nil && k.fresh(old) { // another caller reloaded while this one waited
 		return old, nil
 	}
-	snap, err := k.load(ctx)
-	if err == nil || old == nil {
-		return snap, err
+	if old == nil {
+		return k.load(ctx)
 	}
-	if ctx.Err() == nil { // a caller that gave up says nothing about the store
-		k.logger().WarnContext(ctx, "signing keys not reloaded; keeping the ones in memory",
-			"kid", old.active.id, "err", err)
-		retry := *old
-		retry.loadedAt = k.now()
-		k.keys.Store(&retry)
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reloadTimeout)
+	defer cancel()
+	snap, err := k.load(rctx)
+	if err == nil {
+		return snap, nil
 	}
+	k.logger().WarnContext(ctx, "signing keys not reloaded; keeping the ones in memory", "kid", old.active.id, "err", err)
+	retry := *old
+	retry.loadedAt = k.now()
+	k.keys.Store(&retry)
 	return old, nil
 }
+
+// reloadTimeout bounds a re-read of the keys (see current).
+const reloadTimeout = time.Second
 
 // reload re-reads the keys now, whatever their age.
 func (k *Keyring) reload(ctx context.Context) error {

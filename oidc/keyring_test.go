@@ -414,6 +414,53 @@ func TestKeysInMemoryOutliveTheDatabase(t *testing.T) {
 	}
 }
 
+// hangingStore is the real store, whose reads can be made to hang as a database behind a
+// network that drops packets does, until the caller gives up.
+type hangingStore struct {
+	*store.Store
+	hang  atomic.Bool
+	reads atomic.Int64
+}
+
+func (s *hangingStore) SigningKeys(ctx context.Context) ([]app.SigningKey, error) {
+	s.reads.Add(1)
+	if s.hang.Load() {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return s.Store.SigningKeys(ctx)
+}
+
+// A re-read that hangs is given up on by the keyring itself, which then goes on with the
+// keys in memory until the next refresh interval, however short its callers' deadlines. It
+// used to take a caller's deadline for the caller giving up, store no back-off, and make
+// the next request wait its whole deadline again, and the next.
+func TestHangingReloadBacksOff(t *testing.T) {
+	clk := newClock()
+	s := &hangingStore{Store: openStore(t, dbPath(t))}
+	kr := oidc.NewKeyring(s, testKEK, clk.Now, maxTokenLifetime)
+	kr.Logger = slog.New(slog.DiscardHandler)
+	if err := kr.EnsureKey(context.Background(), app.AlgES256); err != nil {
+		t.Fatal(err)
+	}
+	want := activeKey(t, kr).ID()
+
+	s.hang.Store(true)
+	clk.Advance(kr.RefreshInterval)
+	before := s.reads.Load()
+	for range 3 { // three requests, each with a deadline shorter than the reload's own
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		key, err := kr.SigningKey(ctx)
+		cancel()
+		if err != nil || key.ID() != want {
+			t.Fatalf("with the database hanging: %v, %v; want the key in memory", key, err)
+		}
+	}
+	if n := s.reads.Load() - before; n != 1 {
+		t.Errorf("%d reads of a hanging database within one refresh interval, want 1", n)
+	}
+}
+
 // countingStore counts reads, to show the benchmark is not measuring SQLite.
 type countingStore struct {
 	*store.Store
