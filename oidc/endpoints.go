@@ -22,12 +22,11 @@ func errInvalidToken() error {
 
 // errStore answers a request the store failed: server_error, never an answer about the
 // grant (a client told invalid_grant throws its refresh token away). The database being
-// busy, unreachable or slower than the request's time is 503: nothing was changed, and the
-// client may try again.
+// busy, unreachable or slower than the request's time is 503, and the client may try again.
 func errStore(err error) error {
 	e := oidc.ErrServerError().WithParent(err)
 	if errors.Is(err, app.ErrBusy) || errors.Is(err, app.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
-		return op.NewStatusError(e.WithDescription("the database did not answer in time; nothing was changed, try again"), http.StatusServiceUnavailable)
+		return op.NewStatusError(e.WithDescription("the database did not answer in time; try again"), http.StatusServiceUnavailable)
 	}
 	return e
 }
@@ -151,6 +150,9 @@ func (s *server) Introspect(ctx context.Context, r *op.Request[op.IntrospectionR
 // audit event.
 func (s *server) Revocation(ctx context.Context, r *op.ClientRequest[oidc.RevocationRequest]) (*op.Response, error) {
 	if err := s.revoke(ctx, r.Data.Token, r.Client.GetID()); err != nil {
+		if errors.As(err, new(op.StatusError)) { // errStore's 503: RevocationError would make it 500
+			return nil, err
+		}
 		return nil, op.RevocationError(err)
 	}
 	return op.NewResponse(nil), nil

@@ -175,9 +175,9 @@ func TestReadinessFollowsPostgresOutage(t *testing.T) {
 	g.dm("U0ALICE", "*Approved*", id)
 }
 
-// tokensDuringOutage asks for a service's token and refreshes refresh at once; the function
-// it returns checks that both were told, within 5 s and a little, that the database did not
-// answer (503), not that their grant is bad.
+// tokensDuringOutage asks for a service's token, refreshes refresh and revokes it at once;
+// the function it returns checks that each was told, within 5 s and a little, that the
+// database did not answer (503), not that the grant is bad.
 func tokensDuringOutage(g *gatehouse, refresh string) func(*testing.T) {
 	service := newFormRequest(g.issuer()+"/oauth/token", url.Values{"grant_type": {"client_credentials"}})
 	service.SetBasicAuth("ci-deployer", serviceSecret("ci-deployer"))
@@ -185,6 +185,7 @@ func tokensDuringOutage(g *gatehouse, refresh string) func(*testing.T) {
 		"client credentials": service,
 		"refresh": newFormRequest(g.issuer()+"/oauth/token", url.Values{"grant_type": {"refresh_token"},
 			"refresh_token": {refresh}, "client_id": {"gatehouse-cli"}}),
+		"revocation": newFormRequest(g.issuer()+"/revoke", url.Values{"token": {refresh}, "client_id": {"gatehouse-cli"}}),
 	}
 	client := &http.Client{Timeout: 7 * time.Second}
 	answers := make(chan string, len(asks))
