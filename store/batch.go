@@ -228,13 +228,35 @@ func (c *committer) commit(batch []*pendingOp) {
 }
 
 // batchTimeout bounds one batch's transaction, so that a database that stops answering
-// fails the batch (its callers gave up long before) instead of holding the committer.
+// fails the batch instead of holding the committer; a batch whose callers all have
+// deadlines ends at the latest of them (see batchDeadline).
 const batchTimeout = 10 * time.Second
+
+// batchDeadline is when batch gives up: once its last caller would have, or batchTimeout
+// from now, whichever comes first. A caller whose write its batch took waits for the
+// batch's outcome, so this bounds that wait too.
+func batchDeadline(batch []*pendingOp) time.Time {
+	end := time.Now().Add(batchTimeout)
+	var latest time.Time
+	for _, p := range batch {
+		d, ok := p.ctx.Deadline()
+		if !ok {
+			return end
+		}
+		if d.After(latest) {
+			latest = d
+		}
+	}
+	if latest.Before(end) {
+		return latest
+	}
+	return end
+}
 
 // transaction runs f in one transaction on the writer and commits it, or rolls it back if f
 // fails.
 func (c *committer) transaction(batch []*pendingOp, f func(tx *batchTx) error) error {
-	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
+	ctx, cancel := context.WithDeadline(context.Background(), batchDeadline(batch))
 	defer cancel()
 	tx, err := c.begin(ctx, batch)
 	if err != nil {

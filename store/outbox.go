@@ -100,13 +100,18 @@ func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now, leaseUnt
 // has row locks: a row another replica is claiming at this moment is passed over (its
 // target waits for the next claim), never claimed twice nor waited for.
 func (s *Store) dueDeliveries(tx *gorm.DB, now time.Time, limit int, skip []string) ([]int64, error) {
-	oldest := tx.Model(&deliveryRow{}).Where("not_before <= ? AND (lease_until IS NULL OR lease_until <= ?)", now, now)
+	const due = "not_before <= ? AND (lease_until IS NULL OR lease_until <= ?)"
+	oldest := tx.Model(&deliveryRow{}).Where(due, now, now)
 	if len(skip) > 0 {
 		oldest = oldest.Where("target NOT IN ?", skip)
 	}
 	oldest = oldest.Group("target").Order("MIN(id)").Limit(limit).Select("MIN(id)")
+	// The locking query says "due" again: a row another claim changed since this query's
+	// snapshot is locked in its newest version and re-checked against the locking query's
+	// own conditions only (PostgreSQL, READ COMMITTED), not the subquery's; without them a
+	// delivery another claim leased and committed meanwhile was claimed a second time.
 	var ids []int64
-	err := s.claimable(tx.Model(&deliveryRow{}).Where("id IN (?)", oldest)).Order("id").Pluck("id", &ids).Error
+	err := s.claimable(tx.Model(&deliveryRow{}).Where("id IN (?)", oldest).Where(due, now, now)).Order("id").Pluck("id", &ids).Error
 	return ids, err
 }
 

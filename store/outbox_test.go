@@ -119,30 +119,35 @@ func TestOutboxLeasesAndRetries(t *testing.T) {
 			t.Fatalf("after a holder died mid-attempt: %+v, want the fourth attempt with no last error", again)
 		}
 
+		// Four claimers at once, in rounds: a row one of them is claiming is passed over by
+		// the others (on PostgreSQL), so a round may leave some for the next; none is ever
+		// claimed twice, and all are claimed within a few rounds.
 		var mu sync.Mutex
 		seen := map[int64]int{}
-		var wg sync.WaitGroup
-		for _, owner := range []string{"p1", "p2", "p3", "p4"} {
-			wg.Go(func() {
-				got, err := s.ClaimDeliveries(ctx, owner, t0.Add(time.Hour), t0.Add(time.Hour+10*time.Second), 2, nil)
-				if err != nil && !errors.Is(err, app.ErrBusy) {
-					t.Error(err)
-				}
-				mu.Lock()
-				for _, d := range got {
-					seen[d.ID]++
-				}
-				mu.Unlock()
-			})
+		for round := 0; round < 3 && len(seen) < 3; round++ {
+			var wg sync.WaitGroup
+			for _, owner := range []string{"p1", "p2", "p3", "p4"} {
+				wg.Go(func() {
+					got, err := s.ClaimDeliveries(ctx, owner, t0.Add(time.Hour), t0.Add(time.Hour+10*time.Second), 2, nil)
+					if err != nil && !errors.Is(err, app.ErrBusy) {
+						t.Error(err)
+					}
+					mu.Lock()
+					for _, d := range got {
+						seen[d.ID]++
+					}
+					mu.Unlock()
+				})
+			}
+			wg.Wait()
 		}
-		wg.Wait()
 		for id, n := range seen {
 			if n != 1 {
-				t.Errorf("delivery %d claimed %d times at once", id, n)
+				t.Errorf("delivery %d claimed %d times", id, n)
 			}
 		}
 		if len(seen) != 3 {
-			t.Errorf("%d deliveries claimed by four claimers, want all 3", len(seen))
+			t.Errorf("%d deliveries claimed by four claimers in three rounds, want all 3", len(seen))
 		}
 	})
 }
