@@ -36,7 +36,7 @@ func refreshChainOf(token string) (chain string, gen int, ok bool) {
 
 // refreshToken finds what token stands for: its stored record, or — for a token whose
 // chain has moved past it — the chain's newest token, marked Used, so that the caller
-// treats it as the replay it is. Anything else is app.ErrNotFound.
+// treats it as the replay it is. Anything else is app.ErrNotFound, unless the store failed.
 func (s *Storage) refreshToken(ctx context.Context, token string) (app.RefreshToken, error) {
 	t, err := s.tokens.RefreshToken(ctx, app.HashSecret(token))
 	if !errors.Is(err, app.ErrNotFound) {
@@ -47,7 +47,10 @@ func (s *Storage) refreshToken(ctx context.Context, token string) (app.RefreshTo
 		return app.RefreshToken{}, err
 	}
 	newest, chainErr := s.tokens.RefreshChain(ctx, chain)
-	if chainErr != nil || newest.Generation <= gen {
+	switch {
+	case chainErr != nil && !errors.Is(chainErr, app.ErrNotFound):
+		return app.RefreshToken{}, chainErr // a replay not recognised must not pass for an unknown token
+	case chainErr != nil || newest.Generation <= gen:
 		return app.RefreshToken{}, err
 	}
 	newest.Used = true

@@ -127,7 +127,7 @@ func (t *batchTx) checkGrantsActive(ids []string, now time.Time) error {
 	for _, id := range ids {
 		var n int
 		if err := t.queryRow(stGrantActive, id, string(app.GrantActive), now.UTC()).Scan(&n); err != nil {
-			return err
+			return translateSQL(t.b.gorm, err)
 		}
 		if n != 1 {
 			return fmt.Errorf("%w: %s", app.ErrGrantEnded, id)

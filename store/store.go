@@ -230,9 +230,13 @@ func (s *Store) CanWrite(ctx context.Context) error {
 
 // translateSQL is translate for the errors of hand-written SQL (readsql.go, issuancesql.go),
 // with the dialect's translation first, as gorm applies it to its own queries: on
-// PostgreSQL, app.ErrUnavailable when the server does not answer.
+// PostgreSQL, app.ErrUnavailable when the server does not answer. An error translated
+// already is left as it is.
 func translateSQL(db *gorm.DB, err error) error {
-	if tr, ok := db.Dialector.(gorm.ErrorTranslator); ok && !errors.Is(err, app.ErrUnavailable) {
+	if errors.Is(err, app.ErrUnavailable) || errors.Is(err, app.ErrBusy) || errors.Is(err, app.ErrNotFound) || errors.Is(err, app.ErrConflict) {
+		return err
+	}
+	if tr, ok := db.Dialector.(gorm.ErrorTranslator); ok {
 		err = tr.Translate(err)
 	}
 	return translate(err)
