@@ -113,7 +113,8 @@ func (s *server) UserInfo(ctx context.Context, r *op.Request[oidc.UserInfoReques
 
 // Introspect answers RFC 7662 introspection, for authenticated clients marked
 // introspect: true only (bad credentials: 401; others: 403): active only while
-// Storage.accessToken says so, with the roles and grants the token carries.
+// Storage.accessToken says so, with the roles and grants the token carries; 503 while the
+// revocations cannot be checked.
 func (s *server) Introspect(ctx context.Context, r *op.Request[op.IntrospectionRequest]) (*op.Response, error) {
 	cc := r.Data.ClientCredentials
 	c, ok := s.storage.clients[cc.ClientID]
@@ -132,9 +133,9 @@ func (s *server) Introspect(ctx context.Context, r *op.Request[op.IntrospectionR
 	switch {
 	case errors.Is(err, errInactive):
 		return op.NewResponse(resp), nil
-	case err != nil:
-		s.cfg.Log.Error("introspection failed; answering inactive", "err", err)
-		return op.NewResponse(resp), nil
+	case err != nil: // no verdict: a resource server must not take (or cache) an outage for a revocation
+		s.cfg.Log.Error("introspection failed", "err", err)
+		return nil, errStore(err)
 	}
 	resp.Active, resp.Subject, resp.ClientID, resp.TokenType = true, claims.Subject, claims.ClientID, oidc.BearerToken
 	resp.Scope = oidc.SpaceDelimitedArray(splitScope(claims.Scope))

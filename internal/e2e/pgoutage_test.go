@@ -142,7 +142,8 @@ func TestReadinessFollowsPostgresOutage(t *testing.T) {
 	g.waitReadiness(t, http.StatusOK, 0)
 	g.command("U0ALICE", "prod-db-admin 1h before the outage")
 	id := requestID(t, g.ephemeral("U0ALICE", "waiting").AllText())
-	refresh := g.client("gatehouse-cli", "openid", "offline_access").signIn("U0ALICE").RefreshToken
+	tok := g.client("gatehouse-cli", "openid", "offline_access").signIn("U0ALICE")
+	refresh := tok.RefreshToken
 
 	t.Run("packets dropped", func(t *testing.T) {
 		hole.dropping.Store(true)
@@ -159,6 +160,7 @@ func TestReadinessFollowsPostgresOutage(t *testing.T) {
 		answered := tokensDuringOutage(g, refresh)
 		g.waitReadiness(t, http.StatusServiceUnavailable, 3*time.Second)
 		answered(t)
+		introspectionSaysUnavailable(t, g, tok.AccessToken)
 		cli.stderr.waitFor(t, "Gatehouse did not answer")
 		if err := server.Restart(); err != nil {
 			t.Fatal(err)
@@ -233,4 +235,25 @@ func refreshes(t *testing.T, g *gatehouse, refresh string) string {
 		t.Fatalf("refreshing after the outage: %d %s", status, body)
 	}
 	return tok.RefreshToken
+}
+
+// introspectionSaysUnavailable checks that, once the revocations in memory are too old to
+// answer from (0.5 s), introspecting token says the database did not answer (503) rather
+// than that the token is inactive: a resource server must not take (or cache) an outage
+// for a revocation. It used to answer active: false.
+func introspectionSaysUnavailable(t *testing.T, g *gatehouse, token string) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		req := newFormRequest(g.issuer()+"/oauth/introspect", url.Values{"token": {token}})
+		req.SetBasicAuth("resource-server", resourceServerSecret)
+		status, body := g.do(req)
+		if status == http.StatusServiceUnavailable {
+			return
+		}
+		if !strings.Contains(string(body), `"active":true`) || time.Now().After(deadline) {
+			t.Fatalf("introspection during the outage: %d %s; want 503 once the revocations in memory are stale", status, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
