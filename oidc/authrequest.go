@@ -102,8 +102,11 @@ func (s *Storage) CreateAuthRequest(ctx context.Context, req *oidc.AuthRequest, 
 // AuthRequestByID returns an unexpired sign-in.
 func (s *Storage) AuthRequestByID(ctx context.Context, id string) (op.AuthRequest, error) {
 	a, err := s.browser.AuthRequest(ctx, id)
-	if err != nil {
+	switch {
+	case errors.Is(err, app.ErrNotFound):
 		return nil, oidc.ErrInvalidRequest().WithDescription("unknown or expired sign-in")
+	case err != nil:
+		return nil, errStore(err)
 	}
 	if !s.cfg.Now().Before(a.ExpiresAt) {
 		return nil, oidc.ErrInvalidRequest().WithDescription("the sign-in expired")

@@ -36,6 +36,10 @@ func (s *signin) endSession(w http.ResponseWriter, r *http.Request) {
 	c, err := r.Cookie(sessionCookie)
 	if err == nil {
 		session, err = s.browser.BrowserSession(ctx, app.HashSecret(c.Value), s.cfg.Now())
+		if err != nil && !errors.Is(err, app.ErrNotFound) { // not "signed out" while it is not
+			s.unavailable(w, "looking up a browser session failed", err)
+			return
+		}
 	}
 	signedIn := err == nil
 	confirmed := r.Method == http.MethodPost && sameOrigin(r, s.cfg.Issuer)

@@ -70,10 +70,27 @@ func message(w http.ResponseWriter, status int, title, text string) {
 	pages.ExecuteTemplate(w, "message.html", map[string]string{"Title": title, "Text": text})
 }
 
-// load returns the unexpired sign-in named by the id parameter.
-func (s *signin) load(r *http.Request) (app.AuthRequest, bool) {
+// unavailable answers a page whose store failed: that says nothing about the sign-in, which
+// goes on once the database answers.
+func (s *signin) unavailable(w http.ResponseWriter, what string, err error) {
+	s.cfg.Log.Error(what, "err", err)
+	message(w, http.StatusServiceUnavailable, "Gatehouse did not answer", "Nothing was lost: reload this page in a moment.")
+}
+
+// retrying is the status answer while the store fails (see unavailable).
+var retrying = signinStatus{Status: "pending", Message: "Gatehouse did not answer; retrying…"}
+
+// errSigninGone: the sign-in named does not exist, or expired.
+var errSigninGone = errors.New("no such sign-in, or it expired")
+
+// load returns the unexpired sign-in named by the id parameter: errSigninGone, or the
+// store's error.
+func (s *signin) load(r *http.Request) (app.AuthRequest, error) {
 	a, err := s.browser.AuthRequest(r.Context(), r.URL.Query().Get("id"))
-	return a, err == nil && s.cfg.Now().Before(a.ExpiresAt)
+	if errors.Is(err, app.ErrNotFound) || err == nil && !s.cfg.Now().Before(a.ExpiresAt) {
+		return a, errSigninGone
+	}
+	return a, err
 }
 
 // page shows the sign-in: the code to type in Slack. A browser with a session for a user
@@ -81,9 +98,13 @@ func (s *signin) load(r *http.Request) (app.AuthRequest, bool) {
 // without one goes back with login_required.
 func (s *signin) page(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	a, ok := s.load(r)
-	if !ok {
+	a, err := s.load(r)
+	switch {
+	case errors.Is(err, errSigninGone):
 		message(w, http.StatusBadRequest, "This sign-in has expired", "Go back to the application and sign in again.")
+		return
+	case err != nil:
+		s.unavailable(w, "loading a browser sign-in failed", err)
 		return
 	}
 	if a.Done {
@@ -134,6 +155,10 @@ func (s *signin) login(w http.ResponseWriter, r *http.Request, a app.AuthRequest
 	ctx := r.Context()
 	if a.LoginID != "" {
 		l, err := s.svc.Login(ctx, a.LoginID)
+		if err != nil && !errors.Is(err, app.ErrNotFound) {
+			s.unavailable(w, "loading a browser sign-in's login failed", err)
+			return app.Login{}, false
+		}
 		if err != nil || !s.boundHere(r, a.ID, l) {
 			message(w, http.StatusForbidden, "This sign-in belongs to another browser",
 				"Go back to the application and sign in again from this browser.")
@@ -196,13 +221,21 @@ func (s *signin) status(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(code)
 		json.NewEncoder(w).Encode(st)
 	}
-	a, ok := s.load(r)
-	if !ok {
+	a, err := s.load(r)
+	if errors.Is(err, errSigninGone) {
 		answer(http.StatusNotFound, signinStatus{Status: "denied", Message: "This sign-in has expired. Go back to the application and sign in again."})
 		return
 	}
-	l, err := s.svc.Login(ctx, a.LoginID)
-	if err != nil || !s.boundHere(r, a.ID, l) {
+	var l app.Login
+	if err == nil {
+		l, err = s.svc.Login(ctx, a.LoginID)
+	}
+	switch {
+	case err != nil && !errors.Is(err, app.ErrNotFound):
+		s.cfg.Log.Error("browser sign-in status failed", "err", err)
+		answer(http.StatusServiceUnavailable, retrying)
+		return
+	case err != nil || !s.boundHere(r, a.ID, l):
 		answer(http.StatusForbidden, signinStatus{Status: "denied", Message: "This sign-in belongs to another browser."})
 		return
 	}
@@ -266,18 +299,28 @@ func (s *signin) finish(ctx context.Context, w http.ResponseWriter, a app.AuthRe
 // another browser.
 func (s *signin) guard(callback http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a, ok := s.load(r)
-		if !ok {
+		a, err := s.load(r)
+		switch {
+		case errors.Is(err, errSigninGone):
 			message(w, http.StatusBadRequest, "This sign-in has expired", "Go back to the application and sign in again.")
+			return
+		case err != nil:
+			s.unavailable(w, "loading a browser sign-in failed", err)
 			return
 		}
 		var bound bool
 		if a.LoginID != "" {
-			l, err := s.svc.Login(r.Context(), a.LoginID)
+			var l app.Login
+			l, err = s.svc.Login(r.Context(), a.LoginID)
 			bound = err == nil && s.boundHere(r, a.ID, l)
-		} else if c, err := r.Cookie(sessionCookie); err == nil {
-			sess, err := s.browser.BrowserSession(r.Context(), app.HashSecret(c.Value), s.cfg.Now())
+		} else if c, cookieErr := r.Cookie(sessionCookie); cookieErr == nil {
+			var sess app.BrowserSession
+			sess, err = s.browser.BrowserSession(r.Context(), app.HashSecret(c.Value), s.cfg.Now())
 			bound = err == nil && sess.Subject == a.Subject
+		}
+		if err != nil && !errors.Is(err, app.ErrNotFound) {
+			s.unavailable(w, "checking a browser sign-in's browser failed", err)
+			return
 		}
 		if !bound {
 			message(w, http.StatusForbidden, "This sign-in belongs to another browser",

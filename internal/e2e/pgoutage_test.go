@@ -119,7 +119,7 @@ func (g *gatehouse) waitReadiness(t *testing.T, want int, within time.Duration) 
 
 // startBehindBlackHole starts Gatehouse on a new PostgreSQL database that it reaches
 // through a black hole, so a test can drop its packets or stop the server.
-func startBehindBlackHole(t *testing.T) (*pgtest.Server, *blackHole, *gatehouse) {
+func startBehindBlackHole(t *testing.T, options ...func(*gatehouseOptions)) (*pgtest.Server, *blackHole, *gatehouse) {
 	server := pgtest.Start(t)
 	database := server.NewDatabase(t)
 	hole := newBlackHole(t, "127.0.0.1:"+strconv.Itoa(server.Port()))
@@ -127,7 +127,7 @@ func startBehindBlackHole(t *testing.T) (*pgtest.Server, *blackHole, *gatehouse)
 	saved := newDatabase
 	newDatabase = func(testing.TB, string) string { return through }
 	t.Cleanup(func() { newDatabase = saved })
-	return server, hole, startGatehouse(t)
+	return server, hole, startGatehouse(t, options...)
 }
 
 // When PostgreSQL stops answering — its host drops packets, or the server is down — a
@@ -136,9 +136,10 @@ func startBehindBlackHole(t *testing.T) (*pgtest.Server, *blackHole, *gatehouse)
 // endpoint answers 503 within its 5 s, and a refresh token refused meanwhile still works
 // after: a refresh used to hang for as long as the network did, or to answer
 // invalid_grant, which tells a client to throw its refresh token away. `gatehouse token`
-// waits through it (it used to give up at the first poll the outage answered).
+// waits through it (it used to give up at the first poll the outage answered), and so does
+// a browser sign-in (its page said the sign-in had expired).
 func TestReadinessFollowsPostgresOutage(t *testing.T) {
-	server, hole, g := startBehindBlackHole(t)
+	server, hole, g := startBehindBlackHole(t, webapp)
 	g.waitReadiness(t, http.StatusOK, 0)
 	g.command("U0ALICE", "prod-db-admin 1h before the outage")
 	id := requestID(t, g.ephemeral("U0ALICE", "waiting").AllText())
@@ -155,12 +156,17 @@ func TestReadinessFollowsPostgresOutage(t *testing.T) {
 		refresh = refreshes(t, g, refresh)
 	})
 	t.Run("server down", func(t *testing.T) {
-		cli := g.runTokenCommand(t) // someone waiting to sign in: the outage is no answer
+		cli := g.runTokenCommand(t) // people waiting to sign in: the outage is no answer
+		browser := g.httpBrowser()
+		signinURL, userCode := browser.open(g.webSignIn("openid"))
 		server.Stop()
 		answered := tokensDuringOutage(g, refresh)
 		g.waitReadiness(t, http.StatusServiceUnavailable, 3*time.Second)
 		answered(t)
 		introspectionSaysUnavailable(t, g, tok.AccessToken)
+		if status, _, page := browser.get(signinURL); status != http.StatusServiceUnavailable || !strings.Contains(page, "Gatehouse did not answer") {
+			t.Errorf("the sign-in page during the outage: %d %s", status, page)
+		}
 		cli.stderr.waitFor(t, "Gatehouse did not answer")
 		if err := server.Restart(); err != nil {
 			t.Fatal(err)
@@ -170,6 +176,10 @@ func TestReadinessFollowsPostgresOutage(t *testing.T) {
 		g.loginInSlack("U0ALICE", cli.code, nil)
 		if token := cli.wait(t); token == "" {
 			t.Error("gatehouse token printed no token after the outage")
+		}
+		g.loginInSlack("U0ALICE", userCode, nil)
+		if code := browser.follow(signinURL).Query().Get("code"); code == "" {
+			t.Error("the browser sign-in got no code after the outage")
 		}
 	})
 
