@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -73,7 +74,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	waiting := &progress{out: stderr}
+	waiting := &progress{out: stderr, stop: ctx}
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, &http.Client{Timeout: time.Minute, Transport: waiting})
 	conf, err := discover(ctx, f)
 	if err != nil {
@@ -95,6 +96,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintf(stderr, "In Slack, run:\n\n    /access login %s\n\nthen confirm. Waiting for you…\n", auth.UserCode)
 	}
 	tok, err := conf.DeviceAccessToken(ctx, auth)
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil { // the code's own expiry
+		return errors.New("token: expired before it was confirmed and approved; run the command again")
+	}
 	if err != nil {
 		return fmt.Errorf("token: %s", oauthProblem(err))
 	}
@@ -154,20 +158,21 @@ func oauthProblem(err error) string {
 
 // progress prints where a device flow stands, as the provider describes it while the
 // client waits (authorization_pending's error_description), each change once. A poll the
-// provider does not answer (a 5xx: restarting, its database unreachable; or no connection
-// at all) is no answer about the sign-in either: it reads as authorization_pending, and the
-// wait goes on until the device code expires.
+// provider does not answer (502, 503, 504: restarting, its database unreachable; no
+// connection, or no answer at all) is no answer about the sign-in either: it reads as
+// authorization_pending, and the wait goes on until the device code expires.
 type progress struct {
 	out   io.Writer
-	polls string // the token endpoint, once discovered
+	stop  context.Context // the command's: once it ends, nothing reads as pending
+	polls string          // the token endpoint, once discovered
 	mu    sync.Mutex
 	last  string
 }
 
 func (p *progress) RoundTrip(r *http.Request) (*http.Response, error) {
 	resp, err := http.DefaultTransport.RoundTrip(r)
-	polling := p.polls != "" && r.URL.String() == p.polls && r.Context().Err() == nil
-	if polling && (err != nil || resp.StatusCode >= http.StatusInternalServerError) {
+	polling := p.polls != "" && r.URL.String() == p.polls && p.stop.Err() == nil
+	if polling && (err != nil || slices.Contains([]int{http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout}, resp.StatusCode)) {
 		problem := err
 		if err == nil {
 			resp.Body.Close()
