@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"os"
-	"path/filepath"
 	"testing"
 )
 
@@ -11,12 +10,7 @@ import (
 // stalls every write queued behind it for the copy and an fsync); the checkpointer copies
 // the WAL into the database file in the background instead.
 func TestCheckpointsLeaveTheWriter(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "gatehouse.db")
-	s, err := Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, path := openFile(t)
 	var auto int
 	if err := s.db.Raw("PRAGMA wal_autocheckpoint").Scan(&auto).Error; err != nil || auto != 0 {
 		t.Fatalf("the writer's wal_autocheckpoint = %d (%v), want 0", auto, err)

@@ -35,17 +35,24 @@ func holdWriteLock(t *testing.T, path string) (release func()) {
 	}
 }
 
-// The group commit waits for another process's write lock, as other writes do: a token
-// issued while `gatehouse keys rotate` holds the lock for a moment used to fail with
-// "database is locked" after SQLite's 100 ms. Held longer than its caller waits, the write
-// is app.ErrBusy, and nothing of it is recorded.
-func TestGroupCommitWaitsForAnotherProcessesLock(t *testing.T) {
+// openFile opens a store on a new SQLite file and returns it with the file's path.
+func openFile(t *testing.T) (*Store, string) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "gatehouse.db")
 	s, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	t.Cleanup(func() { s.Close() })
+	return s, path
+}
+
+// The group commit waits for another process's write lock, as other writes do: a token
+// issued while `gatehouse keys rotate` holds the lock for a moment used to fail with
+// "database is locked" after SQLite's 100 ms. Held longer than its caller waits, the write
+// is app.ErrBusy, and nothing of it is recorded.
+func TestGroupCommitWaitsForAnotherProcessesLock(t *testing.T) {
+	s, path := openFile(t)
 	ctx := context.Background()
 
 	release := holdWriteLock(t, path)
@@ -57,7 +64,7 @@ func TestGroupCommitWaitsForAnotherProcessesLock(t *testing.T) {
 	release = holdWriteLock(t, path)
 	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
-	err = s.SpendLogin(short, app.LoginSpend{}, nil)
+	err := s.SpendLogin(short, app.LoginSpend{}, nil)
 	release()
 	if !errors.Is(err, app.ErrBusy) {
 		t.Errorf("a write whose caller gave up while the lock was held: %v; want app.ErrBusy", err)
@@ -71,12 +78,7 @@ func TestGroupCommitWaitsForAnotherProcessesLock(t *testing.T) {
 // writes behind the device and browser flows used to fail with "database is locked" after
 // SQLite's 100 ms.
 func TestSingleWritesWaitForAnotherProcessesLock(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "gatehouse.db")
-	s, err := Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, path := openFile(t)
 	ctx := context.Background()
 	now := bgT0
 	guess, _, err := s.TryCodeGuess(ctx, "U0ALICE", now, time.Minute, 5)
@@ -90,7 +92,9 @@ func TestSingleWritesWaitForAnotherProcessesLock(t *testing.T) {
 		{"create login", func() error {
 			return s.CreateLogin(ctx, app.Login{ID: "login", UserCode: "ABCD-EFGH", SecretHash: "h", Status: app.LoginPending, CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
 		}},
-		{"create auth request", func() error { return s.CreateAuthRequest(ctx, app.AuthRequest{ID: "ar", ExpiresAt: now.Add(time.Hour)}) }},
+		{"create auth request", func() error {
+			return s.CreateAuthRequest(ctx, app.AuthRequest{ID: "ar", ExpiresAt: now.Add(time.Hour)})
+		}},
 		{"attach login", func() error { return s.AttachLogin(ctx, "ar", "login") }},
 		{"create browser session", func() error {
 			return s.CreateBrowserSession(ctx, app.BrowserSession{Hash: "bs", Subject: "U0ALICE", ExpiresAt: now.Add(time.Hour)})

@@ -213,8 +213,16 @@ func TestStaleGroupMembershipIsBounded(t *testing.T) {
 	g.clock.Advance(61 * time.Minute)
 	g.command("U0ALICE", "prod-db-admin 1h an hour into the outage")
 	msg := g.message("C0DBA", "an hour into the outage")
+	// refused checks that Dave's nth private answer is the refusal, after what.
+	refused := func(n int, after string) {
+		t.Helper()
+		g.ephemeralCount("U0DAVE", n)
+		if got := g.slack.Ephemerals("U0DAVE")[n-1].AllText(); got != "Slack could not confirm your user-group membership; nothing was changed, try again in a minute." {
+			t.Errorf("approver told %q %s", got, after)
+		}
+	}
 	g.click("U0DAVE", msg, "Approve")
-	g.ephemeral("U0DAVE", "Slack could not confirm your user-group membership; nothing was changed, try again in a minute")
+	refused(1, "an hour into the outage")
 
 	g.slack.ClearFaults()
 	g.click("U0DAVE", msg, "Approve") // learns it again
@@ -222,19 +230,13 @@ func TestStaleGroupMembershipIsBounded(t *testing.T) {
 	g.slack.Fail("usergroups.users.list", slackfake.Fault{Error: "missing_scope"})
 	g.clock.Advance(3 * time.Minute) // past the cache's two minutes
 	g.click("U0DAVE", msg, "Approve")
-	g.ephemeralCount("U0DAVE", 2)
-	if got := g.slack.Ephemerals("U0DAVE")[1].AllText(); !strings.Contains(got, "Slack could not confirm your user-group membership") {
-		t.Errorf("approver without usergroups:read told %q", got)
-	}
+	refused(2, "without usergroups:read")
 	// Once Slack refused for good, what it said before stays forgotten when it then only
 	// fails for a while.
 	g.slack.ClearFaults()
 	g.slack.Fail("usergroups.users.list", slackfake.Fault{Status: 503})
 	g.click("U0DAVE", msg, "Approve")
-	g.ephemeralCount("U0DAVE", 3)
-	if got := g.slack.Ephemerals("U0DAVE")[2].AllText(); !strings.Contains(got, "Slack could not confirm your user-group membership") {
-		t.Errorf("approver told %q after a refusal for good, then a 503", got)
-	}
+	refused(3, "after a refusal for good, then a 503")
 }
 
 // A user group that no longer exists has no members, however recently it had some.
