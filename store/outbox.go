@@ -95,13 +95,15 @@ func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now, leaseUnt
 	return out, nil
 }
 
-// dueDeliveries returns the IDs of the oldest delivery due at now and not leased for each
-// target not in skip, up to limit, oldest first, locked for the claim where the dialect
-// has row locks: a row another replica is claiming at this moment is passed over (its
-// target waits for the next claim), never claimed twice nor waited for.
+// dueDeliveries returns the IDs of the oldest delivery due at now for each target not in
+// skip and with no delivery under lease (deliveries to one target go one at a time,
+// whichever process holds one), up to limit, oldest first, locked for the claim where the
+// dialect has row locks: a row another replica is claiming at this moment is passed over
+// (its target waits for the next claim), never claimed twice nor waited for.
 func (s *Store) dueDeliveries(tx *gorm.DB, now time.Time, limit int, skip []string) ([]int64, error) {
 	const due = "not_before <= ? AND (lease_until IS NULL OR lease_until <= ?)"
-	oldest := tx.Model(&deliveryRow{}).Where(due, now, now)
+	held := tx.Model(&deliveryRow{}).Where("lease_until > ?", now).Select("target")
+	oldest := tx.Model(&deliveryRow{}).Where(due, now, now).Where("target NOT IN (?)", held)
 	if len(skip) > 0 {
 		oldest = oldest.Where("target NOT IN ?", skip)
 	}

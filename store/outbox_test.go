@@ -152,8 +152,10 @@ func TestOutboxLeasesAndRetries(t *testing.T) {
 	})
 }
 
-// Deliveries to one target are claimed one at a time, oldest first; a target the claimer
-// says is busy is passed over.
+// Deliveries to one target are claimed one at a time, oldest first, by any process: while
+// one process holds a target's delivery, another claims none for that target (it used to
+// claim the next one, so two replicas sent to one person or thread at once, out of order);
+// a target the claimer says is busy is passed over.
 func TestOutboxClaimsOnePerTarget(t *testing.T) {
 	store.ForEachBackend(t, func(t *testing.T, b store.Backend) {
 		s, _ := b.Open(t)
@@ -174,6 +176,9 @@ func TestOutboxClaimsOnePerTarget(t *testing.T) {
 			order = append(order, got[0].RequestID)
 			if busy, err := s.ClaimDeliveries(ctx, "a", t0, t0.Add(time.Second), 10, []string{"U0ALICE"}); err != nil || len(busy) != 0 {
 				t.Fatalf("claimed %+v for a busy target, %v", busy, err)
+			}
+			if other := claim(t, s, "another replica", t0); len(other) != 0 {
+				t.Fatalf("another replica claimed %+v while %s is in flight to the same user", other, got[0].RequestID)
 			}
 			if _, err := s.FinishDelivery(ctx, "a", got[0].ID, t0); err != nil {
 				t.Fatal(err)
