@@ -229,12 +229,14 @@ func (c *committer) commit(batch []*pendingOp) {
 
 // batchTimeout bounds one batch's transaction, so that a database that stops answering
 // fails the batch instead of holding the committer; a batch whose callers all have
-// deadlines ends at the latest of them (see batchDeadline).
+// deadlines stops its work at the latest of them (see batchDeadline).
 const batchTimeout = 10 * time.Second
 
-// batchDeadline is when batch gives up: once its last caller would have, or batchTimeout
-// from now, whichever comes first. A caller whose write its batch took waits for the
-// batch's outcome, so this bounds that wait too.
+// batchDeadline is when batch stops waiting for the write lock and running its statements:
+// once its last caller would have given up, or batchTimeout from now, whichever comes
+// first. A caller whose write its batch took waits for the batch's outcome, so this bounds
+// that wait too. The COMMIT itself has the whole batchTimeout: cutting it short could leave
+// a write committed whose callers were told it failed.
 func batchDeadline(batch []*pendingOp) time.Time {
 	end := time.Now().Add(batchTimeout)
 	var latest time.Time
@@ -256,9 +258,11 @@ func batchDeadline(batch []*pendingOp) time.Time {
 // transaction runs f in one transaction on the writer and commits it, or rolls it back if f
 // fails.
 func (c *committer) transaction(batch []*pendingOp, f func(tx *batchTx) error) error {
-	ctx, cancel := context.WithDeadline(context.Background(), batchDeadline(batch))
+	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
 	defer cancel()
-	tx, err := c.begin(ctx, batch)
+	work, cancelWork := context.WithDeadline(ctx, batchDeadline(batch))
+	defer cancelWork()
+	tx, err := c.begin(ctx, work, batch)
 	if err != nil {
 		return err
 	}
@@ -269,20 +273,21 @@ func (c *committer) transaction(batch []*pendingOp, f func(tx *batchTx) error) e
 	return tx.tx.Commit()
 }
 
-// begin begins the batch's transaction. While another process holds the write lock it
-// tries again (SQLite's own wait is short, see sqliteParams) for as long as one of the
-// batch's callers still waits: then app.ErrBusy, and nothing of the batch was applied.
-func (c *committer) begin(ctx context.Context, batch []*pendingOp) (*batchTx, error) {
+// begin begins the batch's transaction in ctx, its statements to run in work. While
+// another process holds the write lock it tries again (SQLite's own wait is short, see
+// sqliteParams) for as long as one of the batch's callers still waits and work allows:
+// then app.ErrBusy, and nothing of the batch was applied.
+func (c *committer) begin(ctx, work context.Context, batch []*pendingOp) (*batchTx, error) {
 	for {
-		tx, err := c.stmts.begin(ctx)
+		tx, err := c.stmts.begin(ctx, work)
 		if err == nil || !lockedOut(err) {
 			return tx, err
 		}
-		if !stillWaited(batch) || ctx.Err() != nil {
+		if !stillWaited(batch) || work.Err() != nil {
 			return nil, fmt.Errorf("%w: %w", app.ErrBusy, err)
 		}
 		select {
-		case <-ctx.Done():
+		case <-work.Done():
 		case <-time.After(10 * time.Millisecond):
 		}
 	}

@@ -91,12 +91,13 @@ type batchTx struct {
 	bound [batchStatementLen]*sql.Stmt
 }
 
-func (b *batchStatements) begin(ctx context.Context) (*batchTx, error) {
+// begin begins a transaction in ctx (its COMMIT too) whose statements run in work.
+func (b *batchStatements) begin(ctx, work context.Context) (*batchTx, error) {
 	tx, err := b.db.BeginTx(ctx, nil) // BEGIN IMMEDIATE (see Open): the batch holds the write lock
 	if err != nil {
 		return nil, err
 	}
-	return &batchTx{ctx: ctx, tx: tx, b: b}, nil
+	return &batchTx{ctx: work, tx: tx, b: b}, nil
 }
 
 func (t *batchTx) stmt(i int) *sql.Stmt {
