@@ -105,8 +105,9 @@ func (s *Storage) AuthRequestByID(ctx context.Context, id string) (op.AuthReques
 	switch {
 	case errors.Is(err, app.ErrNotFound):
 		return nil, oidc.ErrInvalidRequest().WithDescription("unknown or expired sign-in")
-	case err != nil:
-		return nil, errStore(err)
+	case err != nil: // the library shows the error's text to the browser: no database details in it
+		s.cfg.Log.Error("loading a browser sign-in failed", "auth_request", id, "err", err)
+		return nil, oidc.ErrServerError().WithDescription("the database did not answer in time; try again")
 	}
 	if !s.cfg.Now().Before(a.ExpiresAt) {
 		return nil, oidc.ErrInvalidRequest().WithDescription("the sign-in expired")
