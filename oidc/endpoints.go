@@ -25,10 +25,16 @@ func errInvalidToken() error {
 // busy, unreachable or slower than the request's time is 503, and the client may try again.
 func errStore(err error) error {
 	e := oidc.ErrServerError().WithParent(err)
-	if errors.Is(err, app.ErrBusy) || errors.Is(err, app.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+	if databaseDown(err) {
 		return op.NewStatusError(e.WithDescription("the database did not answer in time; try again"), http.StatusServiceUnavailable)
 	}
 	return e
+}
+
+// databaseDown reports whether err says the database did not answer in time: busy,
+// unreachable or slower than the request's time. That is no answer about what was asked.
+func databaseDown(err error) bool {
+	return errors.Is(err, app.ErrBusy) || errors.Is(err, app.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // errBadClient answers bad client credentials with 401 (RFC 6749 §5.2, RFC 7662 §2.3);

@@ -113,9 +113,14 @@ func (s *signin) page(w http.ResponseWriter, r *http.Request) {
 	}
 	roles, _ := s.cfg.Policy.RolesOfScopes(a.Scopes)
 	if !slices.Contains(a.Prompt, oidc.PromptLogin) {
-		if subject, ok := s.session(r, roles); ok {
+		subject, ok, err := s.session(r, roles)
+		if err != nil { // not "no session", which prompt=none would answer with login_required
+			s.unavailable(w, "checking a browser session failed", err)
+			return
+		}
+		if ok {
 			if err := s.browser.CompleteAuthRequest(ctx, a.ID, subject, s.cfg.Now()); err != nil && !errors.Is(err, app.ErrConflict) {
-				message(w, http.StatusInternalServerError, "Something went wrong", "Please try again.")
+				s.unavailable(w, "completing a browser sign-in failed", err)
 				return
 			}
 			http.Redirect(w, r, callbackPath+"?id="+a.ID, http.StatusFound)
@@ -171,6 +176,10 @@ func (s *signin) login(w http.ResponseWriter, r *http.Request, a app.AuthRequest
 	if err == nil {
 		err = s.browser.AttachLogin(ctx, a.ID, l.ID)
 	}
+	if databaseDown(err) {
+		s.unavailable(w, "starting browser sign-in failed", err)
+		return app.Login{}, false
+	}
 	if err != nil {
 		s.cfg.Log.Error("starting browser sign-in failed", "auth_request", a.ID, "err", err)
 		message(w, http.StatusInternalServerError, "Something went wrong", "Go back to the application and sign in again.")
@@ -188,20 +197,23 @@ func (s *signin) boundHere(r *http.Request, id string, l app.Login) bool {
 }
 
 // session returns the user this browser is signed in as, if that user holds an active
-// grant for every role asked.
-func (s *signin) session(r *http.Request, roles []string) (string, bool) {
+// grant for every role asked (ok). err is the store failing: no answer either way.
+func (s *signin) session(r *http.Request, roles []string) (subject string, ok bool, err error) {
 	c, err := r.Cookie(sessionCookie)
 	if err != nil {
-		return "", false
+		return "", false, nil
 	}
 	sess, err := s.browser.BrowserSession(r.Context(), app.HashSecret(c.Value), s.cfg.Now())
-	if err != nil {
-		return "", false
+	if err == nil {
+		_, err = s.svc.GrantsForToken(r.Context(), app.User(sess.Subject), roles)
 	}
-	if _, err := s.svc.GrantsForToken(r.Context(), app.User(sess.Subject), roles); err != nil {
-		return "", false
+	switch {
+	case errors.Is(err, app.ErrNotFound), errors.Is(err, app.ErrNoActiveGrant):
+		return "", false, nil
+	case err != nil:
+		return "", false, err
 	}
-	return sess.Subject, true
+	return sess.Subject, true, nil
 }
 
 // signinStatus is what the page learns each time it asks.
