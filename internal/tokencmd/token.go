@@ -97,6 +97,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	tok, err := conf.DeviceAccessToken(ctx, auth)
 	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil { // the code's own expiry
+		if problem := waiting.unanswered(); problem != "" {
+			return fmt.Errorf("token: Gatehouse did not answer before the code expired (last: %s); run the command again", problem)
+		}
 		return errors.New("token: expired before it was confirmed and approved; run the command again")
 	}
 	if err != nil {
@@ -162,28 +165,37 @@ func oauthProblem(err error) string {
 // connection, or no answer at all) is no answer about the sign-in either: it reads as
 // authorization_pending, and the wait goes on until the device code expires.
 type progress struct {
-	out   io.Writer
-	stop  context.Context // the command's: once it ends, nothing reads as pending
-	polls string          // the token endpoint, once discovered
-	mu    sync.Mutex
-	last  string
+	out     io.Writer
+	stop    context.Context // the command's: once it ends, nothing reads as pending
+	polls   string          // the token endpoint, once discovered
+	mu      sync.Mutex
+	last    string
+	problem string // why the last poll went unanswered; empty once one is answered
 }
 
 func (p *progress) RoundTrip(r *http.Request) (*http.Response, error) {
 	resp, err := http.DefaultTransport.RoundTrip(r)
-	polling := p.polls != "" && r.URL.String() == p.polls && p.stop.Err() == nil
-	if polling && (err != nil || slices.Contains([]int{http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout}, resp.StatusCode)) {
-		problem := err
-		if err == nil {
-			resp.Body.Close()
-			problem = errors.New(resp.Status)
-		}
-		p.say(fmt.Sprintf("Gatehouse did not answer (%v); still waiting", problem))
+	if p.polls == "" || r.URL.String() != p.polls || p.stop.Err() != nil {
+		return resp, err
+	}
+	problem := ""
+	switch {
+	case err != nil:
+		problem = err.Error()
+	case slices.Contains([]int{http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout}, resp.StatusCode):
+		resp.Body.Close()
+		problem = resp.Status
+	}
+	p.mu.Lock()
+	p.problem = problem
+	p.mu.Unlock()
+	if problem != "" {
+		p.say("Gatehouse did not answer (" + problem + "); still waiting")
 		return &http.Response{StatusCode: http.StatusBadRequest, Status: "400 Bad Request", Request: r,
 			Header: http.Header{"Content-Type": {"application/json"}}, Body: io.NopCloser(strings.NewReader(`{"error":"authorization_pending"}`))}, nil
 	}
-	if err != nil || resp.StatusCode != http.StatusBadRequest {
-		return resp, err
+	if resp.StatusCode != http.StatusBadRequest {
+		return resp, nil
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	resp.Body.Close()
@@ -199,6 +211,13 @@ func (p *progress) RoundTrip(r *http.Request) (*http.Response, error) {
 		p.say(answer.Description)
 	}
 	return resp, nil
+}
+
+// unanswered says why the last poll went unanswered, or "" if it was answered.
+func (p *progress) unanswered() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.problem
 }
 
 // say prints where things stand, unless it was the last thing said.
