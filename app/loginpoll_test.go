@@ -15,10 +15,7 @@ import (
 func TestReadyLoginSpentOnlyByItsRedemption(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	l, err := f.svc.StartLogin(ctx, app.LoginStart{ClientID: "cli", Scopes: []string{"openid"}, Secret: "device-code", Lifetime: 10 * time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := f.login(t, "device-code")
 	if _, _, err := f.svc.ConfirmLogin(ctx, app.LoginConfirmation{LoginID: l.ID, User: "U0ALICE"}); err != nil {
 		t.Fatal(err)
 	}

@@ -121,6 +121,17 @@ func (f *fixture) request(t *testing.T) app.Request {
 	return r
 }
 
+// login starts a device-flow login of client cli for openid, good for ten minutes, whose
+// device code is secret.
+func (f *fixture) login(t *testing.T, secret string) app.Login {
+	t.Helper()
+	l, err := f.svc.StartLogin(context.Background(), app.LoginStart{ClientID: "cli", Scopes: []string{"openid"}, Secret: secret, Lifetime: 10 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
 func (f *fixture) decide(user string, r app.Request, approve bool, comment string) (app.Request, error) {
 	return f.svc.Decide(context.Background(), app.DecisionInput{RequestID: r.ID, Approver: user, Approve: approve, Comment: comment, Source: app.SourceSlack})
 }

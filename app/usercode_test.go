@@ -14,18 +14,11 @@ import (
 func TestBadUserCodesGetOneAnswer(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	start := func() app.Login {
-		l, err := f.svc.StartLogin(ctx, app.LoginStart{ClientID: "cli", Scopes: []string{"openid"}, Secret: "s-" + time.Now().String(), Lifetime: 10 * time.Minute})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return l
-	}
-	used := start()
+	used := f.login(t, "used")
 	if _, _, err := f.svc.ConfirmLogin(ctx, app.LoginConfirmation{LoginID: used.ID, User: "U0ALICE"}); err != nil {
 		t.Fatal(err)
 	}
-	expired := start()
+	expired := f.login(t, "expired")
 	f.clock.Advance(11 * time.Minute)
 	for name, code := range map[string]string{"unknown": "BCDF-GHJK", "expired": expired.UserCode, "used": used.UserCode} {
 		if _, err := f.svc.FindLogin(ctx, "U0EVE", code); !errors.Is(err, app.ErrBadUserCode) {

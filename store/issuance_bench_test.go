@@ -6,9 +6,6 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
-	"time"
-
-	"github.com/gatehouse/gatehouse/app"
 )
 
 // BenchmarkRecordIssuance measures what the group commit can record at most: the write
@@ -37,7 +34,7 @@ func BenchmarkRecordIssuance(b *testing.B) {
 					iss := issuance(int(n))
 					if rotate {
 						hash := fmt.Sprintf("rt-%d", n)
-						iss.Refresh = &app.RefreshToken{Hash: hash, Chain: session, Generation: gen, SessionID: session, ClientID: "c", ExpiresAt: bgT0.Add(time.Hour)}
+						iss.Refresh = refreshIn(hash, session, gen, session)
 						iss.SessionID, iss.Replaces, prev, gen = session, prev, hash, gen+1
 					}
 					if err := s.RecordIssuance(ctx, iss); err != nil {

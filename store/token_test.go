@@ -29,6 +29,12 @@ func revokeSession(ctx context.Context, s *Store, id string, at time.Time) error
 	return s.RevokeClientTokens(ctx, r, app.AuditEvent{At: at, Actor: "c", Action: app.ActionTokenRevoked, Source: app.SourceOIDC})
 }
 
+// refreshIn is a refresh token of session, generation gen of chain ("" for a token from
+// before chains), good for an hour.
+func refreshIn(hash, chain string, gen int, session string) *app.RefreshToken {
+	return &app.RefreshToken{Hash: hash, Chain: chain, Generation: gen, SessionID: session, ClientID: "c", ExpiresAt: bgT0.Add(time.Hour)}
+}
+
 func grantIDs(grants []app.Grant) []string {
 	var ids []string
 	for _, g := range grants {
@@ -47,7 +53,7 @@ func TestIssuancesShareCommitsAndKeepTheChain(t *testing.T) {
 			wg.Go(func() {
 				iss := issuance(i)
 				iss.SessionID = fmt.Sprintf("ses-%d", i)
-				iss.Refresh = &app.RefreshToken{Hash: fmt.Sprintf("rt-%d", i), SessionID: iss.SessionID, ClientID: "c", ExpiresAt: bgT0.Add(time.Hour)}
+				iss.Refresh = refreshIn(fmt.Sprintf("rt-%d", i), "", 0, iss.SessionID)
 				errs <- s.RecordIssuance(ctx, iss)
 			})
 		}
@@ -74,7 +80,7 @@ func TestOneRotationWinsAndTheRestOfItsBatchCommits(t *testing.T) {
 		ctx := context.Background()
 		first := issuance(0)
 		first.SessionID = "ses"
-		first.Refresh = &app.RefreshToken{Hash: "rt-0", Chain: "chain", SessionID: "ses", ClientID: "c", ExpiresAt: bgT0.Add(time.Hour)}
+		first.Refresh = refreshIn("rt-0", "chain", 0, "ses")
 		if err := s.RecordIssuance(ctx, first); err != nil {
 			t.Fatal(err)
 		}
@@ -84,8 +90,7 @@ func TestOneRotationWinsAndTheRestOfItsBatchCommits(t *testing.T) {
 			wg.Go(func() {
 				iss := issuance(i)
 				if i%2 == 0 { // half of them race to rotate rt-0
-					iss.Refresh = &app.RefreshToken{Hash: fmt.Sprintf("rt-%d", i), Chain: "chain", Generation: 1, SessionID: "ses", ClientID: "c",
-						ExpiresAt: bgT0.Add(time.Hour)}
+					iss.Refresh = refreshIn(fmt.Sprintf("rt-%d", i), "chain", 1, "ses")
 					iss.Replaces = "rt-0"
 				}
 				err := s.RecordIssuance(ctx, iss)
@@ -124,7 +129,7 @@ func TestOneRotationWinsAndTheRestOfItsBatchCommits(t *testing.T) {
 			t.Fatal(err)
 		}
 		next := issuance(99)
-		next.Refresh = &app.RefreshToken{Hash: "rt-99", Chain: "chain", Generation: 2, SessionID: "ses", ClientID: "c", ExpiresAt: bgT0.Add(time.Hour)}
+		next.Refresh = refreshIn("rt-99", "chain", 2, "ses")
 		next.Replaces = winner.Hash
 		if err := s.RecordIssuance(ctx, next); !errors.Is(err, app.ErrConflict) {
 			t.Errorf("rotation in a revoked session: %v, want ErrConflict", err)
@@ -141,13 +146,13 @@ func TestTokenFromBeforeChainsIsKeptWhenReplaced(t *testing.T) {
 		ctx := context.Background()
 		old := issuance(0)
 		old.SessionID = "ses"
-		old.Refresh = &app.RefreshToken{Hash: "legacy", SessionID: "ses", ClientID: "c", ExpiresAt: bgT0.Add(time.Hour)}
+		old.Refresh = refreshIn("legacy", "", 0, "ses")
 		if err := s.RecordIssuance(ctx, old); err != nil {
 			t.Fatal(err)
 		}
 		next := issuance(1)
 		next.SessionID, next.Replaces = "ses", "legacy"
-		next.Refresh = &app.RefreshToken{Hash: "rt-0", Chain: "chain", SessionID: "ses", ClientID: "c", ExpiresAt: bgT0.Add(time.Hour)}
+		next.Refresh = refreshIn("rt-0", "chain", 0, "ses")
 		if err := s.RecordIssuance(ctx, next); err != nil {
 			t.Fatal(err)
 		}
@@ -390,7 +395,7 @@ func TestMigrateAddsRefreshChains(t *testing.T) {
 		}
 		next := issuance(1)
 		next.SessionID, next.Replaces = "ses_old", "old"
-		next.Refresh = &app.RefreshToken{Hash: "new", Chain: "chain", SessionID: "ses_old", ClientID: "c", ExpiresAt: bgT0.Add(time.Hour)}
+		next.Refresh = refreshIn("new", "chain", 0, "ses_old")
 		if err := s.RecordIssuance(ctx, next); err != nil {
 			t.Errorf("rotating the old token: %v", err)
 		}
