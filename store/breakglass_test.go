@@ -24,6 +24,22 @@ func breakGlassRecords(id string) (app.Request, app.Grant, []app.AuditEvent) {
 	return r, g, events
 }
 
+// activeGrant records a break-glass request and its active grant, named after id.
+func activeGrant(t *testing.T, s *Store, id string) (app.Request, app.Grant) {
+	t.Helper()
+	r, g, events := breakGlassRecords(id)
+	if err := s.CreateBreakGlass(context.Background(), r, g, events); err != nil {
+		t.Fatal(err)
+	}
+	return r, g
+}
+
+// revokeGrant revokes g, of request r, at at, as U0BOB.
+func revokeGrant(s *Store, r app.Request, g app.Grant, at time.Time) error {
+	e := app.AuditEvent{At: at, Actor: "U0BOB", Action: app.ActionGrantRevoked, Principal: g.Principal, RequestID: r.ID, GrantID: g.ID}
+	return s.EndGrant(context.Background(), g.ID, app.GrantRevoked, e)
+}
+
 func TestBreakGlassCreatedAndReviewedOnce(t *testing.T) {
 	ForEachBackend(t, func(t *testing.T, b Backend) {
 		s, _ := b.Open(t)

@@ -19,10 +19,7 @@ func TestLoginSpentOnlyWithItsTokens(t *testing.T) {
 	ForEachBackend(t, func(t *testing.T, b Backend) {
 		s, _ := b.Open(t)
 		ctx := context.Background()
-		r, g, events := breakGlassRecords("spend")
-		if err := s.CreateBreakGlass(ctx, r, g, events); err != nil {
-			t.Fatal(err)
-		}
+		r, g := activeGrant(t, s, "spend")
 		at := bgT0.Add(time.Minute)
 		l := app.Login{ID: "lgn_1", ClientID: "kubectl", UserCode: "BCDF-GHJK", SecretHash: "sh", Subject: g.Principal,
 			Status: app.LoginBound, RequestIDs: []string{r.ID}, CreatedAt: bgT0, ExpiresAt: bgT0.Add(10 * time.Minute)}
@@ -74,8 +71,7 @@ func TestLoginSpentOnlyWithItsTokens(t *testing.T) {
 		if err := redeem(at.Add(-5 * time.Second)); !errors.Is(err, app.ErrConflict) {
 			t.Errorf("redemption of a login polled since: %v, want ErrConflict", err)
 		}
-		e := app.AuditEvent{At: at, Actor: "U0BOB", Action: app.ActionGrantRevoked, Principal: g.Principal, RequestID: r.ID, GrantID: g.ID}
-		if err := s.EndGrant(ctx, g.ID, app.GrantRevoked, e); err != nil {
+		if err := revokeGrant(s, r, g, at); err != nil {
 			t.Fatal(err)
 		}
 		if err := redeem(at); !errors.Is(err, app.ErrGrantEnded) {

@@ -175,17 +175,13 @@ func TestRevocationWinsOverIssuance(t *testing.T) {
 	ForEachBackend(t, func(t *testing.T, b Backend) {
 		s, _ := b.Open(t)
 		ctx := context.Background()
-		r, g, events := breakGlassRecords("race")
-		if err := s.CreateBreakGlass(ctx, r, g, events); err != nil {
-			t.Fatal(err)
-		}
+		r, g := activeGrant(t, s, "race")
 		var issued, refused atomic.Int32
 		var wg sync.WaitGroup
 		for i := range 100 {
 			wg.Go(func() {
 				if i == 50 {
-					e := app.AuditEvent{At: bgT0.Add(time.Minute), Actor: "U0BOB", Action: app.ActionGrantRevoked, Principal: g.Principal, RequestID: r.ID, GrantID: g.ID}
-					if err := s.EndGrant(ctx, g.ID, app.GrantRevoked, e); err != nil {
+					if err := revokeGrant(s, r, g, bgT0.Add(time.Minute)); err != nil {
 						t.Error(err)
 					}
 					return
