@@ -210,7 +210,10 @@ func (s *server) RefreshToken(ctx context.Context, r *op.ClientRequest[oidc.Refr
 		return nil, err
 	}
 	resp, err := s.mint(ctx, issue{req: req, client: client, grantType: oidc.GrantTypeRefreshToken, withRefresh: true})
-	if errors.Is(err, app.ErrConflict) {
+	if errors.Is(err, app.ErrConflict) { // another refresh of the same token won: this one is a replay of it
+		if _, err := s.storage.TokenRequestByRefreshToken(ctx, r.Data.RefreshToken); err != nil {
+			return nil, err // the replay revoked the session the winner went on with
+		}
 		return nil, oidc.ErrInvalidGrant().WithDescription("refresh token already used or revoked")
 	}
 	if err != nil {

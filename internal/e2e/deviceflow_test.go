@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -316,6 +317,42 @@ func TestRefreshRotatesAndRechecksGrants(t *testing.T) {
 			t.Errorf("refresh after revoke: %d %s", status, body)
 		}
 	})
+}
+
+// Refreshes of one token racing each other: one rotates it, and the others, replays of it,
+// revoke the session — also when they read the token before the winner rotated it (they
+// used to be refused without revoking anything, so whoever won, thief or client, kept the
+// session).
+func TestRacingRefreshesRevoke(t *testing.T) {
+	g := startGatehouse(t)
+	for round := range 3 {
+		tok := g.client("gatehouse-cli", "openid", "offline_access").signIn("U0ALICE")
+		form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}, "client_id": {"gatehouse-cli"}}
+		statuses := make([]int, 4)
+		bodies := make([][]byte, 4)
+		var wg sync.WaitGroup
+		for i := range statuses {
+			wg.Go(func() { statuses[i], bodies[i] = g.post("/oauth/token", form) })
+		}
+		wg.Wait()
+		var winner string
+		for i, status := range statuses {
+			if status == http.StatusOK {
+				var got struct {
+					RefreshToken string `json:"refresh_token"`
+				}
+				jsonUnmarshal(t, bodies[i], &got)
+				winner = got.RefreshToken
+			}
+		}
+		if winner == "" {
+			t.Fatalf("round %d: no refresh of four won: %v", round, statuses)
+		}
+		next := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {winner}, "client_id": {"gatehouse-cli"}}
+		if status, body := g.post("/oauth/token", next); status != http.StatusBadRequest {
+			t.Errorf("round %d: the winner's refresh token after racing replays: %d %s, want 400 (session revoked)", round, status, body)
+		}
+	}
 }
 
 // A refresh token used again is a replay however many rotations ago it was replaced
