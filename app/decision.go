@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -198,7 +197,7 @@ func (s *Service) isAmong(ctx context.Context, ids []string, user string) (bool,
 		}
 		members, err := s.Groups.GroupMembers(ctx, id)
 		if err != nil {
-			if !s.standsIn(members, err) {
+			if !s.standsIn(members) {
 				s.Log.Warn("looking up user group failed", "group", id, "known_since", members.AsOf, "err", err)
 				failed = err
 				continue
@@ -220,14 +219,9 @@ func (s *Service) isAmong(ctx context.Context, ids []string, user string) (bool,
 // someone removed from an approver group does not keep deciding through a long one.
 const staleMembershipLimit = time.Hour
 
-// standsIn reports whether members, returned with the failed look-up err, may answer for
-// Slack: only when they are known, less than staleMembershipLimit old, and Slack's failure
-// is one that passes — after a refusal for good (a missing scope, a revoked token, a group
-// that is gone) what Slack said before is no longer evidence.
-func (s *Service) standsIn(members Members, err error) bool {
-	var de *DeliveryError
-	if errors.As(err, &de) && de.Permanent {
-		return false
-	}
+// standsIn reports whether members, returned with a failed look-up, may answer for Slack:
+// only when they are known (after a refusal for good none are, see GroupResolver) and less
+// than staleMembershipLimit old.
+func (s *Service) standsIn(members Members) bool {
 	return !members.AsOf.IsZero() && s.Now().Sub(members.AsOf) < staleMembershipLimit
 }

@@ -51,7 +51,9 @@ type GrantExtension struct {
 type GroupResolver interface {
 	// GroupMembers returns the group's members. When Slack does not answer, it returns the
 	// error with the members it last knew, if any: whether they may stand in is the
-	// Service's decision (see standsIn).
+	// Service's decision (see standsIn). After a refusal for good (a missing scope, a
+	// revoked token, a group that is gone) what Slack said before is no evidence: none are
+	// known any more.
 	GroupMembers(ctx context.Context, groupID string) (Members, error)
 }
 
