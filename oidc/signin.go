@@ -171,7 +171,11 @@ func (s *signin) login(w http.ResponseWriter, r *http.Request, a app.AuthRequest
 		}
 		return l, true
 	}
+	// The cookie goes out even if the writes below fail: one that committed although its
+	// answer was lost leaves this browser bound, and a reload goes on with it.
 	secret := randomToken(32)
+	http.SetCookie(w, &http.Cookie{Name: signinCookiePrefix + a.ID, Value: secret, Path: "/", MaxAge: int(a.ExpiresAt.Sub(s.cfg.Now()).Seconds()),
+		HttpOnly: true, Secure: s.secure, SameSite: http.SameSiteLaxMode})
 	l, err := s.svc.StartLogin(ctx, app.LoginStart{ClientID: a.ClientID, Scopes: a.Scopes, Secret: secret, Lifetime: a.ExpiresAt.Sub(s.cfg.Now())})
 	if err == nil {
 		err = s.browser.AttachLogin(ctx, a.ID, l.ID)
@@ -185,8 +189,6 @@ func (s *signin) login(w http.ResponseWriter, r *http.Request, a app.AuthRequest
 		message(w, http.StatusInternalServerError, "Something went wrong", "Go back to the application and sign in again.")
 		return app.Login{}, false
 	}
-	http.SetCookie(w, &http.Cookie{Name: signinCookiePrefix + a.ID, Value: secret, Path: "/", MaxAge: int(a.ExpiresAt.Sub(s.cfg.Now()).Seconds()),
-		HttpOnly: true, Secure: s.secure, SameSite: http.SameSiteLaxMode})
 	return l, true
 }
 
@@ -277,7 +279,7 @@ func (s *signin) advance(ctx context.Context, w http.ResponseWriter, r *http.Req
 	case err == nil:
 		if err := s.finish(ctx, w, a, outcome.Login.Subject.ID); err != nil {
 			s.cfg.Log.Error("finishing browser sign-in failed", "auth_request", a.ID, "err", err)
-			return http.StatusInternalServerError, signinStatus{Status: "pending", Message: "Something went wrong; retrying…"}
+			return retryingAfter(err)
 		}
 		return http.StatusOK, signinStatus{Status: "approved", Message: "Approved", Next: callbackPath + "?id=" + a.ID}
 	case errors.Is(err, app.ErrLoginPending):
@@ -286,8 +288,17 @@ func (s *signin) advance(ctx context.Context, w http.ResponseWriter, r *http.Req
 		return http.StatusOK, signinStatus{Status: "denied", Message: "Denied: " + outcome.Reason, Next: errorRedirect(a, "access_denied", outcome.Reason)}
 	default:
 		s.cfg.Log.Error("browser sign-in status failed", "auth_request", a.ID, "err", err)
-		return http.StatusInternalServerError, signinStatus{Status: "pending", Message: "Something went wrong; retrying…"}
+		return retryingAfter(err)
 	}
+}
+
+// retryingAfter is the status answer after err, which the page's next poll tries again:
+// 503 when the database did not answer, else 500.
+func retryingAfter(err error) (int, signinStatus) {
+	if databaseDown(err) {
+		return http.StatusServiceUnavailable, retrying
+	}
+	return http.StatusInternalServerError, signinStatus{Status: "pending", Message: "Something went wrong; retrying…"}
 }
 
 // finish marks the sign-in done and remembers the browser as signed in as subject.
