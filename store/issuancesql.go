@@ -24,7 +24,7 @@ const (
 	sqlSpendLogin     = `UPDATE logins SET status = ?, last_polled_at = ?, version = version + 1 WHERE id = ? AND status = ? AND expires_at > ? AND last_polled_at <= ?`
 	sqlSpendCode      = `UPDATE auth_requests SET session_id = ? WHERE id = ? AND code_hash = ? AND session_id = ? AND code_expires_at > ?`
 	sqlUseRefresh     = `UPDATE refresh_tokens SET used = ? WHERE hash = ? AND used = ? AND session_id IN (SELECT id FROM sessions WHERE id = refresh_tokens.session_id AND revoked_at IS NULL FOR SHARE)`
-	sqlRotateRefresh  = `UPDATE refresh_tokens SET hash = ?, generation = ? WHERE hash = ? AND chain = ? AND used = ? AND session_id IN (SELECT id FROM sessions WHERE id = refresh_tokens.session_id AND revoked_at IS NULL FOR SHARE)`
+	sqlRotateRefresh  = `UPDATE refresh_tokens SET hash = ?, generation = ?, scopes = ? WHERE hash = ? AND chain = ? AND used = ? AND session_id IN (SELECT id FROM sessions WHERE id = refresh_tokens.session_id AND revoked_at IS NULL FOR SHARE)`
 	sqlAddRefresh     = `INSERT INTO refresh_tokens (hash, chain, generation, session_id, client_id, subject, scopes, auth_time, expires_at, used) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	sqlAuditHead      = `SELECT last_id, last_hash FROM audit_chain_heads WHERE id = ? FOR UPDATE`
 	sqlAddAuditEvent  = `INSERT INTO audit_events (id, at, actor, action, principal_kind, principal_id, request_id, grant_id, reason, source, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
@@ -173,8 +173,12 @@ func (t *batchTx) openSession(id string) error {
 // token from before chains leaves that one kept, marked used.
 func (t *batchTx) addRefreshToken(r app.RefreshToken, replaces string) error {
 	const conflict = "refresh token already used or its session revoked"
-	if replaces != "" && r.Generation > 0 {
-		res, err := t.exec(stRotateRefresh, r.Hash, r.Generation, replaces, r.Chain, false)
+	scopes, err := json.Marshal(r.Scopes)
+	if err != nil {
+		return err
+	}
+	if replaces != "" && r.Generation > 0 { // the scopes may have narrowed: a grant behind one ended
+		res, err := t.exec(stRotateRefresh, r.Hash, r.Generation, string(scopes), replaces, r.Chain, false)
 		return oneRow(res, err, conflict)
 	}
 	if replaces != "" {
@@ -182,10 +186,6 @@ func (t *batchTx) addRefreshToken(r app.RefreshToken, replaces string) error {
 		if err := oneRow(res, err, conflict); err != nil {
 			return err
 		}
-	}
-	scopes, err := json.Marshal(r.Scopes)
-	if err != nil {
-		return err
 	}
 	_, err = t.exec(stAddRefresh, r.Hash, r.Chain, r.Generation, r.SessionID, r.ClientID, r.Subject, string(scopes), r.AuthTime.UTC(), r.ExpiresAt.UTC(), false)
 	return err
@@ -212,11 +212,5 @@ func (t *batchTx) appendEvents(events []app.AuditEvent) error {
 	}
 	last := sealed[len(sealed)-1]
 	res, err := t.exec(stMoveAuditHead, last.ID, last.Hash, chainHeadID, hash)
-	if err != nil {
-		return err
-	}
-	if n, err := res.RowsAffected(); err != nil || n != 1 {
-		return fmt.Errorf("another writer extended the audit trail first: %w", app.ErrConflict)
-	}
-	return nil
+	return oneRow(res, err, "another writer extended the audit trail first")
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -133,6 +134,33 @@ func TestOneRotationWinsAndTheRestOfItsBatchCommits(t *testing.T) {
 		next.Replaces = winner.Hash
 		if err := s.RecordIssuance(ctx, next); !errors.Is(err, app.ErrConflict) {
 			t.Errorf("rotation in a revoked session: %v, want ErrConflict", err)
+		}
+	})
+}
+
+// A rotation stores the scopes the new token carries: a role dropped at a refresh (its
+// grant ended) stays dropped. The rotation in place used to keep the chain's first scopes,
+// so a dropped role came back at a later refresh once its holder had a new grant for it.
+func TestRotationStoresTheNewScopes(t *testing.T) {
+	ForEachBackend(t, func(t *testing.T, b Backend) {
+		s, _ := b.Open(t)
+		ctx := context.Background()
+		first := issuance(0)
+		first.SessionID = "ses"
+		first.Refresh = refreshIn("rt-0", "chain", 0, "ses")
+		first.Refresh.Scopes = []string{"openid", "role:a", "role:b"}
+		if err := s.RecordIssuance(ctx, first); err != nil {
+			t.Fatal(err)
+		}
+		next := issuance(1)
+		next.SessionID, next.Replaces = "ses", "rt-0"
+		next.Refresh = refreshIn("rt-1", "chain", 1, "ses")
+		next.Refresh.Scopes = []string{"openid", "role:a"}
+		if err := s.RecordIssuance(ctx, next); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.RefreshToken(ctx, "rt-1"); err != nil || !slices.Equal(got.Scopes, next.Refresh.Scopes) {
+			t.Errorf("after the rotation: %+v, %v; want scopes %q", got, err, next.Refresh.Scopes)
 		}
 	})
 }
