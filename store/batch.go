@@ -232,11 +232,15 @@ func (c *committer) commit(batch []*pendingOp) {
 // deadlines stops its work at the latest of them (see batchDeadline).
 const batchTimeout = 10 * time.Second
 
+// commitTimeout is what a batch's COMMIT has after its work's deadline: cutting a COMMIT
+// short (on PostgreSQL, by dropping the connection) could leave a write committed whose
+// callers were told it failed.
+const commitTimeout = 5 * time.Second
+
 // batchDeadline is when batch stops waiting for the write lock and running its statements:
 // once its last caller would have given up, or batchTimeout from now, whichever comes
-// first. A caller whose write its batch took waits for the batch's outcome, so this bounds
-// that wait too. The COMMIT itself has the whole batchTimeout: cutting it short could leave
-// a write committed whose callers were told it failed.
+// first. A caller whose write its batch took waits for the batch's outcome, so this (plus
+// commitTimeout at worst) bounds that wait too.
 func batchDeadline(batch []*pendingOp) time.Time {
 	end := time.Now().Add(batchTimeout)
 	var latest time.Time
@@ -258,9 +262,10 @@ func batchDeadline(batch []*pendingOp) time.Time {
 // transaction runs f in one transaction on the writer and commits it, or rolls it back if f
 // fails.
 func (c *committer) transaction(batch []*pendingOp, f func(tx *batchTx) error) error {
-	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
+	deadline := batchDeadline(batch)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline.Add(commitTimeout)) // BEGIN and COMMIT
 	defer cancel()
-	work, cancelWork := context.WithDeadline(ctx, batchDeadline(batch))
+	work, cancelWork := context.WithDeadline(ctx, deadline)
 	defer cancelWork()
 	tx, err := c.begin(ctx, work, batch)
 	if err != nil {
