@@ -10,7 +10,7 @@ import (
 // stalls every write queued behind it for the copy and an fsync); the checkpointer copies
 // the WAL into the database file in the background instead.
 func TestCheckpointsLeaveTheWriter(t *testing.T) {
-	s, path := openFile(t)
+	s, path := Backends[0].Open(t) // SQLite
 	var auto int
 	if err := s.db.Raw("PRAGMA wal_autocheckpoint").Scan(&auto).Error; err != nil || auto != 0 {
 		t.Fatalf("the writer's wal_autocheckpoint = %d (%v), want 0", auto, err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -35,24 +34,12 @@ func holdWriteLock(t *testing.T, path string) (release func()) {
 	}
 }
 
-// openFile opens a store on a new SQLite file and returns it with the file's path.
-func openFile(t *testing.T) (*Store, string) {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "gatehouse.db")
-	s, err := Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s, path
-}
-
 // The group commit waits for another process's write lock, as other writes do: a token
 // issued while `gatehouse keys rotate` holds the lock for a moment used to fail with
 // "database is locked" after SQLite's 100 ms. Held longer than its caller waits, the write
 // is app.ErrBusy, and nothing of it is recorded.
 func TestGroupCommitWaitsForAnotherProcessesLock(t *testing.T) {
-	s, path := openFile(t)
+	s, path := Backends[0].Open(t) // SQLite
 	ctx := context.Background()
 
 	release := holdWriteLock(t, path)
@@ -78,7 +65,7 @@ func TestGroupCommitWaitsForAnotherProcessesLock(t *testing.T) {
 // writes behind the device and browser flows used to fail with "database is locked" after
 // SQLite's 100 ms.
 func TestSingleWritesWaitForAnotherProcessesLock(t *testing.T) {
-	s, path := openFile(t)
+	s, path := Backends[0].Open(t) // SQLite
 	ctx := context.Background()
 	now := bgT0
 	guess, _, err := s.TryCodeGuess(ctx, "U0ALICE", now, time.Minute, 5)
