@@ -109,14 +109,9 @@ func load(b *testing.B, call func(worker int) error) float64 {
 	if len(latencies) == 0 {
 		return 0
 	}
-	slices.Sort(latencies)
-	ms := func(p float64) float64 {
-		return float64(latencies[int(p*float64(len(latencies)-1))].Microseconds()) / 1000
-	}
 	rate := float64(len(latencies)) / elapsed.Seconds()
 	b.ReportMetric(rate, "req/s")
-	b.ReportMetric(ms(0.5), "p50-ms")
-	b.ReportMetric(ms(0.99), "p99-ms")
+	reportLatencies(b, latencies, "-ms")
 	return rate
 }
 
